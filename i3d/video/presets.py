@@ -1,0 +1,53 @@
+"""Preprocessing presets: what each checkpoint expects its input to look like.
+
+A preset is plain data; :mod:`i3d.video.transforms` turns it into tensors.
+The numbers are DeepMind's (``kinetics-i3d`` README) and the Charades
+fine-tuning recipe of the PyTorch port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Modality = Literal["rgb", "flow"]
+
+# Flow values are clipped to +-FLOW_CLIP pixels, then divided by FLOW_CLIP,
+# so that they lie in [-1, 1] like RGB input.
+FLOW_CLIP = 20.0
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How frames become network input.
+
+    Attributes:
+        modality: ``"rgb"`` (3 channels) or ``"flow"`` (2 channels, x then y).
+        fps: frames per second the network was trained at; sources are
+            resampled to it by timestamp. ``None`` keeps the source rate.
+        resize_short_side: the shorter frame side is resized to this many
+            pixels, keeping the aspect ratio (bilinear).
+        crop: side of the square centre crop (test time) or random crop
+            (training).
+        flow_clip: flow values are clipped to ``[-flow_clip, flow_clip]`` and
+            divided by ``flow_clip``.
+
+    RGB values become ``2 * x / 255 - 1``, in ``[-1, 1]``.
+    """
+
+    modality: Modality
+    fps: float | None
+    resize_short_side: int = 256
+    crop: int = 224
+    flow_clip: float = FLOW_CLIP
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.modality == "rgb" else 2
+
+
+KINETICS_RGB = Preprocess("rgb", fps=25.0)
+KINETICS_FLOW = Preprocess("flow", fps=25.0)
+# Charades frames are distributed at 24 fps.
+CHARADES_RGB = Preprocess("rgb", fps=24.0)
+CHARADES_FLOW = Preprocess("flow", fps=24.0)
