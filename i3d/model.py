@@ -1,0 +1,434 @@
+"""Inception-v1 I3D (Carreira and Zisserman, CVPR 2017), exact to DeepMind's release.
+
+The network follows DeepMind's ``kinetics-i3d`` Sonnet code layer for layer,
+and keeps the module names and state-dict layout of the widely used PyTorch
+port, so that its published ``.pt`` files load with ``strict=True``.
+
+Exactness rests on three details that ports often get wrong:
+
+* TensorFlow "SAME" padding is asymmetric and depends on the input size: a
+  layer with kernel ``k`` and stride ``s`` over ``n`` cells outputs
+  ``ceil(n / s)`` cells and pads ``max((ceil(n / s) - 1) * s + k - n, 0)``
+  cells in total, the smaller half in front.
+* TensorFlow's max pool never selects a padded cell, so pools pad with -inf.
+* BatchNorm uses ``eps = 1e-3`` (Sonnet's default), not PyTorch's 1e-5.
+
+Tensor layout everywhere: ``(B, C, T, H, W)``.
+
+The temporal axis can also be processed in pieces: every layer can take a
+:class:`Span`, a window ``[start, stop)`` of a longer sequence, and then
+computes exactly the outputs that the full sequence would give at the
+positions it has enough context for. :mod:`i3d.extract` builds chunked,
+memory-bounded feature extraction on that.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["InceptionI3d", "Span", "ENDPOINTS", "MIN_FRAMES", "tf_same_padding"]
+
+# Endpoints in network order, with DeepMind's names.
+ENDPOINTS: tuple[str, ...] = (
+    "Conv3d_1a_7x7",
+    "MaxPool3d_2a_3x3",
+    "Conv3d_2b_1x1",
+    "Conv3d_2c_3x3",
+    "MaxPool3d_3a_3x3",
+    "Mixed_3b",
+    "Mixed_3c",
+    "MaxPool3d_4a_3x3",
+    "Mixed_4b",
+    "Mixed_4c",
+    "Mixed_4d",
+    "Mixed_4e",
+    "Mixed_4f",
+    "MaxPool3d_5a_2x2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Logits",
+    "Predictions",
+)
+
+# With SAME padding every layer maps n >= 1 cells to ceil(n / s) >= 1 cells,
+# so a single frame of a single pixel runs through the whole network.
+MIN_FRAMES = 1
+MIN_SIZE = 1
+
+BN_EPS = 1e-3  # Sonnet's BatchNorm default; PyTorch's is 1e-5.
+BN_MOMENTUM = 0.01  # TF decay 0.99 expressed as PyTorch momentum.
+
+# The head averages a VALID [2, 7, 7] window: 2 time steps of Mixed_5c
+# (16 input frames) and the full 7x7 map of a 224x224 input (224 / 32 = 7).
+HEAD_POOL = (2, 7, 7)
+
+
+def tf_same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding ``(front, back)`` for ``n`` cells."""
+    out = -(-n // stride)
+    total = max((out - 1) * stride + kernel - n, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class Span:
+    """A window ``[start, stop)`` of a temporal axis of ``length`` cells.
+
+    A tensor that carries a span holds cells ``start .. stop - 1`` of a
+    sequence that is ``length`` cells long in full. Padding is only applied
+    at the true ends of the sequence (``start == 0``, ``stop == length``).
+    """
+
+    start: int
+    stop: int
+    length: int
+
+    @classmethod
+    def full(cls, length: int) -> Span:
+        return cls(0, length, length)
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    def intersect(self, other: Span) -> Span:
+        if self.length != other.length:
+            raise ValueError(f"spans of different sequences: {self} and {other}")
+        return Span(max(self.start, other.start), min(self.stop, other.stop), self.length)
+
+
+class ChunkTooSmall(ValueError):
+    """A temporal window holds too little context to compute any output."""
+
+
+def _temporal_window(
+    x: torch.Tensor, span: Span, kernel: int, stride: int, same: bool
+) -> tuple[torch.Tensor, int, int, Span]:
+    """Select the input cells a temporal window op needs, and its padding.
+
+    Returns ``(x', front, back, out_span)``: apply the op with ``front`` and
+    ``back`` cells of temporal padding to ``x'`` (no other temporal padding)
+    and the result holds the cells ``out_span`` of the full output. Output
+    ``j`` reads input cells ``[s*j - f, s*j - f + k)`` of the full sequence,
+    ``f`` being the full sequence's front padding; it is computed here when
+    all of those that exist lie in ``span`` (padding exists only at the ends).
+    """
+    n, a, b = span.length, span.start, span.stop
+    if same:
+        front, _ = tf_same_padding(n, kernel, stride)
+        out_len = -(-n // stride)
+    else:
+        front, out_len = 0, (n - kernel) // stride + 1
+    first = 0 if a == 0 else -(-(a + front) // stride)
+    last = out_len if b == n else min(out_len, (b + front - kernel) // stride + 1)
+    if last <= first:
+        raise ChunkTooSmall(f"cells [{a}, {b}) of {n} are too few for a window of {kernel} (stride {stride})")
+    lo = stride * first - front
+    hi = stride * (last - 1) - front + kernel
+    x = x[:, :, max(lo, 0) - a : min(hi, n) - a]
+    return x, max(-lo, 0), max(hi - n, 0), Span(first, last, out_len)
+
+
+class _Window3d(nn.Module):
+    """Shared padding logic of SAME convolutions and max pools."""
+
+    kernel: tuple[int, int, int]
+    stride: tuple[int, int, int]
+
+    def _pad(self, x: torch.Tensor, span: Span, value: float) -> tuple[torch.Tensor, tuple[int, int, int] | None, Span]:
+        """Pad ``x`` as TF SAME would. Returns the tensor, a symmetric padding
+        to hand to the op instead (or None), and the output span."""
+        x, tf, tb, out_span = _temporal_window(x, span, self.kernel[0], self.stride[0], same=True)
+        hf, hb = tf_same_padding(x.shape[3], self.kernel[1], self.stride[1])
+        wf, wb = tf_same_padding(x.shape[4], self.kernel[2], self.stride[2])
+        if tf == tb and hf == hb and wf == wb:
+            # Symmetric: let the kernel pad, which avoids a copy of the input.
+            return x, (tf, hf, wf), out_span
+        return F.pad(x, (wf, wb, hf, hb, tf, tb), value=value), None, out_span
+
+
+class MaxPool3dSame(_Window3d):
+    """Max pool with TF SAME padding; padded cells are never selected."""
+
+    def __init__(self, kernel_size: tuple[int, int, int], stride: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.kernel = tuple(kernel_size)  # type: ignore[assignment]
+        self.stride = tuple(stride)  # type: ignore[assignment]
+
+    def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        x, padding, out_span = self._pad(x, span, value=-math.inf)
+        # max_pool3d's own padding never selects a padded cell either.
+        return F.max_pool3d(x, self.kernel, self.stride, padding=padding or 0), out_span
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_span(x, Span.full(x.shape[2]))[0]
+
+
+class Unit3D(_Window3d):
+    """SAME convolution, then BatchNorm and ReLU (Sonnet's ``Unit3D``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        output_channels: int,
+        kernel_shape: tuple[int, int, int] = (1, 1, 1),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        activation_fn: bool = True,
+        use_batch_norm: bool = True,
+        use_bias: bool = False,
+        name: str = "unit_3d",
+    ) -> None:
+        super().__init__()
+        self.kernel = tuple(kernel_shape)  # type: ignore[assignment]
+        self.stride = tuple(stride)  # type: ignore[assignment]
+        self.name = name
+        self.activation = activation_fn
+        self.conv3d = nn.Conv3d(in_channels, output_channels, self.kernel, self.stride, bias=use_bias)
+        self.bn = nn.BatchNorm3d(output_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if use_batch_norm else None
+
+    def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        if self.kernel == (1, 1, 1) and self.stride == (1, 1, 1):
+            y = self.conv3d(x)
+            out_span = span
+        else:
+            x, padding, out_span = self._pad(x, span, value=0.0)
+            conv = self.conv3d
+            y = F.conv3d(x, conv.weight, conv.bias, conv.stride, padding if padding is not None else 0)
+        if self.bn is not None:
+            y = self.bn(y)
+        if self.activation:
+            y = F.relu(y, inplace=True)
+        return y, out_span
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_span(x, Span.full(x.shape[2]))[0]
+
+
+class InceptionModule(nn.Module):
+    """Four branches concatenated on channels: 1x1; 1x1 then 3x3; 1x1 then
+    3x3; 3x3 max pool then 1x1. ``out_channels`` lists
+    ``[b0, b1a, b1b, b2a, b2b, b3b]``."""
+
+    def __init__(self, in_channels: int, out_channels: list[int], name: str) -> None:
+        super().__init__()
+        c0, c1a, c1b, c2a, c2b, c3b = out_channels
+        self.name = name
+        self.b0 = Unit3D(in_channels, c0, name=name + "/Branch_0/Conv3d_0a_1x1")
+        self.b1a = Unit3D(in_channels, c1a, name=name + "/Branch_1/Conv3d_0a_1x1")
+        self.b1b = Unit3D(c1a, c1b, kernel_shape=(3, 3, 3), name=name + "/Branch_1/Conv3d_0b_3x3")
+        self.b2a = Unit3D(in_channels, c2a, name=name + "/Branch_2/Conv3d_0a_1x1")
+        self.b2b = Unit3D(c2a, c2b, kernel_shape=(3, 3, 3), name=name + "/Branch_2/Conv3d_0b_3x3")
+        self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
+        self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
+        self.out_channels = c0 + c1b + c2b + c3b
+
+    def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        y0, s0 = self.b0.forward_span(x, span)
+        y1, s1 = self.b1b.forward_span(*self.b1a.forward_span(x, span))
+        y2, s2 = self.b2b.forward_span(*self.b2a.forward_span(x, span))
+        y3, s3 = self.b3b.forward_span(*self.b3a.forward_span(x, span))
+        out = s0.intersect(s1).intersect(s2).intersect(s3)
+        # Inside a window the 3x3 branches lose a cell of context at each
+        # end that the 1x1 branch keeps: crop all to the common cells.
+        ys = [y[:, :, out.start - s.start : out.stop - s.start] for y, s in ((y0, s0), (y1, s1), (y2, s2), (y3, s3))]
+        return torch.cat(ys, dim=1), out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_span(x, Span.full(x.shape[2]))[0]
+
+
+# (name, in_channels, [b0, b1a, b1b, b2a, b2b, b3b]) from DeepMind's i3d.py.
+_MIXED: dict[str, tuple[int, list[int]]] = {
+    "Mixed_3b": (192, [64, 96, 128, 16, 32, 32]),
+    "Mixed_3c": (256, [128, 128, 192, 32, 96, 64]),
+    "Mixed_4b": (128 + 192 + 96 + 64, [192, 96, 208, 16, 48, 64]),
+    "Mixed_4c": (192 + 208 + 48 + 64, [160, 112, 224, 24, 64, 64]),
+    "Mixed_4d": (160 + 224 + 64 + 64, [128, 128, 256, 24, 64, 64]),
+    "Mixed_4e": (128 + 256 + 64 + 64, [112, 144, 288, 32, 64, 64]),
+    "Mixed_4f": (112 + 288 + 64 + 64, [256, 160, 320, 32, 128, 128]),
+    "Mixed_5b": (256 + 320 + 128 + 128, [256, 160, 320, 32, 128, 128]),
+    "Mixed_5c": (256 + 320 + 128 + 128, [384, 192, 384, 48, 128, 128]),
+}
+
+FEATURE_DIM = 384 + 384 + 128 + 128  # channels of Mixed_5c
+
+
+class InceptionI3d(nn.Module):
+    """Inflated Inception-v1 for video, as in DeepMind's ``kinetics-i3d``.
+
+    Args:
+        num_classes: number of logits.
+        spatial_squeeze: if True, ``forward`` returns ``(B, num_classes, T')``
+            (averaging the head's spatial positions when the input is larger
+            than 224x224); if False, ``(B, num_classes, T', H', W')``.
+        final_endpoint: build the network up to this endpoint (one of
+            :data:`ENDPOINTS`); ``forward`` returns its output.
+        name: scope name, kept for compatibility.
+        in_channels: 3 for RGB, 2 for optical flow.
+        dropout_keep_prob: probability of *keeping* an activation before the
+            logits (the PyTorch port passed it as the drop probability).
+
+    Input: ``(B, in_channels, T, H, W)`` in ``[-1, 1]``, any ``T, H, W >= 1``.
+    The head averages a ``[2, 7, 7]`` window of Mixed_5c without padding, as
+    DeepMind's does; where Mixed_5c is smaller than that (fewer than 9
+    frames, or frames smaller than 193 pixels), the window shrinks to the
+    extent that is left, so every input of at least one frame gives output.
+    For ``T >= 9`` and 224x224 input, ``T' = ceil(T / 8) - 1``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 400,
+        spatial_squeeze: bool = True,
+        final_endpoint: str = "Logits",
+        name: str = "inception_i3d",
+        in_channels: int = 3,
+        dropout_keep_prob: float = 0.5,
+    ) -> None:
+        if final_endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown final_endpoint {final_endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
+        if not 0.0 < dropout_keep_prob <= 1.0:
+            raise ValueError(f"dropout_keep_prob must be in (0, 1], got {dropout_keep_prob}")
+        super().__init__()
+        self.num_classes = num_classes
+        self.spatial_squeeze = spatial_squeeze
+        self.final_endpoint = final_endpoint
+        self.name = name
+        self.in_channels = in_channels
+        self.dropout_keep_prob = dropout_keep_prob
+
+        last = ENDPOINTS.index(final_endpoint)
+        layers: dict[str, nn.Module] = {
+            "Conv3d_1a_7x7": Unit3D(in_channels, 64, (7, 7, 7), (2, 2, 2), name="Conv3d_1a_7x7"),
+            "MaxPool3d_2a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),
+            "Conv3d_2b_1x1": Unit3D(64, 64, name="Conv3d_2b_1x1"),
+            "Conv3d_2c_3x3": Unit3D(64, 192, (3, 3, 3), name="Conv3d_2c_3x3"),
+            "MaxPool3d_3a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),
+            "MaxPool3d_4a_3x3": MaxPool3dSame((3, 3, 3), (2, 2, 2)),
+            "MaxPool3d_5a_2x2": MaxPool3dSame((2, 2, 2), (2, 2, 2)),
+        }
+        for endpoint in ENDPOINTS[: min(last + 1, ENDPOINTS.index("Logits"))]:
+            if endpoint in _MIXED:
+                cin, channels = _MIXED[endpoint]
+                layers[endpoint] = InceptionModule(cin, channels, endpoint)
+            # Registration order is network order, as in the PyTorch port.
+            self.add_module(endpoint, layers[endpoint])
+        self._features = [e for e in ENDPOINTS if e in self._modules]
+
+        if last >= ENDPOINTS.index("Logits"):
+            self.dropout = nn.Dropout(p=1.0 - dropout_keep_prob)
+            self.logits = self._make_logits(num_classes)
+
+    def _make_logits(self, num_classes: int) -> Unit3D:
+        return Unit3D(FEATURE_DIM, num_classes, activation_fn=False, use_batch_norm=False, use_bias=True, name="logits")
+
+    def replace_logits(self, num_classes: int) -> None:
+        """Swap the classifier for a fresh one with ``num_classes`` outputs."""
+        if not hasattr(self, "logits"):
+            raise ValueError(f"the model ends at {self.final_endpoint}; it has no logits to replace")
+        self.num_classes = num_classes
+        device = self.logits.conv3d.weight.device
+        self.logits = self._make_logits(num_classes).to(device)
+
+    reset_classifier = replace_logits
+
+    # ---- forward pieces ---------------------------------------------------
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"expected input (B, C, T, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        if x.shape[2] < MIN_FRAMES or x.shape[3] < MIN_SIZE or x.shape[4] < MIN_SIZE:
+            raise ValueError(f"input must have T, H, W >= 1, got shape {tuple(x.shape)}")
+
+    def forward_endpoints_span(
+        self, x: torch.Tensor, span: Span, endpoints: tuple[str, ...] | None = None, stop: str | None = None
+    ) -> dict[str, tuple[torch.Tensor, Span]]:
+        """Run the convolutional trunk on a temporal window.
+
+        Args:
+            x: ``(B, C, t, H, W)``, cells ``span.start .. span.stop - 1`` of
+                the full input.
+            span: where ``x`` lies in the full input.
+            endpoints: names to return (default: only ``stop``).
+            stop: last trunk endpoint to compute (default: the last built).
+
+        Returns: ``{name: (tensor, span)}``, each span in that endpoint's
+        own time cells.
+        """
+        self._check_input(x)
+        if x.shape[2] != span.size:
+            raise ValueError(f"input has {x.shape[2]} frames but span {span} has {span.size}")
+        stop = stop or self._features[-1]
+        if stop not in self._features:
+            raise ValueError(f"endpoint {stop!r} is not part of this model (built up to {self.final_endpoint})")
+        wanted = set(endpoints or (stop,))
+        out: dict[str, tuple[torch.Tensor, Span]] = {}
+        for name in self._features:
+            x, span = self._modules[name].forward_span(x, span)  # type: ignore[union-attr]
+            if name in wanted:
+                out[name] = (x, span)
+            if name == stop:
+                break
+        return out
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> Mixed_5c ``(B, 1024, ceil(T/8), ceil(H/32), ceil(W/32))``."""
+        return self.forward_endpoints_span(x, Span.full(x.shape[2]), stop="Mixed_5c")["Mixed_5c"][0]
+
+    def forward_endpoints(self, x: torch.Tensor, endpoints: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Read out intermediate endpoints, e.g. ``("Mixed_4f", "Mixed_5c")``."""
+        unknown = [e for e in endpoints if e not in self._features]
+        if unknown:
+            raise ValueError(f"unknown or unbuilt endpoints {unknown}; available: {', '.join(self._features)}")
+        last = max(endpoints, key=self._features.index)
+        result = self.forward_endpoints_span(x, Span.full(x.shape[2]), endpoints, stop=last)
+        return {name: t for name, (t, _) in result.items()}
+
+    def head_pool_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        """The head's VALID average pool over ``[2, 7, 7]`` cells of Mixed_5c,
+        shrunk to the extent that is left for small inputs."""
+        kt = min(HEAD_POOL[0], span.length)
+        kh, kw = min(HEAD_POOL[1], x.shape[3]), min(HEAD_POOL[2], x.shape[4])
+        x, _, _, out_span = _temporal_window(x, span, kt, 1, same=False)
+        return F.avg_pool3d(x, (kt, kh, kw), stride=1), out_span
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Mixed_5c ``(B, 1024, t, h, w)`` -> logits as :meth:`forward` returns them
+        (or the pooled features if ``pre_logits``)."""
+        return self._head_span(x, Span.full(x.shape[2]), pre_logits)[0]
+
+    def _head_span(self, x: torch.Tensor, span: Span, pre_logits: bool = False) -> tuple[torch.Tensor, Span]:
+        x, span = self.head_pool_span(x, span)  # (B, 1024, T', H', W')
+        if pre_logits:
+            return x, span
+        x = self.logits(self.dropout(x))  # (B, num_classes, T', H', W')
+        if self.final_endpoint == "Predictions":
+            return torch.softmax(x.mean(dim=(2, 3, 4)), dim=1), span  # (B, num_classes)
+        if self.spatial_squeeze:
+            x = x.mean(dim=(3, 4))  # (B, num_classes, T')
+        return x, span
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> pooled Mixed_5c ``(B, 1024, T', H', W')``
+        (``H' = W' = 1`` for 224x224 input)."""
+        features = self.forward_features(x)
+        return self.head_pool_span(features, Span.full(features.shape[2]))[0]
+
+    def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        """:meth:`forward` on a temporal window of a longer input (see :class:`Span`)."""
+        feats, span = self.forward_endpoints_span(x, span)[self._features[-1]]
+        if not hasattr(self, "logits"):
+            return feats, span
+        return self._head_span(feats, span)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> per-time logits ``(B, num_classes, T')``
+        (see the class docstring for other endpoints and shapes)."""
+        return self.forward_span(x, Span.full(x.shape[2]))[0]

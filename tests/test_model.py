@@ -1,0 +1,162 @@
+"""The model against the independent functional reference, and the port's API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from i3d.model import ENDPOINTS, InceptionI3d, tf_same_padding
+from tests.conftest import randomize
+from tests.reference import reference_forward
+
+# (T, H, W): T from 1 to 79, odd and even sizes from 32 to 300, strides hit
+# every parity; one full-size Kinetics clip.
+SHAPES = [
+    (1, 32, 32),
+    (2, 33, 47),
+    (3, 64, 35),
+    (7, 41, 32),
+    (8, 32, 63),
+    (9, 57, 40),
+    (10, 32, 32),
+    (15, 97, 33),
+    (16, 48, 48),
+    (17, 33, 100),
+    (31, 40, 36),
+    (33, 65, 32),
+    (64, 224, 224),
+    (79, 32, 45),
+    (23, 300, 33),
+    (12, 193, 129),
+]
+
+
+@pytest.fixture(scope="module")
+def rgb_model() -> InceptionI3d:
+    return randomize(InceptionI3d(num_classes=400, in_channels=3), seed=0)
+
+
+@pytest.fixture(scope="module")
+def flow_model() -> InceptionI3d:
+    return randomize(InceptionI3d(num_classes=157, in_channels=2), seed=1)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+# The large shapes run once, for RGB; every other shape for both streams.
+CASES = [(s, stream) for s in SHAPES for stream in ("rgb", "flow") if stream == "rgb" or s[1] <= 100]
+
+
+@pytest.mark.parametrize("shape, stream", CASES, ids=lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else c)
+def test_matches_reference(shape, stream, rgb_model, flow_model):
+    model = rgb_model if stream == "rgb" else flow_model
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand((1, model.in_channels, *shape), generator=g) * 2 - 1
+    with torch.no_grad():
+        ref = reference_forward(model.state_dict(), x)
+        logits = model(x)
+        pooled = model.extract_features(x)
+    assert logits.shape == ref["Logits"].shape
+    assert relative_error(logits, ref["Logits"]) <= 1e-4
+    assert relative_error(pooled, ref["pooled"]) <= 1e-4
+
+
+def test_endpoints_match_reference(rgb_model):
+    x = torch.rand(2, 3, 21, 70, 51) * 2 - 1
+    names = tuple(e for e in ENDPOINTS if e not in ("Logits", "Predictions"))
+    with torch.no_grad():
+        ref = reference_forward(rgb_model.state_dict(), x)
+        got = rgb_model.forward_endpoints(x, names)
+    assert set(got) == set(names)
+    for name in names:
+        assert got[name].shape == ref[name].shape, name
+        assert relative_error(got[name], ref[name]) <= 1e-4, name
+
+
+@pytest.mark.parametrize("t, expected", [(1, 1), (8, 1), (9, 1), (16, 1), (17, 2), (64, 7), (79, 9)])
+def test_output_lengths(t, expected):
+    # T' = ceil(T / 8) - 1 for T >= 9: the VALID head pools two steps; below
+    # that the head pools the single step that is left.
+    model = InceptionI3d().eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, t, 16, 16)).shape == (1, 400, expected)
+
+
+def test_tf_same_padding():
+    # Kernel 7, stride 2: even sizes pad 2 in front and 3 behind, odd 3 and 3.
+    assert tf_same_padding(224, 7, 2) == (2, 3)
+    assert tf_same_padding(79, 7, 2) == (3, 3)
+    assert tf_same_padding(4, 1, 1) == (0, 0)
+    assert tf_same_padding(1, 3, 2) == (1, 1)
+
+
+def test_state_dict_layout_and_strict_load():
+    model = InceptionI3d()
+    keys = set(model.state_dict())
+    for key in (
+        "Conv3d_1a_7x7.conv3d.weight",
+        "Conv3d_1a_7x7.bn.running_var",
+        "Mixed_4b.b1b.conv3d.weight",
+        "Mixed_4b.b3b.bn.bias",
+        "Mixed_5b.b2b.bn.weight",
+        "logits.conv3d.bias",
+    ):
+        assert key in keys
+    assert not any(".bias" in k and "conv3d" in k and not k.startswith("logits") for k in keys)
+    # The port's files predate num_batches_tracked; strict loading must still work.
+    legacy = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    InceptionI3d().load_state_dict(legacy, strict=True)
+    assert model.Conv3d_1a_7x7.bn.eps == 1e-3
+
+
+def test_dropout_is_drop_probability():
+    model = InceptionI3d(dropout_keep_prob=0.8)
+    assert model.dropout.p == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("endpoint", ["Conv3d_1a_7x7", "Mixed_4f", "Mixed_5c"])
+def test_truncated_model(endpoint):
+    full = randomize(InceptionI3d(), seed=3)
+    model = InceptionI3d(final_endpoint=endpoint).eval()
+    missing, unexpected = model.load_state_dict(full.state_dict(), strict=False)
+    assert not missing and unexpected  # the truncated model registers what it uses
+    x = torch.rand(1, 3, 9, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x), full.forward_endpoints(x, (endpoint,))[endpoint])
+
+
+def test_spatial_squeeze_false_and_predictions(rgb_model):
+    x = torch.rand(1, 3, 16, 64, 64)
+    model = InceptionI3d(spatial_squeeze=False).eval()
+    model.load_state_dict(rgb_model.state_dict())
+    with torch.no_grad():
+        full = model(x)
+        assert full.shape == (1, 400, 1, 1, 1)
+        assert torch.allclose(full.flatten(2), rgb_model(x))
+        pred = InceptionI3d(final_endpoint="Predictions").eval()
+        pred.load_state_dict(rgb_model.state_dict())
+        p = pred(x)
+    assert p.shape == (1, 400) and torch.allclose(p.sum(1), torch.ones(1))
+
+
+def test_replace_logits(rgb_model):
+    model = InceptionI3d().eval()
+    model.replace_logits(157)
+    assert model(torch.zeros(1, 3, 1, 8, 8)).shape == (1, 157, 1)
+    assert model.logits.conv3d.weight.shape == (157, 1024, 1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((1, 3, 0, 8, 8), "T, H, W >= 1"), ((1, 2, 4, 8, 8), "3 input channels"), ((3, 4, 8, 8), "(B, C, T, H, W)")],
+)
+def test_bad_input(shape, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        InceptionI3d()(torch.zeros(shape))
+
+
+def test_unknown_endpoint():
+    with pytest.raises(ValueError, match="unknown final_endpoint"):
+        InceptionI3d(final_endpoint="Mixed_9z")
