@@ -140,6 +140,12 @@ class _Window3d(nn.Module):
     kernel: tuple[int, int, int]
     stride: tuple[int, int, int]
 
+    def input_start(self, out_start: int, length: int) -> int:
+        """First input cell that output cell ``out_start`` reads, for an input
+        of ``length`` cells (padding aside)."""
+        front, _ = tf_same_padding(length, self.kernel[0], self.stride[0])
+        return max(self.stride[0] * out_start - front, 0)
+
     def _pad(self, x: torch.Tensor, span: Span, value: float) -> tuple[torch.Tensor, tuple[int, int, int] | None, Span]:
         """Pad ``x`` as TF SAME would. Returns the tensor, a symmetric padding
         to hand to the op instead (or None), and the output span."""
@@ -226,6 +232,17 @@ class InceptionModule(nn.Module):
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
+
+    def input_start(self, out_start: int, length: int) -> int:
+        """See :meth:`Unit3D.input_start`; every branch keeps the length."""
+        chains = ((self.b0,), (self.b1a, self.b1b), (self.b2a, self.b2b), (self.b3a, self.b3b))
+        starts = []
+        for chain in chains:
+            o = out_start
+            for unit in reversed(chain):
+                o = unit.input_start(o, length)
+            starts.append(o)
+        return min(starts)
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
         y0, s0 = self.b0.forward_span(x, span)
@@ -408,12 +425,19 @@ class InceptionI3d(nn.Module):
         x, span = self.head_pool_span(x, span)  # (B, 1024, T', H', W')
         if pre_logits:
             return x, span
-        x = self.logits(self.dropout(x))  # (B, num_classes, T', H', W')
+        x = self.classify(x)
         if self.final_endpoint == "Predictions":
-            return torch.softmax(x.mean(dim=(2, 3, 4)), dim=1), span  # (B, num_classes)
-        if self.spatial_squeeze:
-            x = x.mean(dim=(3, 4))  # (B, num_classes, T')
+            return torch.softmax(x.mean(dim=2), dim=1), span  # (B, num_classes)
         return x, span
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, 1024, T', H', W')`` -> logits
+        ``(B, num_classes, T')``, or ``(B, num_classes, T', H', W')`` without
+        ``spatial_squeeze``. Acts on each time step alone."""
+        x = self.logits(self.dropout(pooled))  # (B, num_classes, T', H', W')
+        if self.spatial_squeeze or self.final_endpoint == "Predictions":
+            x = x.mean(dim=(3, 4))  # (B, num_classes, T')
+        return x
 
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> pooled Mixed_5c ``(B, 1024, T', H', W')``

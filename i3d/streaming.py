@@ -1,0 +1,161 @@
+"""Run I3D over a long input in pieces, with exactly the result of one pass.
+
+:class:`StreamingI3d` takes consecutive chunks of frames and returns the
+outputs they complete. Each layer keeps the few input cells its next outputs
+still need (its *carried state*) and computes every output once, with the
+padding of the whole sequence: TF "SAME" padding depends on the length of
+the whole input, which is why the total number of frames is given up front.
+Memory is bounded by the chunk and the carried cells, not by the input.
+
+The result equals ``model`` on the whole input up to floating-point
+reassociation (max |difference| ~1e-6), for every chunk size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from i3d.model import HEAD_POOL, ChunkTooSmall, InceptionI3d, Span
+
+__all__ = ["StreamingI3d", "OUTPUTS", "output_length", "run_chunks"]
+
+# What a stream can return besides any trunk endpoint of the model.
+POOLED = "pooled"  # Mixed_5c after the head's average pool: (B, 1024, T', H', W')
+LOGITS = "logits"  # per-time logits: (B, num_classes, T')
+OUTPUTS = (POOLED, LOGITS)
+
+
+@dataclass
+class _Stage:
+    """One layer of the stream with its carried input cells."""
+
+    name: str
+    module: nn.Module | None  # None for the head's pool
+    length: int  # cells of this stage's input over the whole sequence
+    carry: torch.Tensor | None = None
+    carry_start: int = 0  # index of carry's first cell in the sequence
+    done: int = 0  # outputs emitted so far
+
+
+class StreamingI3d:
+    """Feed frames in order, get outputs as soon as they are determined.
+
+    Args:
+        model: the network (in eval mode for deterministic results).
+        total_frames: frames in the whole input.
+        output: a trunk endpoint (``"Mixed_4f"``, ``"Mixed_5c"``, ...),
+            ``"pooled"`` or ``"logits"``.
+
+    Use :meth:`push` with consecutive chunks ``(B, C, t, H, W)`` whose ``t``
+    add up to ``total_frames``; each call returns the newly completed output
+    cells along time (possibly none), the last call returns the rest.
+    """
+
+    def __init__(self, model: InceptionI3d, total_frames: int, output: str = POOLED) -> None:
+        if total_frames < 1:
+            raise ValueError(f"total_frames must be >= 1, got {total_frames}")
+        trunk = list(model._features)
+        if output in OUTPUTS:
+            if trunk[-1] != "Mixed_5c":
+                raise ValueError(f"output {output!r} needs a model built up to Logits, this one ends at {trunk[-1]}")
+            if output == LOGITS and not hasattr(model, "logits"):
+                raise ValueError("the model has no logits")
+            names = trunk + ["head_pool"]
+        elif output in trunk:
+            names = trunk[: trunk.index(output) + 1]
+        else:
+            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(trunk + list(OUTPUTS))}")
+        self.model = model
+        self.output = output
+        self.total_frames = total_frames
+        self.received = 0
+        self.stages: list[_Stage] = []
+        span = Span.full(total_frames)
+        for name in names:
+            module = None if name == "head_pool" else model._modules[name]
+            self.stages.append(_Stage(name, module, span.length))
+            span = _trace(module, span)
+        self.output_length = span.length
+
+    def push(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Add the next frames ``(B, C, t, H, W)``; return the new outputs
+        ``(B, C', t', ...)`` in order, or ``None`` if none are complete yet."""
+        span = Span(self.received, self.received + x.shape[2], self.total_frames)
+        if span.stop > self.total_frames:
+            raise ValueError(f"pushed {span.stop} frames, more than the {self.total_frames} announced")
+        self.model._check_input(x)
+        self.received = span.stop
+        y: torch.Tensor | None = x
+        for stage in self.stages:
+            if y is None:
+                return None
+            y, span = self._step(stage, y, span)
+        if y is not None and self.output == LOGITS:
+            y = self.model.classify(y)
+        return y
+
+    @property
+    def finished(self) -> bool:
+        return self.stages[-1].done == self.output_length if self.stages else True
+
+    def _step(self, stage: _Stage, x: torch.Tensor, span: Span) -> tuple[torch.Tensor | None, Span]:
+        if stage.carry is not None:
+            x = torch.cat([stage.carry, x], dim=2)
+            span = Span(stage.carry_start, span.stop, span.length)
+        try:
+            if stage.module is None:
+                y, out = self.model.head_pool_span(x, span)
+            else:
+                y, out = stage.module.forward_span(x, span)  # type: ignore[operator]
+        except ChunkTooSmall:
+            # Not enough context for any new output yet: keep everything.
+            stage.carry, stage.carry_start = x, span.start
+            return None, span
+        if out.start < stage.done:
+            # Near the start the carried cells reach back to cell 0, from
+            # which earlier outputs are computable again: drop them.
+            y = y[:, :, stage.done - out.start :]
+            out = Span(stage.done, out.stop, out.length)
+        stage.done = out.stop
+        keep = _input_start(stage.module, out.stop, stage.length)
+        stage.carry = x[:, :, keep - span.start :] if keep < span.stop else None
+        stage.carry_start = keep
+        return y, out
+
+
+def _trace(module: nn.Module | None, span: Span) -> Span:
+    """The output span of a stage for a full input span, without computing."""
+    if module is None:  # the head's VALID pool of min(2, n) cells
+        return Span.full(span.length - min(HEAD_POOL[0], span.length) + 1)
+    stride = getattr(module, "stride", (1,))[0]  # inception blocks keep the length
+    return Span.full(-(-span.length // stride))
+
+
+def _input_start(module: nn.Module | None, out_start: int, length: int) -> int:
+    if module is None:  # the head's VALID pool: output o reads cells o, o+1
+        return out_start
+    return module.input_start(out_start, length)  # type: ignore[operator]
+
+
+def output_length(model: InceptionI3d, total_frames: int, output: str = POOLED) -> int:
+    """Number of output cells along time for ``total_frames`` input frames."""
+    return StreamingI3d(model, total_frames, output).output_length
+
+
+def run_chunks(
+    model: InceptionI3d, chunks: Iterable[torch.Tensor], total_frames: int, output: str = POOLED
+) -> Iterator[torch.Tensor]:
+    """Stream ``chunks`` through ``model`` (under ``torch.inference_mode``),
+    yielding outputs as they complete; see :class:`StreamingI3d`."""
+    stream = StreamingI3d(model, total_frames, output)
+    with torch.inference_mode():
+        for chunk in chunks:
+            y = stream.push(chunk)
+            if y is not None:
+                yield y
+    if stream.received != total_frames:
+        raise ValueError(f"got {stream.received} frames, expected {total_frames}")

@@ -1,0 +1,55 @@
+"""Chunked (streaming) inference equals one pass over the whole input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from i3d.model import InceptionI3d
+from i3d.streaming import StreamingI3d, output_length, run_chunks
+from tests.conftest import randomize
+
+
+@pytest.fixture(scope="module")
+def model() -> InceptionI3d:
+    return randomize(InceptionI3d(), seed=5)
+
+
+def chunked(model, x, size, output):
+    t = x.shape[2]
+    return torch.cat(list(run_chunks(model, (x[:, :, i : i + size] for i in range(0, t, size)), t, output)), dim=2)
+
+
+@pytest.mark.parametrize("frames", [1, 5, 9, 16, 17, 40, 79, 130])
+@pytest.mark.parametrize("size", [1, 7, 8, 13, 64])
+def test_chunked_equals_one_pass(model, frames, size):
+    x = torch.rand(1, 3, frames, 32, 40, generator=torch.Generator().manual_seed(frames)) * 2 - 1
+    with torch.no_grad():
+        expected = {
+            "pooled": model.extract_features(x),
+            "logits": model(x),
+            "Mixed_4f": model.forward_endpoints(x, ("Mixed_4f",))["Mixed_4f"],
+        }
+    for output, ref in expected.items():
+        got = chunked(model, x, size, output)
+        assert got.shape == ref.shape, output
+        # Random weights give activations in the thousands; real ones near 1.
+        assert (got - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item()), output
+        assert output_length(model, frames, output) == ref.shape[2]
+
+
+def test_stream_api(model):
+    stream = StreamingI3d(model, total_frames=20, output="pooled")
+    with torch.no_grad():
+        assert stream.push(torch.zeros(1, 3, 4, 16, 16)) is None  # not enough context yet
+        rest = stream.push(torch.zeros(1, 3, 16, 16, 16))
+    assert rest is not None and rest.shape[2] == stream.output_length == 2 and stream.finished
+    with pytest.raises(ValueError, match="more than the 20 announced"):
+        stream.push(torch.zeros(1, 3, 1, 16, 16))
+
+
+def test_bad_output(model):
+    with pytest.raises(ValueError, match="unknown output"):
+        StreamingI3d(model, 10, "Mixed_9z")
+    with pytest.raises(ValueError, match="expected 10"):
+        list(run_chunks(model, [torch.zeros(1, 3, 4, 8, 8)], 10))
