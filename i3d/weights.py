@@ -357,8 +357,8 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             raise WeightsError(
                 f"{path}: refused to load: the file is not plain tensors and unpickling it could run code ({first})"
             ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as err:
-            raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+        except Exception as err:  # torch.load raises many types on junk input
+            raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from None
         if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
             state = state["state_dict"]
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -1,0 +1,243 @@
+"""Registry, download against a local HTTP server, and safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from i3d import weights as W
+from i3d.errors import WeightsError
+from i3d.model import InceptionI3d
+from tests.conftest import randomize
+
+
+def blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class Server:
+    """A file server on 127.0.0.1 whose misbehaviour tests can choose."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.mode = "ok"  # ok | truncate | error | no-range
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                data = server.files.get(self.path)
+                if server.mode == "error" or data is None:
+                    self.send_error(500 if data is not None else 404)
+                    return
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and server.mode != "no-range":
+                    start = int(rng.removeprefix("bytes=").rstrip("-"))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.mode == "truncate":
+                    body = body[: len(body) // 2]
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, path: str, data: bytes) -> W.RemoteFile:
+        self.files[path] = data
+        return W.RemoteFile(self.url + path, blob_id(data))
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("I3D_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_registry_entries():
+    assert {"rgb_imagenet", "flow_imagenet", "rgb_scratch", "flow_scratch", "rgb_scratch_kin600"} <= set(W.REGISTRY)
+    assert {"rgb_imagenet_pt", "flow_imagenet_pt", "rgb_charades", "flow_charades"} <= set(W.REGISTRY)
+    for entry in W.REGISTRY.values():
+        for f in entry.files:
+            assert len(f.blob_sha1) == 40 and f.url.startswith("https://")
+            assert W.DEEPMIND_COMMIT in f.url or W.PORT_COMMIT in f.url
+        assert entry.provenance and entry.transforms.crop == 224
+    assert W.REGISTRY["rgb_scratch_kin600"].num_classes == 600
+    assert W.REGISTRY["flow_charades"].in_channels == 2 and W.REGISTRY["flow_charades"].transforms.fps == 24
+    assert W.REGISTRY["rgb_imagenet"].transforms.fps == 25
+
+
+def test_registry_blobs_match_upstream(upstream):
+    rows = [line.split("\t") for line in (upstream / "BLOBS.tsv").read_text().splitlines() if not line.startswith("#")]
+    blobs = {path.rsplit("/", 1)[-1] if "checkpoints" not in path else path: sha for _, path, sha in rows[1:]}
+    for entry in W.REGISTRY.values():
+        for f in entry.files:
+            key = f.name if entry.format == "pt" else f"data/checkpoints/{entry.name}/{f.name}"
+            assert blobs[key] == f.blob_sha1, key
+    assert W.git_blob_sha1(upstream / "kinetics-i3d" / "label_map.txt") == W.KINETICS_400_LABELS.blob_sha1
+    assert W.git_blob_sha1(upstream / "kinetics-i3d" / "label_map_600.txt") == W.KINETICS_600_LABELS.blob_sha1
+
+
+def test_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("I3D_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert W.cache_dir() == tmp_path / "xdg" / "i3d"
+
+
+def test_download_success_and_reverify(server, tmp_path):
+    data = os.urandom(3 * W.DOWNLOAD_BLOCK + 17)
+    remote = server.add("/models/a.pt", data)
+    dest = tmp_path / "a.pt"
+    assert W.download(remote, dest, progress=False).read_bytes() == data
+    assert not dest.with_name("a.pt.partial").exists()
+    n = len(server.requests)
+    W.download(remote, dest, progress=False)  # cached and verified: no request
+    assert len(server.requests) == n
+    dest.write_bytes(data[:-1] + b"x")  # corrupted in the cache: fetched again
+    assert W.download(remote, dest, progress=False).read_bytes() == data
+
+
+def test_download_truncated_then_resumed(server, tmp_path):
+    data = os.urandom(2 * W.DOWNLOAD_BLOCK)
+    remote = server.add("/b.bin", data)
+    dest = tmp_path / "b.bin"
+    server.mode = "truncate"
+    with pytest.raises(WeightsError, match="place that file at"):
+        W.download(remote, dest, progress=False)
+    partial = dest.with_name("b.bin.partial")
+    assert not dest.exists() and 0 < partial.stat().st_size < len(data)
+    server.mode = "ok"
+    assert W.download(remote, dest, progress=False).read_bytes() == data
+    assert server.requests[-1][1] == f"bytes={len(data) // 2}-"  # resumed, not restarted
+
+
+def test_download_server_ignoring_range(server, tmp_path):
+    data = os.urandom(1000)
+    remote = server.add("/c.bin", data)
+    dest = tmp_path / "c.bin"
+    dest.with_name("c.bin.partial").write_bytes(b"stale")
+    server.mode = "no-range"
+    assert W.download(remote, dest, progress=False).read_bytes() == data
+
+
+def test_download_wrong_hash(server, tmp_path):
+    remote = server.add("/d.bin", b"payload")
+    bad = W.RemoteFile(remote.url, "0" * 40)
+    with pytest.raises(WeightsError, match="expected 0000"):
+        W.download(bad, tmp_path / "d.bin", progress=False)
+    assert not (tmp_path / "d.bin").exists() and not (tmp_path / "d.bin.partial").exists()
+
+
+def test_download_server_error_and_offline(server, tmp_path):
+    remote = server.add("/e.bin", b"payload")
+    server.mode = "error"
+    with pytest.raises(WeightsError, match=r"HTTP 500.*place that file at .*e\.bin \(git blob sha1"):
+        W.download(remote, tmp_path / "e.bin", progress=False)
+    offline = W.RemoteFile("http://127.0.0.1:9/nothing.bin", remote.blob_sha1)  # port 9: nothing listens
+    with pytest.raises(WeightsError, match="could not download"):
+        W.download(offline, tmp_path / "f.bin", progress=False)
+
+
+def test_safe_load_refuses_code(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": torch.zeros(1), "x": Evil()}, path)
+    with pytest.raises(WeightsError, match="refused to load"):
+        W.load_state_dict_file(path)
+    assert not marker.exists()
+
+
+def test_load_pt_and_safetensors_roundtrip(tmp_path):
+    model = randomize(InceptionI3d(num_classes=157), seed=2)
+    state = {"module." + k: v for k, v in model.state_dict().items() if "num_batches" not in k}
+    for name in ("m.pt", "m.safetensors"):
+        path = W.save_state_dict(state, tmp_path / name)
+        loaded = W.inception_i3d(weights=path)
+        assert loaded.num_classes == 157
+        for k in state:
+            k = k.removeprefix("module.")
+            assert torch.equal(loaded.state_dict()[k], model.state_dict()[k]), k
+    torch.save({"state_dict": state}, tmp_path / "wrapped.pt")
+    assert W.inception_i3d(weights=tmp_path / "wrapped.pt", num_classes=10).num_classes == 10
+
+
+def test_mismatch_names_keys(tmp_path):
+    state = InceptionI3d().state_dict()
+    state.pop("Mixed_4b.b1b.conv3d.weight")
+    state["extra.weight"] = torch.zeros(1)
+    state["logits.conv3d.bias"] = torch.zeros(3)
+    with pytest.raises(WeightsError, match=r"missing: Mixed_4b\.b1b\.conv3d\.weight.*unexpected: extra\.weight.*logits"):
+        W.load_weights(InceptionI3d(), state, "x.pt")
+
+
+def test_unreadable_files(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for name in ("junk.safetensors", "junk.pt", "missing.pt"):
+        with pytest.raises(WeightsError, match=name):
+            W.load_state_dict_file(tmp_path / name)
+    with pytest.raises(WeightsError, match="unknown weights"):
+        W.inception_i3d(weights="no_such_weights")
+
+
+def test_registry_pt_entry_end_to_end(server, cache):
+    model = randomize(InceptionI3d(num_classes=157, in_channels=2), seed=4)
+    tmp = cache.parent / "src.pt"
+    torch.save(model.state_dict(), tmp)
+    remote = server.add("/models/flow_charades.pt", tmp.read_bytes())
+    entry = W.WeightsEntry(
+        name="test_flow",
+        files=(remote,),
+        format="pt",
+        num_classes=157,
+        dataset="charades",
+        labels=None,
+        transforms=W.REGISTRY["flow_charades"].transforms,
+        provenance="test",
+        source="local",
+    )
+    loaded = W.inception_i3d(weights=entry, progress=False)
+    assert W.is_cached(entry) and loaded.in_channels == 2
+    assert torch.equal(loaded.state_dict()["Mixed_5c.b0.conv3d.weight"], model.state_dict()["Mixed_5c.b0.conv3d.weight"])
+    assert W.categories(entry)[:2] == ["c000", "c001"]
+
+
+def test_labels(tmp_path, server):
+    (tmp_path / "classes.txt").write_text("c000 Holding some clothes\nc001 Putting clothes somewhere\n")
+    assert W.read_labels(tmp_path / "classes.txt") == ["Holding some clothes", "Putting clothes somewhere"]
+    with pytest.raises(WeightsError, match="has 2 labels, the model has 400"):
+        W.read_labels(tmp_path / "classes.txt", 400)
