@@ -43,6 +43,7 @@ __all__ = [
     "git_blob_sha1",
     "load_state_dict_file",
     "load_weights",
+    "resolve_checkpoint",
     "save_state_dict",
     "read_labels",
 ]
@@ -476,6 +477,21 @@ def categories(entry: WeightsEntry, *, progress: bool = True) -> list[str]:
     return read_labels(path, entry.num_classes)
 
 
+def default_transforms(in_channels: int) -> Preprocess:
+    """Preprocessing for a checkpoint file that does not say: Kinetics', for
+    its modality."""
+    return KINETICS_RGB if in_channels == 3 else KINETICS_FLOW
+
+
+def default_categories(num_classes: int, progress: bool = True) -> list[str]:
+    """Class names for a checkpoint file that does not say: the label set
+    that its number of classes identifies (400, 600 or 157), else indices."""
+    for entry in REGISTRY.values():
+        if entry.num_classes == num_classes:
+            return categories(entry, progress=progress)
+    return [str(i) for i in range(num_classes)]
+
+
 def inception_i3d(
     *,
     weights: str | os.PathLike[str] | WeightsEntry | None = None,
@@ -502,16 +518,9 @@ def inception_i3d(
     if weights is None:
         model = InceptionI3d(num_classes=num_classes or 400, in_channels=in_channels or 3, **kwargs)
         return model.eval()
-    if isinstance(weights, WeightsEntry) or (isinstance(weights, str) and weights in REGISTRY):
-        entry = weights if isinstance(weights, WeightsEntry) else REGISTRY[weights]
-        path, source = checkpoint_path(entry, progress=progress), entry.name
-        state = load_state_dict_file(path)
-    else:
-        path = Path(weights)
-        if not path.exists() and not path.suffix:
-            raise WeightsError(f"unknown weights {str(weights)!r}; registered: {', '.join(REGISTRY)}")
-        source = str(path)
-        state = load_state_dict_file(path)
+    path, entry = resolve_checkpoint(weights, progress=progress)
+    source = entry.name if entry else str(path)
+    state = load_state_dict_file(path)
     try:
         file_classes = state["logits.conv3d.weight"].shape[0]
         file_channels = state["Conv3d_1a_7x7.conv3d.weight"].shape[1]
@@ -524,3 +533,18 @@ def inception_i3d(
     if num_classes is not None and num_classes != file_classes:
         model.replace_logits(num_classes)
     return model.eval()
+
+
+def resolve_checkpoint(
+    weights: str | os.PathLike[str] | WeightsEntry, *, progress: bool = True
+) -> tuple[Path, WeightsEntry | None]:
+    """The local file for a registry name, entry or path, and its entry
+    (``None`` for a plain path). Registry files are fetched and verified."""
+    if isinstance(weights, WeightsEntry):
+        return checkpoint_path(weights, progress=progress), weights
+    if isinstance(weights, str) and weights in REGISTRY:
+        return checkpoint_path(REGISTRY[weights], progress=progress), REGISTRY[weights]
+    path = Path(weights)
+    if not path.exists() and not path.suffix:
+        raise WeightsError(f"unknown weights {str(weights)!r}; registered: {', '.join(REGISTRY)}")
+    return path, None

@@ -1,0 +1,344 @@
+"""The ``i3d`` command: a thin layer over the Python API.
+
+Batch commands report each failing input on stderr in one line, go on with
+the others, and exit with status 1 if any failed (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from i3d import __version__
+from i3d.errors import I3DError
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+def _error(message: str) -> None:
+    print(f"i3d: error: {message}", file=sys.stderr)
+
+
+# ---- predict ------------------------------------------------------------------
+
+
+def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+    from i3d.predict import DEFAULT_CHUNK_FRAMES
+
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, frame folders or DeepMind .npy arrays")
+    p.add_argument(
+        "--weights", default=None, help="RGB weights: registry name or .pt/.safetensors path (default: rgb_imagenet)"
+    )
+    p.add_argument(
+        "--flow-weights", default=None, help="flow weights: registry name or path (default: flow_imagenet)"
+    )
+    p.add_argument(
+        "--stream",
+        choices=("rgb", "flow", "joint"),
+        default="rgb",
+        help="which network to run; joint adds RGB and flow logits (default: rgb)",
+    )
+    p.add_argument("--labels", type=Path, help="class names, one per line, overriding the weights' own")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="number of classes to print (default: 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=DEFAULT_CHUNK_FRAMES,
+        metavar="N",
+        help=f"frames per network call; bounds memory, results do not depend on it (default: {DEFAULT_CHUNK_FRAMES})",
+    )
+    p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from i3d.predict import Classifier
+    from i3d.weights import DEFAULT_FLOW, DEFAULT_RGB, read_labels
+
+    if args.top < 1 or args.chunk < 1:
+        _error("--top and --chunk must be >= 1")
+        return 2
+    weights = args.weights or DEFAULT_RGB
+    if args.stream == "flow" and args.weights and not args.flow_weights:
+        flow_weights = args.weights  # `--stream flow --weights X` means X is the flow network
+    else:
+        flow_weights = args.flow_weights or DEFAULT_FLOW
+    try:
+        labels = read_labels(args.labels) if args.labels else None
+        classifier = Classifier(
+            args.stream,
+            rgb_weights=weights,
+            flow_weights=flow_weights,
+            labels=labels,
+            device=args.device,
+            chunk_frames=args.chunk,
+            flow_dir=args.flow_dir,
+            progress=sys.stderr.isatty(),
+        )
+    except I3DError as err:
+        _error(str(err))
+        return 1
+    results, failed = [], 0
+    for video in args.videos:
+        try:
+            prediction = classifier.predict(video, top=args.top)
+        except I3DError as err:
+            _error(str(err))
+            failed += 1
+            continue
+        if args.json:
+            results.append(prediction.to_json())
+        else:
+            print(prediction.video)
+            for t in prediction.top:
+                print(f"  {t.prob:9.6f}  {t.logit:9.4f}  {t.label}")
+    if args.json:
+        json.dump(results, sys.stdout, indent=1)
+        print()
+    return 1 if failed else 0
+
+
+# ---- extract ---------------------------------------------------------------------
+
+
+def add_extract_arguments(p: argparse.ArgumentParser) -> None:
+    from i3d import extract as E
+
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="video files, frame folders, folders of videos, or .txt files listing paths (one per line)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument(
+        "--charades-csv",
+        type=Path,
+        help="a Charades CSV: each INPUT is then a frame root holding one folder per video id of the CSV",
+    )
+    p.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb", help="network(s) to run (default: rgb)")
+    p.add_argument("--weights", default="rgb_imagenet", help="RGB weights: registry name or path (default: rgb_imagenet)")
+    p.add_argument(
+        "--flow-weights", default="flow_imagenet", help="flow weights: registry name or path (default: flow_imagenet)"
+    )
+    p.add_argument(
+        "--layer",
+        default=E.POOLED,
+        choices=E.LAYERS,
+        metavar="LAYER",
+        help="pooled (Mixed_5c after the head's pool, 1024-d; default), logits, or an endpoint such as Mixed_4f "
+        "(spatial maps)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("full", "clips"),
+        default="full",
+        help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window",
+    )
+    p.add_argument("--clip-len", type=int, default=E.DEFAULT_CLIP_LEN, help="clips mode: frames per window (default: 64)")
+    p.add_argument("--step", type=int, default=None, help="clips mode: frames between windows (default: --clip-len)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=E.DEFAULT_CHUNK_FRAMES,
+        help=f"full mode: frames per network call; bounds memory, results do not depend on it "
+        f"(default: {E.DEFAULT_CHUNK_FRAMES})",
+    )
+    p.add_argument("--batch", type=int, default=E.DEFAULT_BATCH, help="clips mode: windows per network call")
+    p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="process part I of N (0-based) of the input list; under torchrun each rank takes its own part of it",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="decoding processes running ahead of the model (0: decode inline)"
+    )
+    p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
+    p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N, got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from i3d import extract as E
+
+    try:
+        index, count = _parse_shard(args.shard)
+        if min(args.chunk, args.clip_len, args.batch) < 1 or (args.step is not None and args.step < 1):
+            raise ValueError("--chunk, --clip-len, --step and --batch must be >= 1")
+        if args.workers < 0:
+            raise ValueError("--workers must be >= 0")
+    except ValueError as err:
+        _error(str(err))
+        return 2
+    ids = None
+    if args.charades_csv:
+        from i3d.charades.annotations import read_csv
+
+        try:
+            ids = [video.id for video in read_csv(args.charades_csv)]
+        except I3DError as err:
+            _error(str(err))
+            return 1
+    inputs = E.expand_inputs(args.inputs, ids=ids)
+    names = E.output_names(inputs)  # over all inputs, so that shards agree
+    rank, world = E.distributed_shard()
+    mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
+    streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
+    try:
+        extractor = E.Extractor(
+            streams,
+            weights=args.weights,
+            flow_weights=args.flow_weights,
+            layer=args.layer,
+            mode=args.mode,
+            clip_len=args.clip_len,
+            step=args.step,
+            chunk=args.chunk,
+            batch=args.batch,
+            device=args.device,
+            flow_dir=args.flow_dir,
+            progress=sys.stderr.isatty(),
+        )
+    except I3DError as err:
+        _error(str(err))
+        return 1
+    summary = E.extract_all(
+        mine, args.out, extractor, fmt=args.format, names=names, workers=args.workers, progress=sys.stderr.isatty()
+    )
+    print(f"i3d extract: {summary.line()}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+# ---- convert and weights --------------------------------------------------------
+
+
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="a .pt or .safetensors file, or a TensorFlow checkpoint prefix (path/to/model.ckpt)")
+    p.add_argument("dst", type=Path, help="output file, .safetensors or .pt")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from i3d.weights import load_state_dict_file, save_state_dict
+
+    src = Path(args.src)
+    try:
+        if src.suffix in (".pt", ".pth", ".safetensors"):
+            state = load_state_dict_file(src)
+        else:
+            from i3d.convert.deepmind import convert_deepmind_checkpoint
+
+            state = convert_deepmind_checkpoint(src)
+        save_state_dict(state, args.dst)
+    except I3DError as err:
+        _error(str(err))
+        return 1
+    print(f"wrote {args.dst} ({len(state)} tensors)")
+    return 0
+
+
+def add_weights_list_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+
+
+def run_weights_list(args: argparse.Namespace) -> int:
+    from i3d.weights import REGISTRY, cache_dir, is_cached
+
+    rows = [
+        {
+            "name": e.name,
+            "modality": e.modality,
+            "classes": f"{e.dataset} ({e.num_classes})",
+            "fps": e.transforms.fps,
+            "format": e.format,
+            "cached": is_cached(e),
+            "provenance": e.provenance,
+            "source": e.source,
+        }
+        for e in REGISTRY.values()
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"cache: {cache_dir()}")
+    print(f"{'name':20} {'modality':8} {'classes':20} {'fps':>4} {'cached':6}  provenance")
+    for r in rows:
+        cached = "yes" if r["cached"] else "no"
+        print(f"{r['name']:20} {r['modality']:8} {r['classes']:20} {r['fps']:4g} {cached:6}  {r['provenance']}")
+    return 0
+
+
+# ---- the parser ---------------------------------------------------------------------
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, help: str, add: Callable[[argparse.ArgumentParser], None], run: Runner
+) -> None:
+    p = sub.add_parser(name, help=help, description=help)
+    add(p)
+    p.set_defaults(run=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from i3d.charades import cli as charades_cli
+    from i3d.video import cli as video_cli
+
+    parser = argparse.ArgumentParser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
+    parser.add_argument("--version", action="version", version=f"i3d {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
+    _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
+    _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
+    _command(sub, "convert", "convert a checkpoint to .safetensors or .pt", add_convert_arguments, run_convert)
+
+    weights = sub.add_parser("weights", help="the registry of published checkpoints")
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    _command(weights_sub, "list", "list registered checkpoints", add_weights_list_arguments, run_weights_list)
+
+    evaluate = sub.add_parser("eval", help="the official Charades evaluations")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="TASK")
+    _command(
+        eval_sub,
+        "classify",
+        "Charades classification mAP (Charades_v1_classify.m)",
+        charades_cli.add_classify_arguments,
+        charades_cli.run_classify,
+    )
+    _command(
+        eval_sub,
+        "localize",
+        "Charades per-frame localization mAP (Charades_v1_localize.m)",
+        charades_cli.add_localize_arguments,
+        charades_cli.run_localize,
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

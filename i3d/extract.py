@@ -1,0 +1,622 @@
+"""Feature extraction for any number of videos of any length.
+
+Two modes:
+
+* ``full``: the network runs fully convolutionally over the whole video
+  (streamed in chunks with carried state, see :mod:`i3d.streaming`), one
+  row per 8 input frames: ``T' = ceil(T / 8) - 1`` rows for ``T >= 9``, one
+  row below that. Row ``j`` of the pooled feature averages Mixed_5c steps
+  ``j`` and ``j + 1``, i.e. input frames ``[8j, 8j + 16)``.
+* ``clips``: one row per window of ``clip_len`` frames every ``step``
+  frames, each window run as a clip of its own and averaged over time (and
+  space); a video shorter than a window gives one row for all its frames.
+
+Every output is written atomically and described by a JSON sidecar written
+last, so a complete output is exactly one with a valid sidecar; runs skip
+those and redo the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from i3d import __version__
+from i3d import weights as W
+from i3d.errors import I3DError, InputError
+from i3d.model import ENDPOINTS, InceptionI3d
+from i3d.streaming import LOGITS, OUTPUTS, POOLED, StreamingI3d
+from i3d.video import Preprocess, open_input
+
+__all__ = [
+    "Extractor",
+    "Features",
+    "Summary",
+    "extract_all",
+    "expand_inputs",
+    "shard_inputs",
+    "output_names",
+    "is_complete",
+    "FORMATS",
+    "LAYERS",
+    "DEFAULT_CHUNK_FRAMES",
+]
+
+Mode = Literal["full", "clips"]
+Format = Literal["npy", "npz", "safetensors", "h5"]
+FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
+LAYERS: tuple[str, ...] = OUTPUTS + tuple(e for e in ENDPOINTS if e.startswith(("Mixed", "Conv", "MaxPool")))
+STREAMS = ("rgb", "flow")
+
+# See i3d.predict.DEFAULT_CHUNK_FRAMES: memory, not results, depends on it.
+DEFAULT_CHUNK_FRAMES = 128
+# The common "stack" setting of other extractors: 64-frame windows, no overlap.
+DEFAULT_CLIP_LEN = 64
+DEFAULT_BATCH = 4  # windows per network call in clips mode
+
+# Temporal stride of each endpoint: Conv3d_1a, MaxPool3d_4a and MaxPool3d_5a
+# halve time, so Mixed_5c steps are 2 * 2 * 2 = 8 frames apart.
+_STRIDE_AFTER = {"Conv3d_1a_7x7": 2, "MaxPool3d_4a_3x3": 4, "MaxPool3d_5a_2x2": 8}
+HEAD_STEPS = 2  # the head pools two Mixed_5c steps
+
+VIDEO_SUFFIXES = frozenset(".mp4 .avi .mkv .webm .mov .gif .m4v .mpg .mpeg .flv .wmv .ts .3gp .npy".split())
+LIST_SUFFIXES = frozenset({".txt", ".lst"})
+_FRAME_NAME = re.compile(r"-0*1x?\.jpg$")
+
+
+def endpoint_stride(layer: str) -> int:
+    """Input frames between consecutive time steps of ``layer``'s output."""
+    if layer in OUTPUTS:
+        return _STRIDE_AFTER["MaxPool3d_5a_2x2"]
+    stride = 1
+    for name in ENDPOINTS[: ENDPOINTS.index(layer) + 1]:
+        stride = _STRIDE_AFTER.get(name, stride)
+    return stride
+
+
+@dataclass
+class Features:
+    """One video's features for one stream.
+
+    ``data`` is ``(rows, C)`` for ``pooled`` and ``logits``, ``(rows, C, H, W)``
+    for a trunk endpoint; ``times[j]`` is the ``[start, end)`` seconds that
+    row ``j`` covers; ``meta`` is what the JSON sidecar holds.
+    """
+
+    data: np.ndarray
+    times: np.ndarray  # (rows, 2)
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Net:
+    stream: str
+    model: InceptionI3d
+    preprocess: Preprocess
+    weights: str
+    sha256: str
+
+
+class Extractor:
+    """Extract I3D features from one input at a time.
+
+    Args:
+        streams: ``("rgb",)``, ``("flow",)`` or both.
+        weights, flow_weights: registry names or checkpoint paths.
+        layer: ``"pooled"`` (Mixed_5c after the head's average pool, 1024-d),
+            ``"logits"`` or a trunk endpoint such as ``"Mixed_4f"``.
+        mode: ``"full"`` or ``"clips"`` (see the module docstring).
+        clip_len, step: window and hop in frames, for ``clips``.
+        chunk: frames per network call in ``full`` mode (any value >= 1
+            gives the same result; it bounds memory).
+        batch: windows per network call in ``clips`` mode.
+        device: torch device (default: CUDA if available).
+        flow_dir: cache folder of flow frames, read and written.
+    """
+
+    def __init__(
+        self,
+        streams: Sequence[str] = ("rgb",),
+        *,
+        weights: str | os.PathLike[str] = W.DEFAULT_RGB,
+        flow_weights: str | os.PathLike[str] = W.DEFAULT_FLOW,
+        layer: str = POOLED,
+        mode: Mode = "full",
+        clip_len: int = DEFAULT_CLIP_LEN,
+        step: int | None = None,
+        chunk: int = DEFAULT_CHUNK_FRAMES,
+        batch: int = DEFAULT_BATCH,
+        device: str | torch.device | None = None,
+        flow_dir: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ) -> None:
+        if not streams or any(s not in STREAMS for s in streams):
+            raise ValueError(f"streams must be among {STREAMS}, got {streams}")
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+        if mode not in ("full", "clips"):
+            raise ValueError(f"mode must be full or clips, got {mode!r}")
+        step = clip_len if step is None else step
+        for name, value in (("clip_len", clip_len), ("step", step), ("chunk", chunk), ("batch", batch)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.layer, self.mode = layer, mode
+        self.clip_len, self.step, self.chunk, self.batch = clip_len, step, chunk, batch
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.flow_dir = flow_dir
+        self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
+
+    def _load(self, stream: str, spec: str | os.PathLike[str], progress: bool) -> _Net:
+        path, entry = W.resolve_checkpoint(spec, progress=progress)
+        model = W.inception_i3d(weights=path)
+        want = 3 if stream == "rgb" else 2
+        if model.in_channels != want:
+            raise W.WeightsError(f"{spec}: {model.in_channels} input channels, the {stream} stream needs {want}")
+        preprocess = entry.transforms if entry else W.default_transforms(model.in_channels)
+        return _Net(stream, model.to(self.device), preprocess, entry.name if entry else str(path), W.sha256(path))
+
+    @property
+    def streams(self) -> list[str]:
+        return [n.stream for n in self.nets]
+
+    def preprocess(self, stream: str) -> Preprocess:
+        return next(n.preprocess for n in self.nets if n.stream == stream)
+
+    def extract(self, path: str | os.PathLike[str]) -> dict[str, Features]:
+        """All streams' features of one input, in memory."""
+        out = {}
+        for net in self.nets:
+            source = open_input(path, net.preprocess, flow_dir=self.flow_dir)
+            rows = list(self.rows(net.stream, source.num_frames, source.chunks(self.chunk)))
+            data = np.concatenate(rows) if rows else np.zeros((0,), np.float32)
+            out[net.stream] = Features(data, *self.describe(net.stream, path, source.num_frames, source.fps, data.shape))
+        return out
+
+    def describe(
+        self, stream: str, path: str | os.PathLike[str], frames: int, fps: float | None, shape: tuple[int, ...]
+    ) -> tuple[np.ndarray, dict]:
+        """Row times and the sidecar metadata of an output."""
+        net = next(n for n in self.nets if n.stream == stream)
+        if self.mode == "full":
+            stride = endpoint_stride(self.layer)
+            window = stride * HEAD_STEPS if self.layer in OUTPUTS else stride
+        else:
+            stride, window = self.step, self.clip_len
+        starts = np.arange(shape[0]) * stride
+        spans = np.stack([starts, np.minimum(starts + window, frames)], axis=1).astype(np.float64)
+        times = spans / fps if fps else spans
+        meta = {
+            "video": str(path),
+            "stream": stream,
+            "layer": self.layer,
+            "mode": self.mode,
+            "shape": list(shape),
+            "frames": frames,
+            "fps": fps,
+            "window": window,
+            "stride": stride,
+            "times": "seconds" if fps else "frames",
+            "row_spans": times.tolist(),
+            "weights": net.weights,
+            "weights_sha256": net.sha256,
+            "preprocess": asdict(net.preprocess),
+            "i3d_version": __version__,
+        }
+        return times, meta
+
+    def rows(self, stream: str, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+        """Feature rows, in order, for the frame chunks ``(C, t, H, W)`` of an
+        input of ``frames`` frames."""
+        net = next(n for n in self.nets if n.stream == stream)
+        with torch.inference_mode():
+            if self.mode == "full":
+                yield from self._full(net.model, frames, chunks)
+            else:
+                yield from self._clips(net.model, frames, chunks)
+
+    def _to_rows(self, y: torch.Tensor) -> np.ndarray:
+        """Network output ``(B, C, t, ...)`` -> rows ``(B * t, C, ...)``."""
+        if self.layer == POOLED:
+            y = y.mean(dim=(3, 4))  # (B, 1024, t): one vector per step
+        return y.movedim(2, 1).flatten(0, 1).float().cpu().numpy()
+
+    def _full(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+        stream = StreamingI3d(model, frames, self.layer)
+        for chunk in chunks:
+            y = stream.push(chunk.unsqueeze(0).to(self.device, non_blocking=True))
+            if y is not None:
+                yield self._to_rows(y)
+
+    def _clips(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+        length = min(self.clip_len, frames)
+        buffer: torch.Tensor | None = None  # frames [start, start + buffer.shape[1])
+        start, next_window, pending = 0, 0, []
+        for chunk in chunks:
+            buffer = chunk if buffer is None else torch.cat([buffer, chunk], dim=1)
+            while next_window + length <= start + buffer.shape[1]:
+                offset = next_window - start
+                pending.append(buffer[:, offset : offset + length])
+                next_window += self.step
+                if len(pending) == self.batch:
+                    yield self._run_windows(model, pending)
+                    pending = []
+            drop = min(next_window - start, buffer.shape[1])
+            buffer, start = buffer[:, drop:], start + drop
+        if pending:
+            yield self._run_windows(model, pending)
+
+    def _run_windows(self, model: InceptionI3d, windows: list[torch.Tensor]) -> np.ndarray:
+        x = torch.stack(windows).to(self.device, non_blocking=True)  # (B, C, L, H, W)
+        if self.layer in OUTPUTS:
+            y = model.forward_head(model.forward_features(x), pre_logits=self.layer == POOLED)
+            y = y.flatten(2).mean(dim=2)  # (B, C): over time (and space)
+        else:
+            y = model.forward_endpoints(x, (self.layer,))[self.layer].mean(dim=2)  # (B, C, H, W)
+        return y.float().cpu().numpy()
+
+
+def _default_device() -> torch.device:
+    local_rank = os.environ.get("LOCAL_RANK")
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank}" if local_rank is not None else "cuda")
+    return torch.device("cpu")
+
+
+# ---- inputs -------------------------------------------------------------------------
+
+
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(_FRAME_NAME.search(p.name) for p in path.iterdir())
+
+
+def expand_inputs(items: Iterable[str | os.PathLike[str]], *, ids: Iterable[str] | None = None) -> list[str]:
+    """Turn command-line inputs into a list of videos, in order.
+
+    Each item is a video file, a frame folder, a ``.txt``/``.lst`` file of
+    paths (one per line, ``#`` comments), or a folder whose video files and
+    frame folders are taken in sorted order. With ``ids`` (e.g. the ids of a
+    Charades CSV) each item is a frame root and ``ITEM/ID`` is taken for
+    every id. A path that does not exist is kept, so that it is reported as
+    a failed input with the others.
+    """
+    out: list[str] = []
+    ids = list(ids) if ids is not None else None
+    for item in items:
+        path = Path(item)
+        if ids is not None:
+            out.extend(str(path / i) for i in ids)
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            out.extend(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        elif path.is_dir() and not _is_frame_folder(path):
+            for child in sorted(path.iterdir()):
+                if (child.is_file() and child.suffix.lower() in VIDEO_SUFFIXES) or _is_frame_folder(child):
+                    out.append(str(child))
+        else:
+            out.append(str(path))
+    return out
+
+
+def shard_inputs(inputs: Sequence[str], index: int, count: int) -> list[str]:
+    """Part ``index`` of ``count`` disjoint parts that together cover
+    ``inputs``: every ``count``-th input, starting at ``index``, after the
+    duplicates are dropped (deterministic, balanced in number)."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), got {index}")
+    unique = list(dict.fromkeys(inputs))
+    return unique[index::count]
+
+
+def distributed_shard() -> tuple[int, int]:
+    """``(rank, world_size)`` from torchrun's environment, else ``(0, 1)``."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def output_names(inputs: Sequence[str]) -> dict[str, str]:
+    """A file name stem per input: its own stem, or, where two inputs share
+    one, their paths with ``/`` replaced by ``__``. Computed on the whole
+    input list so that every shard agrees."""
+    stems = {i: Path(i).stem if Path(i).suffix.lower() in VIDEO_SUFFIXES else Path(i).name for i in inputs}
+    counts: dict[str, int] = {}
+    for stem in stems.values():
+        counts[stem] = counts.get(stem, 0) + 1
+    names = {}
+    for i, stem in stems.items():
+        if counts[stem] > 1:
+            stem = str(Path(i).with_suffix("")).strip("/").replace("/", "__").replace("..", "up")
+        names[i] = stem
+    return names
+
+
+# ---- outputs --------------------------------------------------------------------------
+
+
+def _paths(out_dir: Path, name: str, stream: str, fmt: str) -> tuple[Path, Path]:
+    return out_dir / f"{name}_{stream}.{fmt}", out_dir / f"{name}_{stream}.json"
+
+
+def _stored_shape(path: Path, fmt: str) -> tuple[int, ...]:
+    if fmt == "npy":
+        return tuple(np.load(path, mmap_mode="r").shape)
+    if fmt == "npz":
+        with np.load(path) as z:
+            return tuple(z["features"].shape)
+    if fmt == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f:
+            return tuple(f.get_slice("features").get_shape())
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return tuple(f["features"].shape)
+
+
+def is_complete(out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str) -> bool:
+    """Whether a complete, valid output exists: the sidecar parses and the
+    data file holds an array of the shape it records."""
+    data, sidecar = _paths(Path(out_dir), name, stream, fmt)
+    try:
+        meta = json.loads(sidecar.read_text())
+        return _stored_shape(data, fmt) == tuple(meta["shape"])
+    except Exception:  # missing, truncated or foreign files all mean "redo"
+        return False
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_features(features: Features, out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str) -> Path:
+    """Write the data file, then the sidecar, each atomically."""
+    out_dir = Path(out_dir)
+    data_path, sidecar = _paths(out_dir, name, stream, fmt)
+    meta = dict(features.meta, format=fmt)
+    array = np.ascontiguousarray(features.data, dtype=np.float32)
+
+    def write(tmp: str) -> None:
+        if fmt == "npy":
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+        elif fmt == "npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, features=array, times=features.times)
+        elif fmt == "safetensors":
+            from safetensors.numpy import save_file
+
+            save_file({"features": array, "times": features.times}, tmp, metadata={"i3d": json.dumps(meta)})
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                f["features"] = array
+                f["times"] = features.times
+                f.attrs["i3d"] = json.dumps(meta)
+
+    _atomic_write(data_path, write)
+    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    return data_path
+
+
+# ---- the batch run ----------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, error)
+    frames: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = f", {self.frames / self.seconds:.1f} frames/s" if self.seconds > 0 and self.frames else ""
+        return f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}{rate}"
+
+
+@dataclass
+class _Job:
+    path: str
+    stream: str
+    preprocess: Preprocess
+    flow_dir: str | None
+
+
+def _produce(job: _Job, chunk: int) -> Iterator[tuple[str, object]]:
+    """What a decoding worker sends for one job: its size, then chunks."""
+    source = open_input(job.path, job.preprocess, flow_dir=job.flow_dir)
+    yield "start", (source.num_frames, source.fps)
+    for c in source.chunks(chunk):
+        yield "chunk", c
+    yield "end", None
+
+
+def _worker(jobs: list[_Job], chunk: int, out: "queue.Queue") -> None:
+    """Decode ``jobs`` in order into ``out``; errors travel as messages."""
+    for index, job in enumerate(jobs):
+        try:
+            for kind, payload in _produce(job, chunk):
+                out.put((index, kind, payload))
+        except I3DError as err:
+            out.put((index, "error", str(err)))
+        except Exception as err:  # report, never hang the consumer
+            out.put((index, "error", f"{job.path}: {type(err).__name__}: {err}"))
+
+
+class _Prefetch:
+    """Decoding and preprocessing in worker processes, ahead of the model.
+
+    Worker ``w`` handles jobs ``w, w + n, w + 2n, ...`` in order through a
+    bounded queue of its own, so that the consumer reads jobs in order and
+    memory stays at ``QUEUE_CHUNKS`` chunks per worker.
+    """
+
+    QUEUE_CHUNKS = 4
+
+    def __init__(self, jobs: list[_Job], chunk: int, workers: int) -> None:
+        self.jobs, self.chunk, self.workers = jobs, chunk, workers
+        self.procs: list = []
+        self.queues: list = []
+        if workers > 0:
+            import torch.multiprocessing as mp
+
+            ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+            for w in range(workers):
+                q = ctx.Queue(maxsize=self.QUEUE_CHUNKS)
+                p = ctx.Process(target=_worker, args=(jobs[w::workers], chunk, q), daemon=True)
+                p.start()
+                self.procs.append(p)
+                self.queues.append(q)
+
+    def messages(self, index: int) -> Iterator[tuple[str, object]]:
+        """The messages of job ``index``; jobs must be read in order."""
+        if self.workers == 0:
+            try:
+                yield from _produce(self.jobs[index], self.chunk)
+            except I3DError as err:
+                yield "error", str(err)
+            return
+        q, proc = self.queues[index % self.workers], self.procs[index % self.workers]
+        while True:
+            try:
+                _, kind, payload = q.get(timeout=1.0)
+            except queue.Empty:
+                if not proc.is_alive():
+                    yield "error", f"{self.jobs[index].path}: decoding worker died (exit code {proc.exitcode})"
+                    return
+                continue
+            yield kind, payload
+            if kind in ("end", "error"):
+                return
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+
+
+def extract_all(
+    inputs: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    extractor: Extractor,
+    *,
+    fmt: str = "npy",
+    names: dict[str, str] | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    log=None,
+) -> Summary:
+    """Extract every input's features into ``out_dir``; skip complete ones.
+
+    A failing input is reported (to ``log``, default stderr) with its
+    one-line error and the run goes on. Returns the :class:`Summary`.
+    """
+    from tqdm import tqdm
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    log = log or sys.stderr
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = names or output_names(inputs)
+    summary = Summary()
+    jobs, todo = [], []
+    for path in inputs:
+        missing = [s for s in extractor.streams if not is_complete(out, names[path], s, fmt)]
+        if not missing:
+            summary.skipped.append(path)
+            continue
+        for stream in missing:
+            jobs.append(_Job(path, stream, extractor.preprocess(stream), extractor.flow_dir and str(extractor.flow_dir)))
+        todo.append(path)
+    prefetch = _Prefetch(jobs, extractor.chunk, workers)
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="video", disable=not progress, file=log)
+    failed: dict[str, str] = {}
+    try:
+        for index, job in enumerate(jobs):
+            error = failed.get(job.path)
+            messages = prefetch.messages(index)
+            if error is None:
+                error = _extract_job(extractor, job, messages, out, names[job.path], fmt, summary)
+            if workers:
+                for _ in messages:  # drain the job's queue up to its end
+                    pass
+            else:
+                messages.close()  # stop decoding a job that failed
+            if error is not None and job.path not in failed:
+                failed[job.path] = error
+                print(f"i3d extract: {error}", file=log)
+            last_of_video = index + 1 == len(jobs) or jobs[index + 1].path != job.path
+            if last_of_video:
+                if job.path in failed:
+                    summary.failed.append((job.path, failed[job.path]))
+                else:
+                    summary.done.append(job.path)
+                summary.seconds = time.perf_counter() - start
+                bar.set_postfix_str(f"{summary.frames / max(summary.seconds, 1e-9):.1f} frames/s")
+                bar.update(1)
+    finally:
+        bar.close()
+        prefetch.close()
+    return summary
+
+
+def _extract_job(
+    extractor: Extractor,
+    job: _Job,
+    messages: Iterator[tuple[str, object]],
+    out: Path,
+    name: str,
+    fmt: str,
+    summary: Summary,
+) -> str | None:
+    """Run one (input, stream); return its error message or None."""
+    kind, payload = next(messages)
+    if kind == "error":
+        return str(payload)
+    frames, fps = payload  # type: ignore[misc]
+
+    def chunks() -> Iterator[torch.Tensor]:
+        for kind, payload in messages:
+            if kind == "chunk":
+                yield payload  # type: ignore[misc]
+            elif kind == "error":
+                raise _WorkerError(str(payload))
+
+    try:
+        rows = list(extractor.rows(job.stream, frames, chunks()))
+    except _WorkerError as err:
+        return str(err)
+    except (I3DError, ValueError, RuntimeError) as err:
+        return f"{job.path}: {err}"
+    data = np.concatenate(rows)
+    times, meta = extractor.describe(job.stream, job.path, frames, fps, data.shape)
+    save_features(Features(data, times, meta), out, name, job.stream, fmt)
+    summary.frames += frames
+    return None
+
+
+class _WorkerError(Exception):
+    pass
