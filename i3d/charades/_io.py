@@ -1,0 +1,46 @@
+"""Atomic file output: a temporary file in the same folder, then ``os.replace``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+# Read and write for everyone the umask lets through, as open() would create it
+# (tempfile.mkstemp would make it private to the owner).
+_NEW_FILE_MODE = 0o666
+_NAME_TRIES = 100
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    for _ in range(_NAME_TRIES):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: no free temporary name after {_NAME_TRIES} tries")
+
+
+@contextmanager
+def open_atomic(path: str | os.PathLike[str], binary: bool = False) -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success it replaces ``path``.
+
+    On an exception the temporary file is removed and ``path`` is untouched,
+    so a reader never sees a half-written file.
+    """
+    fd, tmp = _create_temporary(Path(path))
+    try:
+        if binary:
+            f = os.fdopen(fd, "wb")
+        else:
+            f = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        with f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,151 @@
+"""``i3d eval classify``, ``i3d eval localize`` and ``i3d eval timeline``: a thin layer over :mod:`i3d.charades.metrics`.
+
+Each command is a pair ``add_*_arguments(parser)`` / ``run_*(args) -> int``
+that ``i3d.cli`` wires into its subcommands. Warnings about the submission
+(missing videos, unknown ids, 0-based frames) go to stderr as
+``warning: ...`` lines; an unusable input prints its one-line error to
+stderr and gives exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from i3d.charades.annotations import NUM_CLASSES, read_classes, read_csv, validate_video_id
+from i3d.charades.metrics import (
+    LOCALIZATION_FRAMES,
+    EvalResult,
+    evaluate_classification_file,
+    evaluate_localization_file,
+    read_localization_submission,
+)
+from i3d.errors import I3DError
+
+
+def _add_common(parser: argparse.ArgumentParser, pred_help: str) -> None:
+    parser.add_argument("--gt", required=True, metavar="CSV", help="ground truth, e.g. Charades_v1_test.csv")
+    parser.add_argument("--pred", required=True, metavar="FILE", help=pred_help)
+    parser.add_argument(
+        "--classes",
+        metavar="FILE",
+        help="Charades_v1_classes.txt: names the classes in the table (its line count sets the number of classes)",
+    )
+
+
+def _add_eval(parser: argparse.ArgumentParser, pred_help: str) -> None:
+    _add_common(parser, pred_help)
+    parser.add_argument(
+        "--json", action="store_true", help='print {"map", "wap", "classes", "per_class"} as JSON instead of a table'
+    )
+    parser.add_argument("--plot", metavar="PNG", help="also write a bar chart of the per-class APs to this file")
+
+
+def add_classify_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``i3d eval classify``."""
+    _add_eval(parser, "classification submission: one line 'id s1 ... s157' per video")
+
+
+def add_localize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``i3d eval localize``."""
+    _add_eval(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{LOCALIZATION_FRAMES} per video")
+
+
+def add_timeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``i3d eval timeline``."""
+    _add_common(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{LOCALIZATION_FRAMES}")
+    parser.add_argument("--video", required=True, metavar="ID", help="the video to plot")
+    parser.add_argument("--out", required=True, metavar="PNG", help="the PNG file to write")
+    parser.add_argument("--top", type=int, default=5, metavar="K", help="plot the K best-scoring classes (default 5)")
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+
+
+def _class_names(args: argparse.Namespace) -> list[str] | None:
+    return [c.name for c in read_classes(args.classes)] if args.classes else None
+
+
+def _run_eval(args: argparse.Namespace, evaluate: Callable[..., EvalResult], title: str) -> int:
+    try:
+        names = _class_names(args)
+        num_classes = len(names) if names is not None else NUM_CLASSES
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = evaluate(args.gt, args.pred, num_classes)
+        _print_warnings(caught)
+        if args.plot:
+            from i3d.charades.plots import plot_per_class_ap
+
+            plot_per_class_ap(args.plot, result, names, title=title)
+    except (I3DError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(format_result(result, names, title))
+    return 0
+
+
+def format_result(result: EvalResult, class_names: list[str] | None = None, title: str = "") -> str:
+    """The plain-text report: mAP, wAP, how many classes were averaged, then one line per class."""
+    heading = f"{title} " if title else ""
+    lines = [
+        f"{heading}mAP: {result.map:.6f}",
+        f"{heading}wAP: {result.wap:.6f} (weighted by the number of positives of each class)",
+        f"classes averaged: {result.classes} of {len(result.per_class)}",
+    ]
+    if result.excluded:
+        lines.append("left out, no positives: " + " ".join(f"c{c:03d}" for c in result.excluded))
+    lines.append("")
+    lines.append(f"{'class':<6} {'AP':>8} {'positives':>9}" + ("  name" if class_names else ""))
+    for c, (ap, positives) in enumerate(zip(result.per_class, result.positives)):
+        shown = f"{ap:8.4f}" if ap is not None else f"{'-':>8}"
+        name = f"  {class_names[c]}" if class_names else ""
+        lines.append(f"c{c:03d}   {shown} {positives:>9}{name}")
+    return "\n".join(lines)
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    """``i3d eval classify``: video-level mAP as ``Charades_v1_classify.m``."""
+    return _run_eval(args, evaluate_classification_file, "classification")
+
+
+def run_localize(args: argparse.Namespace) -> int:
+    """``i3d eval localize``: per-frame mAP as ``Charades_v1_localize.m``."""
+    return _run_eval(args, evaluate_localization_file, "localization")
+
+
+def run_timeline(args: argparse.Namespace) -> int:
+    """``i3d eval timeline``: PNG of one video's ground truth against its localization scores."""
+    from i3d.charades.plots import plot_timeline
+
+    try:
+        if args.top < 1:
+            raise I3DError(f"--top must be >= 1, got {args.top}")
+        video_id = validate_video_id(args.video, "--video")
+        names = _class_names(args)
+        num_classes = len(names) if names is not None else NUM_CLASSES
+        videos = {v.id: v for v in read_csv(args.gt, num_classes=num_classes)}
+        if video_id not in videos:
+            raise I3DError(f"{args.gt}: no video {video_id}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictions = read_localization_submission(args.pred, num_classes)
+        _print_warnings(caught)
+        frames = [predictions.get((video_id, j)) for j in range(1, LOCALIZATION_FRAMES + 1)]
+        if any(f is None for f in frames):
+            raise I3DError(f"{args.pred}: video {video_id} lacks some of frames 1..{LOCALIZATION_FRAMES}")
+        plot_timeline(args.out, videos[video_id], np.stack(frames, axis=1), names, top=args.top)
+    except (I3DError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
