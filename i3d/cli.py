@@ -229,30 +229,6 @@ def run_extract(args: argparse.Namespace) -> int:
 # ---- convert and weights --------------------------------------------------------
 
 
-def add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="a .pt or .safetensors file, or a TensorFlow checkpoint prefix (path/to/model.ckpt)")
-    p.add_argument("dst", type=Path, help="output file, .safetensors or .pt")
-
-
-def run_convert(args: argparse.Namespace) -> int:
-    from i3d.weights import load_state_dict_file, save_state_dict
-
-    src = Path(args.src)
-    try:
-        if src.suffix in (".pt", ".pth", ".safetensors"):
-            state = load_state_dict_file(src)
-        else:
-            from i3d.convert.deepmind import convert_deepmind_checkpoint
-
-            state = convert_deepmind_checkpoint(src)
-        save_state_dict(state, args.dst)
-    except I3DError as err:
-        _error(str(err))
-        return 1
-    print(f"wrote {args.dst} ({len(state)} tensors)")
-    return 0
-
-
 def add_weights_list_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
@@ -298,6 +274,7 @@ def _command(
 
 def build_parser() -> argparse.ArgumentParser:
     from i3d.charades import cli as charades_cli
+    from i3d.convert import cli as convert_cli
     from i3d.video import cli as video_cli
 
     parser = argparse.ArgumentParser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
@@ -306,7 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
     _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
     _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
-    _command(sub, "convert", "convert a checkpoint to .safetensors or .pt", add_convert_arguments, run_convert)
+    _command(
+        sub,
+        "convert",
+        "convert a checkpoint (DeepMind TensorFlow, .pt, .safetensors) to .safetensors or .pt",
+        convert_cli.add_convert_arguments,
+        convert_cli.run_convert,
+    )
 
     weights = sub.add_parser("weights", help="the registry of published checkpoints")
     weights_sub = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
@@ -327,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Charades per-frame localization mAP (Charades_v1_localize.m)",
         charades_cli.add_localize_arguments,
         charades_cli.run_localize,
+    )
+    _command(
+        eval_sub,
+        "timeline",
+        "plot one video's ground truth against predicted per-frame scores (PNG)",
+        charades_cli.add_timeline_arguments,
+        charades_cli.run_timeline,
     )
     return parser
 

@@ -39,7 +39,7 @@ from i3d import weights as W
 from i3d.errors import I3DError, InputError
 from i3d.model import ENDPOINTS, InceptionI3d
 from i3d.streaming import LOGITS, OUTPUTS, POOLED, StreamingI3d
-from i3d.video import Preprocess, open_input
+from i3d.video import FlowEngine, Preprocess, open_input
 
 __all__ = [
     "Extractor",
@@ -125,6 +125,8 @@ class Extractor:
         batch: windows per network call in ``clips`` mode.
         device: torch device (default: CUDA if available).
         flow_dir: cache folder of flow frames, read and written.
+        transforms: preprocessing per stream (``{"rgb": preset}``) instead
+            of the weights' own.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class Extractor:
         batch: int = DEFAULT_BATCH,
         device: str | torch.device | None = None,
         flow_dir: str | os.PathLike[str] | None = None,
+        transforms: dict[str, Preprocess] | None = None,
         progress: bool = False,
     ) -> None:
         if not streams or any(s not in STREAMS for s in streams):
@@ -158,6 +161,8 @@ class Extractor:
         self.device = torch.device(device) if device is not None else _default_device()
         self.flow_dir = flow_dir
         self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
+        for net in self.nets:
+            net.preprocess = (transforms or {}).get(net.stream, net.preprocess)
 
     def _load(self, stream: str, spec: str | os.PathLike[str], progress: bool) -> _Net:
         path, entry = W.resolve_checkpoint(spec, progress=progress)
@@ -442,25 +447,32 @@ class _Job:
     flow_dir: str | None
 
 
-def _produce(job: _Job, chunk: int) -> Iterator[tuple[str, object]]:
+def _produce(job: _Job, chunk: int, flow: FlowEngine) -> Iterator[tuple[str, object]]:
     """What a decoding worker sends for one job: its size, then chunks."""
-    source = open_input(job.path, job.preprocess, flow_dir=job.flow_dir)
+    source = open_input(job.path, job.preprocess, flow_dir=job.flow_dir, flow_engine=flow)
     yield "start", (source.num_frames, source.fps)
     for c in source.chunks(chunk):
         yield "chunk", c
     yield "end", None
 
 
-def _worker(jobs: list[_Job], chunk: int, out: "queue.Queue") -> None:
-    """Decode ``jobs`` in order into ``out``; errors travel as messages."""
+def _worker(jobs: list[_Job], chunk: int, out: "queue.Queue", release) -> None:
+    """Decode ``jobs`` in order into ``out``; errors travel as messages.
+    Workers compute flow inline: they are the parallelism (and, being
+    daemons, cannot start processes of their own)."""
+    flow = FlowEngine(workers=1)
     for index, job in enumerate(jobs):
         try:
-            for kind, payload in _produce(job, chunk):
+            for kind, payload in _produce(job, chunk, flow):
                 out.put((index, kind, payload))
         except I3DError as err:
             out.put((index, "error", str(err)))
         except Exception as err:  # report, never hang the consumer
             out.put((index, "error", f"{job.path}: {type(err).__name__}: {err}"))
+    flow.close()
+    # Tensors travel as shared memory that this process serves: stay alive
+    # until the consumer has taken them all.
+    release.wait()
 
 
 class _Prefetch:
@@ -477,13 +489,15 @@ class _Prefetch:
         self.jobs, self.chunk, self.workers = jobs, chunk, workers
         self.procs: list = []
         self.queues: list = []
+        self.flow = FlowEngine() if workers == 0 else None  # every core, shared by all jobs
         if workers > 0:
             import torch.multiprocessing as mp
 
             ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+            self.release = ctx.Event()
             for w in range(workers):
                 q = ctx.Queue(maxsize=self.QUEUE_CHUNKS)
-                p = ctx.Process(target=_worker, args=(jobs[w::workers], chunk, q), daemon=True)
+                p = ctx.Process(target=_worker, args=(jobs[w::workers], chunk, q, self.release), daemon=True)
                 p.start()
                 self.procs.append(p)
                 self.queues.append(q)
@@ -492,7 +506,7 @@ class _Prefetch:
         """The messages of job ``index``; jobs must be read in order."""
         if self.workers == 0:
             try:
-                yield from _produce(self.jobs[index], self.chunk)
+                yield from _produce(self.jobs[index], self.chunk, self.flow)
             except I3DError as err:
                 yield "error", str(err)
             return
@@ -510,10 +524,15 @@ class _Prefetch:
                 return
 
     def close(self) -> None:
+        if self.flow is not None:
+            self.flow.close()
+        if self.procs:
+            self.release.set()
         for p in self.procs:
+            p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
-            p.join()
+                p.join()
 
 
 def extract_all(

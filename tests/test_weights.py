@@ -241,3 +241,40 @@ def test_labels(tmp_path, server):
     assert W.read_labels(tmp_path / "classes.txt") == ["Holding some clothes", "Putting clothes somewhere"]
     with pytest.raises(WeightsError, match="has 2 labels, the model has 400"):
         W.read_labels(tmp_path / "classes.txt", 400)
+
+
+def test_registry_tf_entry_downloads_converts_and_caches(server, cache, tmp_path):
+    from tests.convert.test_deepmind import deepmind_variables, random_model
+    from tests.convert.tf_writer import write_checkpoint
+
+    model = random_model(in_channels=2, num_classes=400, seed=7)
+    prefix = tmp_path / "src" / "model.ckpt"
+    prefix.parent.mkdir()
+    write_checkpoint(prefix, deepmind_variables(model, "Flow"))
+    files = tuple(
+        server.add(f"/checkpoints/flow/model.ckpt{suffix}", Path(f"{prefix}{suffix}").read_bytes())
+        for suffix in (".index", ".data-00000-of-00001")
+    )
+    entry = W.WeightsEntry(
+        name="flow_test",
+        files=files,
+        format="tf",
+        num_classes=400,
+        dataset="kinetics-400",
+        labels=None,
+        transforms=W.REGISTRY["flow_imagenet"].transforms,
+        provenance="test",
+        source="local",
+    )
+    loaded = W.inception_i3d(weights=entry, progress=False)
+    x = torch.rand(1, 2, 9, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    converted = cache / "flow_test.safetensors"
+    assert converted.exists() and W.is_cached(entry)
+    n = len(server.requests)
+    W.inception_i3d(weights=entry, progress=False)  # cached and verified: no request
+    assert len(server.requests) == n
+    converted.write_bytes(converted.read_bytes()[:-1] + b"\0")  # tampered: converted again
+    W.inception_i3d(weights=entry, progress=False)
+    assert len(server.requests) == n  # from the cached, verified upstream files

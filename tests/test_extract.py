@@ -1,0 +1,213 @@
+"""Feature extraction: exactness, outputs, resume, sharding, bad inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from i3d import extract as E
+from i3d.cli import main
+from i3d.model import InceptionI3d
+from i3d.video import Preprocess
+from i3d.weights import save_state_dict
+from tests.conftest import randomize
+
+# Small frames keep the network cheap; the preset only matters for videos.
+SMALL_RGB = Preprocess("rgb", fps=25.0, resize_short_side=40, crop=32)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "rgb.safetensors"
+    save_state_dict(randomize(InceptionI3d(), seed=11).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(weights) -> InceptionI3d:
+    from i3d.weights import inception_i3d
+
+    return inception_i3d(weights=weights)
+
+
+def write_npy(path: Path, frames: int, size: int = 32, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    np.save(path, rng.uniform(-1, 1, (1, frames, size, size, 3)).astype(np.float32))
+    return path
+
+
+def one_pass(model, path: Path) -> np.ndarray:
+    x = torch.from_numpy(np.load(path)[0]).permute(3, 0, 1, 2)[None]  # (1, 3, T, H, W)
+    with torch.no_grad():
+        return model.extract_features(x).mean(dim=(3, 4))[0].T.numpy()  # (T', 1024)
+
+
+@pytest.mark.parametrize("frames", [9, 37, 150])
+def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
+    path = write_npy(tmp_path / "v.npy", frames, seed=frames)
+    expected = one_pass(model, path)
+    assert expected.shape == (max(1, -(-frames // 8) - 1), 1024)
+    scale = max(1.0, float(np.abs(expected).max()))
+    for chunk in (1, 8, 23, 64, 1000):
+        got = E.Extractor(weights=weights, chunk=chunk, device="cpu").extract(path)["rgb"].data
+        assert got.shape == expected.shape
+        # Random weights give features in the hundreds; real ones near 1.
+        assert np.abs(got - expected).max() <= 1e-5 * scale, chunk
+
+
+def test_clips_mode(tmp_path, weights, model):
+    path = write_npy(tmp_path / "v.npy", 50)
+    ex = E.Extractor(weights=weights, mode="clips", clip_len=16, step=12, batch=3, chunk=7, device="cpu")
+    got = ex.extract(path)["rgb"]
+    x = torch.from_numpy(np.load(path)[0]).permute(3, 0, 1, 2)
+    starts = list(range(0, 50 - 16 + 1, 12))
+    with torch.no_grad():
+        expected = [model.extract_features(x[None, :, s : s + 16]).mean(dim=(2, 3, 4))[0].numpy() for s in starts]
+    assert got.data.shape == (len(starts), 1024)
+    np.testing.assert_allclose(got.data, np.stack(expected), rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    assert got.meta["row_spans"][1] == [12.0, 28.0] and got.meta["times"] == "frames"
+    short = E.Extractor(weights=weights, mode="clips", clip_len=64, device="cpu").extract(path)["rgb"]
+    assert short.data.shape == (1, 1024)  # shorter than a window: one row
+
+
+def test_layers(tmp_path, weights, model):
+    path = write_npy(tmp_path / "v.npy", 20)
+    x = torch.from_numpy(np.load(path)[0]).permute(3, 0, 1, 2)[None]
+    with torch.no_grad():
+        logits = model(x)[0].T.numpy()
+        mixed = model.forward_endpoints(x, ("Mixed_4f",))["Mixed_4f"][0].movedim(1, 0).numpy()
+    got = E.Extractor(weights=weights, layer="logits", chunk=5, device="cpu").extract(path)["rgb"]
+    np.testing.assert_allclose(got.data, logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+    got = E.Extractor(weights=weights, layer="Mixed_4f", chunk=5, device="cpu").extract(path)["rgb"]
+    assert got.data.shape == mixed.shape == (5, 832, 2, 2)
+    np.testing.assert_allclose(got.data, mixed, rtol=1e-5, atol=1e-5 * np.abs(mixed).max())
+    assert got.meta["stride"] == 4 and got.meta["window"] == 4
+
+
+@pytest.mark.parametrize("fmt", E.FORMATS)
+def test_formats_roundtrip_and_skip(tmp_path, weights, fmt):
+    src = write_npy(tmp_path / "clip.npy", 17)
+    ex = E.Extractor(weights=weights, device="cpu")
+    out = tmp_path / "out"
+    summary = E.extract_all([str(src)], out, ex, fmt=fmt, progress=False)
+    assert summary.done == [str(src)] and not summary.failed
+    assert E.is_complete(out, "clip", "rgb", fmt)
+    meta = json.loads((out / "clip_rgb.json").read_text())
+    assert meta["shape"] == [2, 1024] and meta["frames"] == 17 and meta["weights_sha256"]
+    assert meta["row_spans"] == [[0.0, 16.0], [8.0, 17.0]] and meta["layer"] == "pooled"
+    again = E.extract_all([str(src)], out, ex, fmt=fmt, progress=False)
+    assert again.skipped == [str(src)] and not again.done
+    # A truncated data file is not complete: it is redone.
+    data = out / f"clip_rgb.{fmt}"
+    data.write_bytes(data.read_bytes()[:100])
+    assert not E.is_complete(out, "clip", "rgb", fmt)
+    assert E.extract_all([str(src)], out, ex, fmt=fmt, progress=False).done == [str(src)]
+
+
+def test_expand_shard_and_names(tmp_path):
+    (tmp_path / "videos").mkdir()
+    for name in ("b.mp4", "a.avi", "notes.md"):
+        (tmp_path / "videos" / name).write_bytes(b"x")
+    frames = tmp_path / "videos" / "ID1"
+    frames.mkdir()
+    (frames / "ID1-000001.jpg").write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# comment\n/x/one.mp4\n\n/y/one.mp4\n")
+    inputs = E.expand_inputs([tmp_path / "videos", listing])
+    assert inputs == [str(tmp_path / "videos" / n) for n in ("ID1", "a.avi", "b.mp4")] + ["/x/one.mp4", "/y/one.mp4"]
+    assert E.expand_inputs([tmp_path], ids=["A", "B"]) == [str(tmp_path / "A"), str(tmp_path / "B")]
+    names = E.output_names(inputs)
+    assert names[inputs[0]] == "ID1" and names["/x/one.mp4"] == "x__one" and names["/y/one.mp4"] == "y__one"
+    items = [f"v{i}" for i in range(23)]
+    parts = [E.shard_inputs(items, i, 4) for i in range(4)]
+    assert sorted(sum(parts, [])) == sorted(items)
+    assert all(not set(a) & set(b) for i, a in enumerate(parts) for b in parts[i + 1 :])
+    assert parts == [E.shard_inputs(items, i, 4) for i in range(4)]  # deterministic
+    with pytest.raises(ValueError):
+        E.shard_inputs(items, 4, 4)
+
+
+def test_cli_good_and_bad_inputs(tmp_path, weights, capsys):
+    good = [write_npy(tmp_path / f"good{i}.npy", 10 + i) for i in range(2)]
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    bad_shape = tmp_path / "bad.npy"
+    np.save(bad_shape, np.zeros((3, 3), np.float32))
+    inputs = [str(good[0]), str(empty), str(junk), str(tmp_path / "missing.mp4"), str(bad_shape), str(good[1])]
+    out = tmp_path / "out"
+    rc = main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--device", "cpu", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "done 2, skipped 0, failed 4" in err
+    for path in inputs[1:5]:
+        lines = [line for line in err.splitlines() if path in line]
+        assert len(lines) == 1, path  # one line each, naming the file
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good0_rgb.json",
+        "good0_rgb.npy",
+        "good1_rgb.json",
+        "good1_rgb.npy",
+    ]
+
+
+def test_cli_shards_cover_inputs(tmp_path, weights, capsys):
+    inputs = [str(write_npy(tmp_path / f"v{i}.npy", 9, size=16, seed=i)) for i in range(5)]
+    out = tmp_path / "out"
+    for shard in ("0/2", "1/2"):
+        base = ["extract", *inputs, "--out", str(out), "--weights", str(weights), "--device", "cpu"]
+        assert main([*base, "--shard", shard, "--workers", "0"]) == 0
+    assert sorted(p.name for p in out.glob("*.npy")) == [f"v{i}_rgb.npy" for i in range(5)]
+    assert "done 2, skipped 0" in capsys.readouterr().err
+    assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--shard", "2/2"]) == 2
+
+
+def test_worker_processes(tmp_path, weights):
+    inputs = [str(write_npy(tmp_path / f"v{i}.npy", 12 + i, size=16)) for i in range(3)] + [str(tmp_path / "nope.mp4")]
+    ex = E.Extractor(weights=weights, device="cpu", chunk=5)
+    log = io.StringIO()
+    summary = E.extract_all(inputs, tmp_path / "out", ex, workers=2, progress=False, log=log)
+    assert summary.done == inputs[:3] and [f for f, _ in summary.failed] == inputs[3:]
+    for i in range(3):
+        inline = ex.extract(inputs[i])["rgb"].data
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}_rgb.npy"), inline)
+
+
+def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
+    inputs = [str(write_npy(tmp_path / f"v{i}.npy", 60, size=32, seed=i)) for i in range(4)]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "i3d", "extract", *inputs, "--out", str(out), "--weights", str(weights)]
+    cmd += ["--device", "cpu", "--chunk", "1", "--workers", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "v0_rgb.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-way through a later video
+    finally:
+        proc.wait()
+    for data in out.glob("*_rgb.npy"):  # whatever exists under an output name is whole
+        assert np.load(data).shape == (7, 1024)
+    assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--workers", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"v{i}_rgb.{e}" for i in range(4) for e in ("npy", "json"))
+
+
+def test_real_clip_decodes_and_extracts(upstream, weights, tmp_path):
+    clip = upstream / "video-features" / "v_ZNVhz7ctTq0.mp4"
+    ex = E.Extractor(weights=weights, device="cpu", transforms={"rgb": SMALL_RGB})
+    features = ex.extract(clip)["rgb"]
+    frames = features.meta["frames"]
+    assert features.meta["fps"] == 25.0 and frames > 100
+    assert features.data.shape == (-(-frames // 8) - 1, 1024)
+    assert features.meta["row_spans"][-1][1] == pytest.approx(frames / 25.0)
