@@ -1,3 +1,45 @@
-"""i3d: an exact, fast Inflated 3D ConvNet (Carreira and Zisserman, CVPR 2017)."""
+"""i3d: an exact, fast Inflated 3D ConvNet (Carreira and Zisserman, CVPR 2017).
+
+The public API, importable from the package root::
+
+    from i3d import InceptionI3d, inception_i3d, get_weights, open_input, run_chunks
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# Resolved on first use, so that `import i3d` (and `i3d --version`) stays
+# cheap and imports neither torch nor the video stack until needed.
+_EXPORTS = {
+    "InceptionI3d": "i3d.model",
+    "inception_i3d": "i3d.weights",
+    "get_weights": "i3d.weights",
+    "REGISTRY": "i3d.weights",
+    "StreamingI3d": "i3d.streaming",
+    "run_chunks": "i3d.streaming",
+    "open_input": "i3d.video",
+    "load_input": "i3d.video",
+    "Classifier": "i3d.predict",
+    "Extractor": "i3d.extract",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from i3d.extract import Extractor
+    from i3d.model import InceptionI3d
+    from i3d.predict import Classifier
+    from i3d.streaming import StreamingI3d, run_chunks
+    from i3d.video import load_input, open_input
+    from i3d.weights import REGISTRY, get_weights, inception_i3d
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'i3d' has no attribute {name!r}")

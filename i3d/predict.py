@@ -57,16 +57,20 @@ class Prediction:
 class _Model:
     net: InceptionI3d
     preprocess: Preprocess
-    labels: list[str]
+    entry: W.WeightsEntry | None  # None for a plain checkpoint file
+
+    def labels(self, progress: bool) -> list[str]:
+        if self.entry is not None:
+            return W.categories(self.entry, progress=progress)
+        return W.default_categories(self.net.num_classes, progress)
 
 
 def _load(spec: str | os.PathLike[str] | W.WeightsEntry, device: torch.device, progress: bool) -> _Model:
-    """A model with its preprocessing and class names."""
+    """A model with its preprocessing."""
     path, entry = W.resolve_checkpoint(spec, progress=progress)
     net = W.inception_i3d(weights=path)
-    if entry is not None:
-        return _Model(net.to(device), entry.transforms, W.categories(entry, progress=progress))
-    return _Model(net.to(device), W.default_transforms(net.in_channels), W.default_categories(net.num_classes, progress))
+    preprocess = entry.transforms if entry is not None else W.default_transforms(net.in_channels)
+    return _Model(net.to(device), preprocess, entry)
 
 
 class Classifier:
@@ -111,7 +115,7 @@ class Classifier:
         sizes = {m.net.num_classes for m in self.models}
         if len(sizes) != 1:
             raise W.WeightsError(f"the RGB and flow weights have different classes: {sorted(sizes)}")
-        self.labels = labels if labels is not None else self.models[0].labels
+        self.labels = labels if labels is not None else self.models[0].labels(progress)
         if len(self.labels) != sizes.pop():
             raise W.WeightsError(f"{len(self.labels)} labels for {self.models[0].net.num_classes} classes")
 

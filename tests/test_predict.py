@@ -1,0 +1,109 @@
+"""``i3d predict`` and :class:`i3d.predict.Classifier` with local weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from i3d.cli import main
+from i3d.model import InceptionI3d
+from i3d.predict import Classifier
+from i3d.video import read_sample_gif
+from i3d.weights import save_state_dict
+from tests.conftest import randomize
+
+
+@pytest.fixture(scope="module")
+def rgb_weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "rgb.safetensors"
+    save_state_dict(randomize(InceptionI3d(), seed=21).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def flow_weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("w") / "flow.pt"
+    save_state_dict(randomize(InceptionI3d(in_channels=2), seed=22).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cricket_npy(upstream, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sample") / "v_CricketShot_g04_c01_rgb.npy"
+    np.save(path, read_sample_gif(upstream / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif"))
+    return path
+
+
+def check_json(doc, videos, labels, k):
+    assert [d["video"] for d in doc] == [str(Path(v)) for v in videos]
+    for d in doc:
+        assert len(d["top"]) == k and set(d["top"][0]) == {"label", "index", "prob", "logit"}
+        logits = [t["logit"] for t in d["top"]]
+        assert logits == sorted(logits, reverse=True)
+        assert all(labels[t["index"]] == t["label"] and 0 <= t["prob"] <= 1 for t in d["top"])
+
+
+def test_predict_json_on_real_inputs(upstream, rgb_weights, cricket_npy, tmp_path, capsys):
+    label_file = upstream / "kinetics-i3d" / "label_map.txt"
+    labels = label_file.read_text().splitlines()
+    clip = upstream / "video-features" / "v_ZNVhz7ctTq0.mp4"
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes()[:3000])  # the header and little else
+    videos = [str(cricket_npy), str(broken), str(clip)]
+    argv = ["predict", *videos, "--weights", str(rgb_weights), "--labels", str(label_file), "--json", "--top", "3"]
+    rc = main([*argv, "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert [line for line in err.splitlines() if line.strip()] == [err.strip()] and str(broken) in err
+    check_json(json.loads(out), [videos[0], videos[2]], labels, 3)
+
+    # The CLI prints what the Python API computes: the time average of the
+    # per-time logits of one pass over DeepMind's sample.
+    classifier = Classifier(rgb_weights=rgb_weights, labels=labels, device="cpu", chunk_frames=32)
+    model = randomize(InceptionI3d(), seed=21)
+    x = torch.from_numpy(np.load(cricket_npy)).permute(0, 4, 1, 2, 3)  # (1, 3, 79, 224, 224)
+    with torch.no_grad():
+        expected = model(x)[0].mean(dim=1)
+    got = classifier.logits(cricket_npy)
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+    top = json.loads(out)[0]["top"][0]
+    assert top["index"] == int(expected.argmax()) and top["logit"] == pytest.approx(float(expected.max()), rel=1e-5)
+
+
+def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (48, 64), fps: int = 25) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        yy, xx = np.mgrid[: size[0], : size[1]]
+        for t in range(frames):
+            image = ((np.sin((xx - 2 * t) / 5.0) + 1) * 100 + yy).clip(0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.stack([image] * 3, axis=-1), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_joint_stream_adds_logits(rgb_weights, flow_weights, tmp_path):
+    video = write_video(tmp_path / "moving.mp4")
+    common = dict(rgb_weights=rgb_weights, flow_weights=flow_weights, labels=[str(i) for i in range(400)], device="cpu")
+    rgb = Classifier("rgb", **common)
+    flow = Classifier("flow", flow_dir=tmp_path / "flow", **common)
+    joint = Classifier("joint", flow_dir=tmp_path / "flow", **common)
+    both = rgb.logits(video) + flow.logits(video)
+    assert torch.allclose(joint.logits(video), both, rtol=1e-5, atol=1e-5 * both.abs().max().item())
+    assert (tmp_path / "flow" / "moving.npy").exists()  # the flow cache was written and reused
+
+
+def test_cli_stream_and_weights_errors(rgb_weights, flow_weights, tmp_path, capsys):
+    assert main(["predict", "x.mp4", "--stream", "flow", "--weights", str(rgb_weights), "--device", "cpu"]) == 1
+    assert "not flow weights" in capsys.readouterr().err
+    assert main(["predict", "x.mp4", "--weights", str(tmp_path / "none.pt"), "--device", "cpu"]) == 1
+    assert "none.pt: no such file" in capsys.readouterr().err
