@@ -22,6 +22,17 @@ def _error(message: str) -> None:
     print(f"i3d: error: {message}", file=sys.stderr)
 
 
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    from i3d.runtime import PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32: exact, DeepMind's numbers (default); tf32, bf16, fp16: faster on GPUs, ~1e-3 relative error",
+    )
+
+
 # ---- predict ------------------------------------------------------------------
 
 
@@ -45,6 +56,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=5, metavar="K", help="number of classes to print (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    _add_precision(p)
     p.add_argument(
         "--chunk",
         type=int,
@@ -75,11 +87,12 @@ def run_predict(args: argparse.Namespace) -> int:
             flow_weights=flow_weights,
             labels=labels,
             device=args.device,
+            precision=args.precision,
             chunk_frames=args.chunk,
             flow_dir=args.flow_dir,
             progress=sys.stderr.isatty(),
         )
-    except I3DError as err:
+    except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
     results, failed = [], 0
@@ -160,6 +173,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=1, help="decoding processes running ahead of the model (0: decode inline)"
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
+    _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
 
 
@@ -213,10 +227,11 @@ def run_extract(args: argparse.Namespace) -> int:
             chunk=args.chunk,
             batch=args.batch,
             device=args.device,
+            precision=args.precision,
             flow_dir=args.flow_dir,
             progress=sys.stderr.isatty(),
         )
-    except I3DError as err:
+    except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
     summary = E.extract_all(

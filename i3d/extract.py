@@ -38,6 +38,7 @@ from i3d import __version__
 from i3d import weights as W
 from i3d.errors import I3DError, InputError
 from i3d.model import ENDPOINTS, InceptionI3d
+from i3d.runtime import Precision, default_device, precision_context, prepare
 from i3d.streaming import LOGITS, OUTPUTS, POOLED, StreamingI3d
 from i3d.video import FlowEngine, Preprocess, open_input
 
@@ -123,7 +124,10 @@ class Extractor:
         chunk: frames per network call in ``full`` mode (any value >= 1
             gives the same result; it bounds memory).
         batch: windows per network call in ``clips`` mode.
-        device: torch device (default: CUDA if available).
+        device: torch device (default: ``cuda:$LOCAL_RANK`` or CUDA if
+            available, else CPU).
+        precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
+            (see :mod:`i3d.runtime`).
         flow_dir: cache folder of flow frames, read and written.
         transforms: preprocessing per stream (``{"rgb": preset}``) instead
             of the weights' own.
@@ -142,6 +146,7 @@ class Extractor:
         chunk: int = DEFAULT_CHUNK_FRAMES,
         batch: int = DEFAULT_BATCH,
         device: str | torch.device | None = None,
+        precision: Precision = "fp32",
         flow_dir: str | os.PathLike[str] | None = None,
         transforms: dict[str, Preprocess] | None = None,
         progress: bool = False,
@@ -158,7 +163,8 @@ class Extractor:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.layer, self.mode = layer, mode
         self.clip_len, self.step, self.chunk, self.batch = clip_len, step, chunk, batch
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = torch.device(device) if device is not None else default_device()
+        self.precision = precision
         self.flow_dir = flow_dir
         self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
         for net in self.nets:
@@ -171,7 +177,8 @@ class Extractor:
         if model.in_channels != want:
             raise W.WeightsError(f"{spec}: {model.in_channels} input channels, the {stream} stream needs {want}")
         preprocess = entry.transforms if entry else W.default_transforms(model.in_channels)
-        return _Net(stream, model.to(self.device), preprocess, entry.name if entry else str(path), W.sha256(path))
+        model = prepare(model, self.device, self.precision)  # type: ignore[assignment]
+        return _Net(stream, model, preprocess, entry.name if entry else str(path), W.sha256(path))
 
     @property
     def streams(self) -> list[str]:
@@ -217,6 +224,7 @@ class Extractor:
             "row_spans": times.tolist(),
             "weights": net.weights,
             "weights_sha256": net.sha256,
+            "precision": self.precision,
             "preprocess": asdict(net.preprocess),
             "i3d_version": __version__,
         }
@@ -226,7 +234,7 @@ class Extractor:
         """Feature rows, in order, for the frame chunks ``(C, t, H, W)`` of an
         input of ``frames`` frames."""
         net = next(n for n in self.nets if n.stream == stream)
-        with torch.inference_mode():
+        with precision_context(self.device, self.precision):
             if self.mode == "full":
                 yield from self._full(net.model, frames, chunks)
             else:
@@ -271,13 +279,6 @@ class Extractor:
         else:
             y = model.forward_endpoints(x, (self.layer,))[self.layer].mean(dim=2)  # (B, C, H, W)
         return y.float().cpu().numpy()
-
-
-def _default_device() -> torch.device:
-    local_rank = os.environ.get("LOCAL_RANK")
-    if torch.cuda.is_available():
-        return torch.device(f"cuda:{local_rank}" if local_rank is not None else "cuda")
-    return torch.device("cpu")
 
 
 # ---- inputs -------------------------------------------------------------------------

@@ -15,10 +15,11 @@ import torch
 
 from i3d import weights as W
 from i3d.model import InceptionI3d
+from i3d.runtime import Precision, default_device, precision_context, prepare
 from i3d.streaming import LOGITS, run_chunks
 from i3d.video import Preprocess, open_input
 
-__all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES", "default_device"]
+__all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
 
 Stream = Literal["rgb", "flow", "joint"]
 
@@ -27,10 +28,6 @@ Stream = Literal["rgb", "flow", "joint"]
 # frames stay near 1.5 GB whatever the video's length; the result does not
 # depend on it (see i3d.streaming).
 DEFAULT_CHUNK_FRAMES = 128
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True)
@@ -65,12 +62,14 @@ class _Model:
         return W.default_categories(self.net.num_classes, progress)
 
 
-def _load(spec: str | os.PathLike[str] | W.WeightsEntry, device: torch.device, progress: bool) -> _Model:
+def _load(
+    spec: str | os.PathLike[str] | W.WeightsEntry, device: torch.device, precision: Precision, progress: bool
+) -> _Model:
     """A model with its preprocessing."""
     path, entry = W.resolve_checkpoint(spec, progress=progress)
     net = W.inception_i3d(weights=path)
     preprocess = entry.transforms if entry is not None else W.default_transforms(net.in_channels)
-    return _Model(net.to(device), preprocess, entry)
+    return _Model(prepare(net, device, precision), preprocess, entry)
 
 
 class Classifier:
@@ -81,6 +80,8 @@ class Classifier:
         rgb_weights, flow_weights: registry names or checkpoint paths.
         labels: class names overriding the weights' own (one per class).
         device: where the network runs (default: CUDA if available).
+        precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
+            (see :mod:`i3d.runtime`).
         chunk_frames: frames per network call; memory, not results, depends
             on it.
         flow_dir: a cache folder of flow frames (see :mod:`i3d.video.flow`).
@@ -94,6 +95,7 @@ class Classifier:
         flow_weights: str | os.PathLike[str] | W.WeightsEntry = W.DEFAULT_FLOW,
         labels: list[str] | None = None,
         device: str | torch.device | None = None,
+        precision: Precision = "fp32",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         flow_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
@@ -101,13 +103,14 @@ class Classifier:
         if stream not in ("rgb", "flow", "joint"):
             raise ValueError(f"stream must be rgb, flow or joint, got {stream!r}")
         self.device = torch.device(device) if device is not None else default_device()
+        self.precision = precision
         self.chunk_frames = chunk_frames
         self.flow_dir = flow_dir
         self.models: list[_Model] = []
         if stream in ("rgb", "joint"):
-            self.models.append(_load(rgb_weights, self.device, progress))
+            self.models.append(_load(rgb_weights, self.device, precision, progress))
         if stream in ("flow", "joint"):
-            self.models.append(_load(flow_weights, self.device, progress))
+            self.models.append(_load(flow_weights, self.device, precision, progress))
         if stream == "rgb" and self.models[0].net.in_channels != 3:
             raise W.WeightsError(f"{rgb_weights}: not RGB weights ({self.models[0].net.in_channels} input channels)")
         if stream == "flow" and self.models[0].net.in_channels != 2:
@@ -119,14 +122,14 @@ class Classifier:
         if len(self.labels) != sizes.pop():
             raise W.WeightsError(f"{len(self.labels)} labels for {self.models[0].net.num_classes} classes")
 
-    @torch.inference_mode()
     def logits(self, path: str | os.PathLike[str]) -> torch.Tensor:
         """Time-averaged logits ``(num_classes,)``, summed over the streams."""
         total = None
         for model in self.models:
             source = open_input(path, model.preprocess, flow_dir=self.flow_dir)
-            chunks = (c.unsqueeze(0).to(self.device) for c in source.chunks(self.chunk_frames))
-            per_time = torch.cat(list(run_chunks(model.net, chunks, source.num_frames, LOGITS)), dim=2)
+            chunks = (c.unsqueeze(0).to(self.device, non_blocking=True) for c in source.chunks(self.chunk_frames))
+            with precision_context(self.device, self.precision):
+                per_time = torch.cat(list(run_chunks(model.net, chunks, source.num_frames, LOGITS)), dim=2)
             averaged = per_time[0].mean(dim=1).float().cpu()  # (num_classes,)
             total = averaged if total is None else total + averaged
         assert total is not None

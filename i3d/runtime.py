@@ -1,0 +1,63 @@
+"""Where and in what precision the network runs.
+
+``fp32`` is exact: on CUDA it also turns TF32 off for convolutions, which
+PyTorch otherwise allows by default on Ampere and newer GPUs and which
+changes outputs by ~1e-3 relative. ``tf32``, ``bf16`` and ``fp16`` trade
+that exactness for speed (bf16/fp16 through autocast, with channels-last
+memory so that cuDNN picks tensor-core kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+
+__all__ = ["Precision", "PRECISIONS", "default_device", "prepare", "precision_context"]
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_device() -> torch.device:
+    """``cuda:$LOCAL_RANK`` under torchrun, ``cuda`` if available, else CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local_rank = os.environ.get("LOCAL_RANK")
+    return torch.device(f"cuda:{local_rank}" if local_rank is not None else "cuda")
+
+
+def prepare(model: nn.Module, device: torch.device, precision: Precision = "fp32") -> nn.Module:
+    """Move ``model`` to ``device`` in the memory layout its precision runs best in."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    model = model.to(device)
+    if device.type == "cuda" and precision in _AUTOCAST:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model.eval()
+
+
+@contextlib.contextmanager
+def precision_context(device: torch.device, precision: Precision = "fp32") -> Iterator[None]:
+    """Run the enclosed inference in ``precision`` (see the module docstring)."""
+    with contextlib.ExitStack() as stack:
+        if device.type == "cuda":
+            saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+            allow = precision != "fp32"
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allow
+
+            def restore() -> None:
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+            stack.callback(restore)
+        if precision in _AUTOCAST:
+            stack.enter_context(torch.autocast(device.type, dtype=_AUTOCAST[precision]))
+        stack.enter_context(torch.inference_mode())
+        yield
