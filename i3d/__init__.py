@@ -26,7 +26,19 @@ _EXPORTS = {
     "Extractor": "i3d.extract",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "InceptionI3d",
+    "inception_i3d",
+    "get_weights",
+    "REGISTRY",
+    "StreamingI3d",
+    "run_chunks",
+    "open_input",
+    "load_input",
+    "Classifier",
+    "Extractor",
+]
 
 if TYPE_CHECKING:
     from i3d.extract import Extractor

@@ -290,6 +290,7 @@ def _command(
 def build_parser() -> argparse.ArgumentParser:
     from i3d.charades import cli as charades_cli
     from i3d.convert import cli as convert_cli
+    from i3d.train import cli as train_cli
     from i3d.video import cli as video_cli
 
     parser = argparse.ArgumentParser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
@@ -297,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
     _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
+    _command(sub, "train", "fine-tune on Charades with the published recipe", train_cli.add_train_arguments, train_cli.run_train)
     _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
     _command(
         sub,

@@ -18,13 +18,11 @@ those and redo the rest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,10 +34,11 @@ import torch
 
 from i3d import __version__
 from i3d import weights as W
-from i3d.errors import I3DError, InputError
+from i3d.atomic import atomic_path, open_atomic
+from i3d.errors import I3DError
 from i3d.model import ENDPOINTS, InceptionI3d
 from i3d.runtime import Precision, default_device, precision_context, prepare
-from i3d.streaming import LOGITS, OUTPUTS, POOLED, StreamingI3d
+from i3d.streaming import OUTPUTS, POOLED, StreamingI3d
 from i3d.video import FlowEngine, Preprocess, open_input
 
 __all__ = [
@@ -184,8 +183,14 @@ class Extractor:
     def streams(self) -> list[str]:
         return [n.stream for n in self.nets]
 
+    def _net(self, stream: str) -> _Net:
+        for net in self.nets:
+            if net.stream == stream:
+                return net
+        raise ValueError(f"this extractor runs {self.streams}, not {stream!r}")
+
     def preprocess(self, stream: str) -> Preprocess:
-        return next(n.preprocess for n in self.nets if n.stream == stream)
+        return self._net(stream).preprocess
 
     def extract(self, path: str | os.PathLike[str]) -> dict[str, Features]:
         """All streams' features of one input, in memory."""
@@ -201,7 +206,7 @@ class Extractor:
         self, stream: str, path: str | os.PathLike[str], frames: int, fps: float | None, shape: tuple[int, ...]
     ) -> tuple[np.ndarray, dict]:
         """Row times and the sidecar metadata of an output."""
-        net = next(n for n in self.nets if n.stream == stream)
+        net = self._net(stream)
         if self.mode == "full":
             stride = endpoint_stride(self.layer)
             window = stride * HEAD_STEPS if self.layer in OUTPUTS else stride
@@ -233,7 +238,7 @@ class Extractor:
     def rows(self, stream: str, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
         """Feature rows, in order, for the frame chunks ``(C, t, H, W)`` of an
         input of ``frames`` frames."""
-        net = next(n for n in self.nets if n.stream == stream)
+        net = self._net(stream)
         with precision_context(self.device, self.precision):
             if self.mode == "full":
                 yield from self._full(net.model, frames, chunks)
@@ -382,17 +387,6 @@ def is_complete(out_dir: str | os.PathLike[str], name: str, stream: str, fmt: st
         return False
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_features(features: Features, out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str) -> Path:
     """Write the data file, then the sidecar, each atomically."""
     out_dir = Path(out_dir)
@@ -400,7 +394,7 @@ def save_features(features: Features, out_dir: str | os.PathLike[str], name: str
     meta = dict(features.meta, format=fmt)
     array = np.ascontiguousarray(features.data, dtype=np.float32)
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         if fmt == "npy":
             with open(tmp, "wb") as f:
                 np.save(f, array)
@@ -410,7 +404,7 @@ def save_features(features: Features, out_dir: str | os.PathLike[str], name: str
         elif fmt == "safetensors":
             from safetensors.numpy import save_file
 
-            save_file({"features": array, "times": features.times}, tmp, metadata={"i3d": json.dumps(meta)})
+            save_file({"features": array, "times": features.times}, str(tmp), metadata={"i3d": json.dumps(meta)})
         else:
             import h5py
 
@@ -419,8 +413,10 @@ def save_features(features: Features, out_dir: str | os.PathLike[str], name: str
                 f["times"] = features.times
                 f.attrs["i3d"] = json.dumps(meta)
 
-    _atomic_write(data_path, write)
-    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    with atomic_path(data_path) as tmp:
+        write(tmp)
+    with open_atomic(sidecar) as f:  # last: its presence marks the output complete
+        json.dump(meta, f, indent=1)
     return data_path
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["Precision", "PRECISIONS", "default_device", "prepare", "precision_context"]
+__all__ = ["Precision", "PRECISIONS", "default_device", "prepare", "allow_tf32", "precision_context"]
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
@@ -45,18 +45,24 @@ def prepare(model: nn.Module, device: torch.device, precision: Precision = "fp32
 
 
 @contextlib.contextmanager
+def allow_tf32(device: torch.device, precision: Precision) -> Iterator[None]:
+    """TF32 convolutions and matmuls on CUDA for every precision but ``fp32``."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@contextlib.contextmanager
 def precision_context(device: torch.device, precision: Precision = "fp32") -> Iterator[None]:
     """Run the enclosed inference in ``precision`` (see the module docstring)."""
     with contextlib.ExitStack() as stack:
-        if device.type == "cuda":
-            saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-            allow = precision != "fp32"
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allow
-
-            def restore() -> None:
-                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-            stack.callback(restore)
+        stack.enter_context(allow_tf32(device, precision))
         if precision in _AUTOCAST:
             stack.enter_context(torch.autocast(device.type, dtype=_AUTOCAST[precision]))
         stack.enter_context(torch.inference_mode())

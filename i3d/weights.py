@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from i3d.atomic import atomic_path, open_atomic
 from i3d.errors import WeightsError
 from i3d.model import InceptionI3d
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
@@ -396,19 +396,13 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
         raise WeightsError(f"{path}: output must end in .safetensors or .pt")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(tensors, tmp)
+            save_file(tensors, str(tmp))
         else:
             torch.save(tensors, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -442,9 +436,8 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True) -> Path:
     local = [download(f, root / "tf" / entry.name / f.name, progress=progress) for f in entry.files]
     save_state_dict(_convert_tf(local[0]), target)
     meta = {"sources": sources, "sha256": sha256(target), "source": entry.source}
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, sidecar)
+    with open_atomic(sidecar) as f:
+        json.dump(meta, f, indent=1)
     return target
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from i3d.charades._io import open_atomic
+from i3d.atomic import open_atomic
 from i3d.charades.annotations import Video
 from i3d.charades.metrics import EvalResult
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from i3d.charades._io import open_atomic
+from i3d.atomic import open_atomic
 from i3d.charades.annotations import NUM_CLASSES, validate_video_id
 from i3d.charades.metrics import LOCALIZATION_FRAMES
 

@@ -1,4 +1,9 @@
-"""Atomic file output: a temporary file in the same folder, then ``os.replace``."""
+"""Atomic file output: a temporary file in the same folder, then ``os.replace``.
+
+Every file the package writes goes through here, so that a reader (or a
+resumed run) never sees a half-written file: either the old content or the
+new, whole.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,28 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"{path}: no free temporary name after {_NAME_TRIES} tries")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path next to ``path`` for writers that want a file name
+    (``safetensors``, ``h5py``, ``np.save``); on success it replaces ``path``.
+
+    With ``fsync`` the data reaches the disk before the rename, so that a
+    power cut cannot leave the name pointing at an incomplete file.
+    """
+    path = Path(path)
+    fd, tmp = _create_temporary(path)
+    os.close(fd)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
