@@ -1,0 +1,115 @@
+"""``i3d flow``: TV-L1 optical flow for videos, written as Charades-style JPEGs or ``.npy``.
+
+A thin layer over :func:`i3d.video.inputs.compute_flow`; ``i3d.cli`` wires
+:func:`add_flow_arguments` and :func:`run_flow` into its subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from i3d.errors import I3DError, VideoError
+from i3d.video.flow import FLOW_FORMATS, FlowEngine
+from i3d.video.inputs import compute_flow
+from i3d.video.presets import KINETICS_FLOW
+from i3d.video.readers import CHARADES_FPS
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``i3d flow`` arguments to ``parser``."""
+    parser.add_argument(
+        "videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes) or RGB frame folders"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder: DIR/NAME/NAME-000001x.jpg and ...y.jpg (jpg) or DIR/NAME.npy, "
+        "NAME being the video's file stem",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FLOW_FORMATS,
+        default="jpg",
+        help="jpg: Charades-style grayscale JPEGs, value 255*(f+20)/40; "
+        "npy: float16 (T, H, W, 2) in pixels (default: jpg)",
+    )
+    parser.add_argument(
+        "--workers", type=_positive_int, default=None, help="TV-L1 worker processes (default: every available core)"
+    )
+    parser.add_argument(
+        "--fps",
+        type=_positive_float,
+        default=KINETICS_FLOW.fps,
+        help=f"frame rate the video is resampled to before computing flow (default: {KINETICS_FLOW.fps:g}, Kinetics)",
+    )
+    parser.add_argument(
+        "--short-side",
+        type=_positive_int,
+        default=KINETICS_FLOW.resize_short_side,
+        help="frames are resized so that their short side has this many pixels "
+        f"(default: {KINETICS_FLOW.resize_short_side})",
+    )
+    parser.add_argument(
+        "--source-fps",
+        type=_positive_float,
+        default=CHARADES_FPS,
+        help=f"frame rate of RGB frame folders given as VIDEO (default: {CHARADES_FPS:g}, Charades)",
+    )
+
+
+def _output_name(video: str) -> str:
+    return os.path.basename(os.path.normpath(video)) if os.path.isdir(video) else Path(video).stem
+
+
+def run_flow(args: argparse.Namespace) -> int:
+    """Compute flow for every input; report failures on stderr, one line each, and go on.
+
+    Returns:
+        0 if every input succeeded, 1 otherwise.
+    """
+    failures = 0
+    first_input_of: dict[str, str] = {}
+    with FlowEngine(args.workers) as engine:
+        for video in args.videos:
+            name = _output_name(video)
+            try:
+                if name in first_input_of:
+                    raise VideoError(video, f"output name {name!r} is already used by {first_input_of[name]}")
+                first_input_of[name] = video
+                out = compute_flow(
+                    video,
+                    args.out,
+                    fps=args.fps,
+                    short_side=args.short_side,
+                    format=args.format,
+                    engine=engine,
+                    source_fps=args.source_fps,
+                )
+            except I3DError as err:
+                print(f"error: {err}", file=sys.stderr)
+                failures += 1
+                continue
+            except OSError as err:
+                print(f"error: {video}: cannot write flow ({err})", file=sys.stderr)
+                failures += 1
+                continue
+            print(out)
+    return 1 if failures else 0

@@ -1,0 +1,343 @@
+"""TV-L1 optical flow, as DeepMind computed it for I3D's flow stream, and flow files.
+
+Flow is OpenCV's Dual TV-L1 (``cv2.optflow.DualTVL1OpticalFlow_create``)
+between consecutive grayscale frames, after the frames are resampled to the
+network's frame rate and resized so that their short side is 256 (the
+preset's ``resize_short_side``). DeepMind's README describes "a TV-L1 optical
+flow algorithm, similar to this code from OpenCV" without parameters; these
+are OpenCV's defaults.
+
+**T frames give T flow fields.** Field ``t`` is the flow from frame ``t`` to
+frame ``t + 1`` for ``t < T - 1``; the last field repeats field ``T - 2``, so
+that flow clips line up frame for frame with RGB clips of the same video.
+Flow needs at least :data:`MIN_FLOW_FRAMES` frames. Two identical frames (a
+repeated frame after frame-rate conversion) give a zero field without running
+TV-L1.
+
+Fields are ``(H, W, 2)`` float32 arrays of displacements in pixels, x then y.
+They are stored in one of two layouts under an output folder ``OUT``:
+
+* ``"jpg"``: Charades' layout ``OUT/NAME/NAME-000001x.jpg`` and
+  ``NAME-000001y.jpg`` (1-based), grayscale, value
+  ``round(255 * (f + 20) / 40)`` clipped to ``0..255``, i.e. flow clipped to
+  +-20 px in steps of 40/255 px. JPEG quality 100 keeps the round trip within
+  one grey level.
+* ``"npy"``: ``OUT/NAME.npy``, float16 ``(T, H, W, 2)``, unclipped.
+
+TV-L1 runs on ``workers`` processes, one frame pair per task, with a bounded
+number of pairs in flight so that memory does not grow with the video.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+FlowFormat = Literal["jpg", "npy"]
+FLOW_FORMATS: tuple[FlowFormat, ...] = ("jpg", "npy")
+
+MIN_FLOW_FRAMES = 2
+# Charades flow JPEGs map [-FLOW_JPEG_BOUND, FLOW_JPEG_BOUND] px onto 0..255.
+FLOW_JPEG_BOUND = 20.0
+FLOW_JPEG_MAX = 255
+# Quality 95 (OpenCV's default) changes TV-L1 fields by up to ~9 grey levels,
+# 98 by 3; 100 keeps every pixel within one.
+JPEG_QUALITY = 100
+_JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+NPY_DTYPE = np.float16
+# Pairs queued per worker: enough to keep every worker busy while the reader
+# decodes the next frames, few enough to bound memory.
+PAIRS_IN_FLIGHT_PER_WORKER = 2
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8 to grayscale ``(H, W)`` uint8 (ITU-R BT.601 luma)."""
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+
+
+def create_tvl1() -> cv2.DenseOpticalFlow:
+    """OpenCV's Dual TV-L1 with its default parameters."""
+    return cv2.optflow.DualTVL1OpticalFlow_create()
+
+
+def tvl1_flow(prev: np.ndarray, current: np.ndarray, algorithm: cv2.DenseOpticalFlow | None = None) -> np.ndarray:
+    """TV-L1 flow from ``prev`` to ``current``, both ``(H, W)`` uint8 grayscale.
+
+    Args:
+        prev, current: consecutive frames.
+        algorithm: a :func:`create_tvl1` instance to reuse; a new one if ``None``.
+
+    Returns:
+        ``(H, W, 2)`` float32 ``f``: ``current[y + f[y, x, 1], x + f[y, x, 0]] ~ prev[y, x]``;
+        exactly zero for identical frames.
+    """
+    if np.array_equal(prev, current):
+        return np.zeros((*prev.shape, 2), np.float32)
+    return (algorithm or create_tvl1()).calc(prev, current, None)
+
+
+_worker_algorithm: cv2.DenseOpticalFlow | None = None
+
+
+def _init_worker() -> None:
+    global _worker_algorithm
+    # One OpenCV thread per process: the processes already use every core.
+    cv2.setNumThreads(1)
+    _worker_algorithm = create_tvl1()
+
+
+def _worker_flow(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return tvl1_flow(*pair, _worker_algorithm)
+
+
+def default_workers() -> int:
+    """Worker processes to use by default: the CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class FlowEngine:
+    """Computes TV-L1 flow fields for frame sequences on a pool of processes.
+
+    One engine can serve many videos (the pool starts on first use). Use it as
+    a context manager, or call :meth:`close`.
+
+    Args:
+        workers: processes; ``None`` uses every available core. With 1, flow
+            runs in this process (OpenCV's own threads still apply).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = default_workers() if workers is None else workers
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self._pool: ProcessPoolExecutor | None = None
+        self._algorithm: cv2.DenseOpticalFlow | None = None
+
+    def __enter__(self) -> FlowEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _submit(self, prev: np.ndarray, current: np.ndarray) -> Future | np.ndarray:
+        if self.workers == 1:
+            if self._algorithm is None:
+                self._algorithm = create_tvl1()
+            return tvl1_flow(prev, current, self._algorithm)
+        if self._pool is None:
+            # spawn: forking a process that runs torch/OpenCV thread pools can deadlock.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
+        return self._pool.submit(_worker_flow, (prev, current))
+
+    def fields(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Flow fields for a stream of frames, in order.
+
+        Args:
+            frames: ``T >= 2`` grayscale ``(H, W)`` uint8 frames.
+
+        Yields:
+            ``T`` fields ``(H, W, 2)`` float32 (see the module docstring for
+            how the last one is made).
+        """
+        pending: collections.deque[Future | np.ndarray] = collections.deque()
+        max_pending = self.workers * PAIRS_IN_FLIGHT_PER_WORKER
+        prev: np.ndarray | None = None
+        last: np.ndarray | None = None
+        for frame in frames:
+            if prev is not None:
+                pending.append(self._submit(prev, frame))
+                while len(pending) >= max_pending:
+                    last = _result(pending.popleft())
+                    yield last
+            prev = frame
+        while pending:
+            last = _result(pending.popleft())
+            yield last
+        if last is None:
+            raise ValueError(f"flow needs at least {MIN_FLOW_FRAMES} frames")
+        yield last.copy()
+
+
+def _result(item: Future | np.ndarray) -> np.ndarray:
+    return item if isinstance(item, np.ndarray) else item.result()
+
+
+def flow_to_jpeg_values(field: np.ndarray) -> np.ndarray:
+    """Flow ``(..., 2)`` in pixels to Charades grey levels ``round(255 * (f + 20) / 40)``, uint8."""
+    scale = FLOW_JPEG_MAX / (2 * FLOW_JPEG_BOUND)
+    values = np.rint((np.asarray(field, np.float32) + FLOW_JPEG_BOUND) * scale)
+    return np.clip(values, 0, FLOW_JPEG_MAX).astype(np.uint8)
+
+
+def flow_from_jpeg_values(values: np.ndarray) -> np.ndarray:
+    """Charades grey levels (uint8) back to flow in pixels, float32: ``v * 40 / 255 - 20``."""
+    return values.astype(np.float32) * (2 * FLOW_JPEG_BOUND / FLOW_JPEG_MAX) - FLOW_JPEG_BOUND
+
+
+def flow_frame_names(name: str, index: int) -> tuple[str, str]:
+    """File names of the x and y JPEGs of 0-based frame ``index`` (numbered from 1 on disk)."""
+    stem = f"{name}-{index + 1:06d}"
+    return f"{stem}x.jpg", f"{stem}y.jpg"
+
+
+def flow_output_path(out_dir: str | os.PathLike[str], name: str, format: FlowFormat) -> Path:
+    """Where :func:`write_flow_frames` puts the flow of ``name``: a folder (jpg) or a ``.npy``."""
+    out = Path(out_dir)
+    if format == "jpg":
+        return out / name
+    if format == "npy":
+        return out / f"{name}.npy"
+    raise ValueError(f"flow format must be one of {FLOW_FORMATS}, got {format!r}")
+
+
+def find_flow_output(out_dir: str | os.PathLike[str], name: str) -> Path | None:
+    """The stored flow of ``name`` under ``out_dir`` (``.npy`` preferred), or ``None``."""
+    for format in ("npy", "jpg"):
+        path = flow_output_path(out_dir, name, format)
+        if path.exists():
+            return path
+    return None
+
+
+class FlowWriter:
+    """Writes flow fields one at a time; the output appears only on :meth:`commit`.
+
+    The output is assembled under a hidden temporary name next to its final
+    place and moved there once complete (replacing an older one), so nothing
+    is ever half-written. Leaving the ``with`` block without committing, or
+    calling :meth:`abort`, removes the temporary output.
+
+    Args:
+        out_dir: output folder (created if missing).
+        name: the video's name (file stem); see :func:`flow_output_path`.
+        format: ``"jpg"`` or ``"npy"`` (see the module docstring).
+        num_frames: the number of fields to come; required for ``"npy"`` (the
+            array is preallocated), checked by :meth:`commit` for both.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        name: str,
+        *,
+        format: FlowFormat = "jpg",
+        num_frames: int | None = None,
+    ) -> None:
+        self.target = flow_output_path(out_dir, name, format)
+        if format == "npy" and num_frames is None:
+            raise ValueError("num_frames is required to write .npy flow")
+        self.name = name
+        self.format = format
+        self.num_frames = num_frames
+        self.count = 0
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        # A hidden sibling on the same file system, so that os.replace is atomic.
+        self._tmp = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex}.tmp")
+        self._array: np.memmap | None = None
+        self._open = True
+        if format == "jpg":
+            self._tmp.mkdir()
+
+    def __enter__(self) -> FlowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+    def add(self, field: np.ndarray) -> None:
+        """Append the next field, ``(H, W, 2)`` float32 in pixels."""
+        if self.num_frames is not None and self.count >= self.num_frames:
+            raise ValueError(f"more than the announced {self.num_frames} flow fields")
+        if self.format == "jpg":
+            values = flow_to_jpeg_values(field)
+            for channel, file_name in enumerate(flow_frame_names(self.name, self.count)):
+                path = self._tmp / file_name
+                if not cv2.imwrite(str(path), np.ascontiguousarray(values[..., channel]), _JPEG_PARAMS):
+                    raise OSError(f"{path}: cannot write JPEG")
+        else:
+            if self._array is None:
+                shape = (self.num_frames, *field.shape)
+                self._array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=NPY_DTYPE, shape=shape)
+            self._array[self.count] = field
+        self.count += 1
+
+    def commit(self) -> Path:
+        """Check the count, move the output into place and return its path."""
+        if self.num_frames is not None and self.count != self.num_frames:
+            raise ValueError(f"expected {self.num_frames} flow fields, got {self.count}")
+        if self.count == 0:
+            raise ValueError("no flow fields to write")
+        if self._array is not None:
+            self._array.flush()
+            self._array = None
+        _replace(self._tmp, self.target)
+        self._open = False
+        return self.target
+
+    def abort(self) -> None:
+        """Remove the temporary output, unless committed."""
+        if self._open:
+            self._array = None
+            _remove(self._tmp)
+            self._open = False
+
+
+def write_flow_frames(
+    fields: Iterable[np.ndarray],
+    out_dir: str | os.PathLike[str],
+    name: str,
+    *,
+    format: FlowFormat = "jpg",
+    num_frames: int | None = None,
+) -> Path:
+    """Write flow fields as Charades-style JPEGs or one float16 ``.npy``.
+
+    Nothing is half-written (see :class:`FlowWriter`); on any error the
+    temporary output is removed and the error propagates.
+
+    Args:
+        fields: ``(H, W, 2)`` float32 fields in pixels, streamed.
+        out_dir, name, format, num_frames: as for :class:`FlowWriter`.
+
+    Returns:
+        The output folder (jpg) or file (npy), see :func:`flow_output_path`.
+    """
+    with FlowWriter(out_dir, name, format=format, num_frames=num_frames) as writer:
+        for field in fields:
+            writer.add(field)
+        return writer.commit()
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``; an existing folder is swapped out, then deleted."""
+    if target.is_dir() and not target.is_symlink():
+        trash = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+        os.replace(target, trash)
+        os.replace(tmp, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

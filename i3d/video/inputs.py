@@ -1,0 +1,389 @@
+"""Network input from a video file, a frame folder or an array: :func:`open_input`.
+
+:func:`open_input` opens a source for a checkpoint's :class:`Preprocess`
+preset and returns an :class:`InputStream`, which knows its exact frame count
+up front and yields network-ready ``(C, t, crop, crop)`` float32 chunks:
+
+* RGB: frames resampled to ``preprocess.fps``, short side resized to
+  ``resize_short_side`` (bilinear, as decoded), centre crop (random crop,
+  flip and scale jitter with ``train=True``), values ``2 * x / 255 - 1``.
+* flow: from a flow frame folder, from a flow cache, or computed on the fly
+  with TV-L1 (:mod:`i3d.video.flow`) on the resampled, resized, grayscale
+  frames of a video or RGB frame folder; clipped to ``+-flow_clip`` and
+  divided by it.
+* ``.npy`` in DeepMind's sample layout: returned as is.
+
+Training augmentation is drawn once per :func:`open_input` call, so every
+chunk of a clip gets the same crop, flip and scale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from i3d.errors import VideoError
+from i3d.video.flow import (
+    MIN_FLOW_FRAMES,
+    NPY_DTYPE,
+    FlowEngine,
+    FlowFormat,
+    FlowWriter,
+    find_flow_output,
+    to_gray,
+    write_flow_frames,
+)
+from i3d.video.presets import Preprocess
+from i3d.video.readers import (
+    CHARADES_FPS,
+    FlowArrayReader,
+    FrameFolderReader,
+    NpyReader,
+    VideoReader,
+)
+from i3d.video.transforms import (
+    FLIP_PROBABILITY,
+    center_crop_offsets,
+    crop,
+    horizontal_flip,
+    normalize,
+    random_crop_offsets,
+    random_short_side,
+    resize_flow_field,
+    resized_size,
+)
+
+# Frames decoded per step when feeding TV-L1; small, as flow dominates the cost.
+FLOW_READ_CHUNK = 16
+# Frames per chunk when load_input assembles a whole clip.
+LOAD_CHUNK = 64
+# Flow cache format open_input writes: float16 keeps flow exact to ~0.01 px,
+# so a cached clip gives the same input as a freshly computed one.
+CACHE_FORMAT: FlowFormat = "npy"
+
+# How an InputStream turns its reader's frames into network input.
+_Mode = Literal["rgb", "flow", "compute_flow", "normalized"]
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Where delivered frames are resized to and cropped; drawn once per stream."""
+
+    short_side: int  # scale jitter included
+    size: tuple[int, int]  # (H, W) after resizing
+    top: int
+    left: int
+    flip: bool
+
+
+class InputStream:
+    """A source opened as network input; see :func:`open_input`.
+
+    Attributes:
+        path: the source.
+        preprocess: the preset it is prepared for.
+        fps: the rate frames are delivered at (after resampling); ``None``
+            for arrays, which carry no rate.
+        num_frames: the exact number of frames :meth:`chunks` yields in total,
+            known before iterating.
+        frame_size: ``(H, W)`` of the frames before cropping.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        preprocess: Preprocess,
+        *,
+        mode: _Mode,
+        reader: VideoReader | FrameFolderReader | FlowArrayReader | NpyReader,
+        geometry: _Geometry | None,
+        flow_engine: FlowEngine | None = None,
+        cache: tuple[Path, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.preprocess = preprocess
+        self.fps: float | None = reader.fps
+        self.num_frames: int = reader.num_frames
+        self.frame_size: tuple[int, int] = tuple(geometry.size if geometry else reader.frame_size)
+        self._mode = mode
+        self._reader = reader
+        self._geometry = geometry
+        self._flow_engine = flow_engine
+        self._cache = cache
+
+    def __repr__(self) -> str:
+        return (
+            f"InputStream({self.path!r}, modality={self.preprocess.modality!r}, fps={self.fps}, "
+            f"num_frames={self.num_frames}, frame_size={self.frame_size})"
+        )
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """Network input, ``size`` frames at a time.
+
+        Yields:
+            Consecutive float32 tensors ``(C, t, crop, crop)`` with
+            ``t <= size`` (``(C, t, H, W)`` as stored for ``.npy``), covering
+            frames ``0 .. num_frames - 1`` in order. Memory is bounded by
+            ``size``, not by the video's length.
+
+        Raises:
+            VideoError: a stream turns out to be corrupt while decoding.
+        """
+        if size < 1:
+            raise ValueError(f"chunk size must be >= 1, got {size}")
+        if self._mode == "normalized":
+            for chunk in self._reader.chunks(size):
+                yield torch.from_numpy(chunk.frames).permute(3, 0, 1, 2).contiguous()
+        elif self._mode == "compute_flow":
+            yield from self._computed_flow(size)
+        else:
+            for chunk in self._reader.chunks(size):
+                yield self._network_input(chunk.frames)
+
+    def _network_input(self, frames: np.ndarray) -> torch.Tensor:
+        """``(t, H, W, C)`` frames (uint8 RGB or flow in pixels) to ``(C, t, crop, crop)``."""
+        geometry = self._geometry
+        assert geometry is not None
+        flow = self.preprocess.modality == "flow"
+        if flow and frames.shape[1:3] != geometry.size:
+            frames = np.stack([resize_flow_field(field, geometry.size) for field in frames])
+        video = torch.from_numpy(frames).permute(3, 0, 1, 2)
+        # Gather the crop channel-first before converting: float ops on contiguous data are ~3x faster.
+        video = crop(video, geometry.top, geometry.left, self.preprocess.crop).contiguous()
+        video = normalize(video, self.preprocess)
+        if geometry.flip:
+            video = horizontal_flip(video, flow=flow).contiguous()
+        return video
+
+    def _gray_frames(self) -> Iterator[np.ndarray]:
+        for chunk in self._reader.chunks(FLOW_READ_CHUNK):
+            for frame in chunk.frames:
+                yield to_gray(frame)
+
+    def _computed_flow(self, size: int) -> Iterator[torch.Tensor]:
+        engine = self._flow_engine or FlowEngine()
+        writer = None
+        if self._cache is not None:
+            folder, name = self._cache
+            writer = FlowWriter(folder, name, format=CACHE_FORMAT, num_frames=self.num_frames)
+        try:
+            batch: list[np.ndarray] = []
+            ready: torch.Tensor | None = None
+            for field in engine.fields(self._gray_frames()):
+                # Round as the cache stores it, so that cached and fresh input agree.
+                field = field.astype(NPY_DTYPE).astype(np.float32)
+                if writer is not None:
+                    writer.add(field)
+                batch.append(field)
+                if len(batch) == size:
+                    # Hold one chunk back so that the cache is committed before
+                    # the consumer receives the last chunk.
+                    if ready is not None:
+                        yield ready
+                    ready = self._network_input(np.stack(batch))
+                    batch = []
+            if writer is not None:
+                writer.commit()
+            if ready is not None:
+                yield ready
+            if batch:
+                yield self._network_input(np.stack(batch))
+        finally:
+            if writer is not None:
+                writer.abort()
+            if self._flow_engine is None:
+                engine.close()
+
+
+def _geometry(
+    source_size: tuple[int, int],
+    preprocess: Preprocess,
+    train: bool,
+    generator: torch.Generator | None,
+) -> _Geometry:
+    short_side = random_short_side(preprocess.resize_short_side, generator) if train else preprocess.resize_short_side
+    size = resized_size(*source_size, short_side)
+    if train:
+        top, left = random_crop_offsets(*size, preprocess.crop, generator)
+        flip = bool(torch.rand((), generator=generator) < FLIP_PROBABILITY)
+    else:
+        top, left = center_crop_offsets(*size, preprocess.crop)
+        flip = False
+    return _Geometry(short_side, size, top, left, flip)
+
+
+def open_input(
+    path: str | os.PathLike[str],
+    preprocess: Preprocess,
+    *,
+    train: bool = False,
+    flow_dir: str | os.PathLike[str] | None = None,
+    generator: torch.Generator | None = None,
+    flow_engine: FlowEngine | None = None,
+    source_fps: float | Fraction = CHARADES_FPS,
+) -> InputStream:
+    """Open a video, frame folder or ``.npy`` as network input for ``preprocess``.
+
+    Args:
+        path: a video file (anything FFmpeg decodes), a Charades-style frame
+            folder (RGB or flow layout), or a ``.npy`` ``(1, T, H, W, C)`` in
+            ``[-1, 1]`` (returned as is: no resampling, resizing, cropping or
+            augmentation).
+        preprocess: the checkpoint's preset (modality, fps, sizes).
+        train: random crop, horizontal flip and scale jitter (drawn once for
+            the whole clip) instead of the centre crop.
+        flow_dir: flow cache for flow computed from a video or RGB folder:
+            ``flow_dir/NAME.npy`` or ``flow_dir/NAME/`` (JPEGs), NAME being the
+            file stem or folder name, as ``i3d flow --out`` writes them. Read
+            when present (it must hold ``num_frames`` fields of the resized
+            frame size), else written as ``NAME.npy`` once a full pass over
+            :meth:`InputStream.chunks` completes.
+        generator: randomness for ``train``.
+        flow_engine: TV-L1 worker pool to use (shared between inputs); by
+            default each :meth:`InputStream.chunks` call starts and stops one
+            using every core.
+        source_fps: frame rate of frame folders (Charades: 24).
+
+    Raises:
+        VideoError: the source is unusable (see :mod:`i3d.video.readers`), a
+            flow folder is given for RGB, flow is asked of fewer than two
+            frames, or a flow cache does not match the video.
+    """
+    path = os.fspath(path)
+    if preprocess.resize_short_side < preprocess.crop:
+        raise ValueError(f"resize_short_side {preprocess.resize_short_side} is smaller than crop {preprocess.crop}")
+    is_flow = preprocess.modality == "flow"
+    if not os.path.isdir(path) and path.lower().endswith(".npy"):
+        array = NpyReader(path, channels=preprocess.channels)
+        return InputStream(path, preprocess, mode="normalized", reader=array, geometry=None)
+
+    source: VideoReader | FrameFolderReader
+    if os.path.isdir(path):
+        source = FrameFolderReader(path, preprocess.fps, source_fps=source_fps, short_side=preprocess.resize_short_side)
+        name = os.path.basename(os.path.normpath(path))
+    else:
+        source = VideoReader(path, preprocess.fps, short_side=preprocess.resize_short_side)
+        name = Path(path).stem
+    geometry = _geometry(source.source_size, preprocess, train, generator)
+    if source.kind == "flow":
+        if not is_flow:
+            raise VideoError(path, "holds flow frames, but the preset is for RGB input")
+        return InputStream(path, preprocess, mode="flow", reader=source, geometry=geometry)
+    if not is_flow:
+        # RGB frames are resized once, straight to the (jittered) size.
+        source.short_side = geometry.short_side
+        return InputStream(path, preprocess, mode="rgb", reader=source, geometry=geometry)
+
+    # Flow from RGB frames: TV-L1 on frames at resize_short_side; scale jitter
+    # then resizes the fields.
+    if source.num_frames < MIN_FLOW_FRAMES:
+        raise VideoError(path, _too_short_for_flow(source))
+    if flow_dir is not None:
+        cached = find_flow_output(flow_dir, name)
+        if cached is not None:
+            stored = _open_cache(cached, source)
+            return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
+    cache = (Path(flow_dir), name) if flow_dir is not None else None
+    return InputStream(
+        path, preprocess, mode="compute_flow", reader=source, geometry=geometry, flow_engine=flow_engine, cache=cache
+    )
+
+
+def _open_cache(path: Path, rgb: VideoReader | FrameFolderReader) -> FlowArrayReader | FrameFolderReader:
+    """Open stored flow for ``rgb`` and check that it matches its frames."""
+    stored: FlowArrayReader | FrameFolderReader
+    if path.suffix == ".npy":
+        stored = FlowArrayReader(path, fps=rgb.fps)
+    else:
+        stored = FrameFolderReader(path, source_fps=rgb.rate)
+        if stored.kind != "flow":
+            raise VideoError(path, "flow cache entry holds RGB frames")
+    if stored.num_frames != rgb.num_frames or tuple(stored.frame_size) != tuple(rgb.frame_size):
+        (height, width), (want_height, want_width) = stored.frame_size, rgb.frame_size
+        raise VideoError(
+            path,
+            f"flow cache holds {stored.num_frames} fields of {width}x{height}, the video gives "
+            f"{rgb.num_frames} of {want_width}x{want_height} at {rgb.fps:g} fps; delete it to recompute",
+        )
+    return stored
+
+
+def _too_short_for_flow(source: VideoReader | FrameFolderReader) -> str:
+    return f"flow needs at least {MIN_FLOW_FRAMES} frames, got {source.num_frames} at {source.fps:g} fps"
+
+
+def load_input(path: str | os.PathLike[str], preprocess: Preprocess, **options: object) -> torch.Tensor:
+    """The whole input at once, for short clips.
+
+    Args:
+        path, preprocess: as for :func:`open_input`.
+        **options: keyword arguments of :func:`open_input` (``train``,
+            ``flow_dir``, ``generator``, ...).
+
+    Returns:
+        ``(C, T, crop, crop)`` float32 (``(C, T, H, W)`` for ``.npy``), ``T`` =
+        :attr:`InputStream.num_frames`.
+    """
+    stream = open_input(path, preprocess, **options)  # type: ignore[arg-type]
+    out: torch.Tensor | None = None
+    position = 0
+    for chunk in stream.chunks(LOAD_CHUNK):
+        if out is None:
+            out = torch.empty((chunk.shape[0], stream.num_frames, *chunk.shape[2:]), dtype=chunk.dtype)
+        out[:, position : position + chunk.shape[1]] = chunk
+        position += chunk.shape[1]
+    assert out is not None and position == stream.num_frames
+    return out
+
+
+def compute_flow(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    fps: float | Fraction | None = 25.0,
+    short_side: int = 256,
+    format: FlowFormat = "jpg",
+    engine: FlowEngine | None = None,
+    source_fps: float | Fraction = CHARADES_FPS,
+) -> Path:
+    """Compute TV-L1 flow for a video (or RGB frame folder) and write it under ``out_dir``.
+
+    The frames are resampled to ``fps``, resized to ``short_side``, made
+    grayscale; the output is ``out_dir/NAME/`` (jpg) or ``out_dir/NAME.npy``
+    (see :mod:`i3d.video.flow`), usable as ``flow_dir`` by :func:`open_input`
+    with a preset of the same ``fps`` and ``resize_short_side``.
+
+    Returns:
+        The output path.
+
+    Raises:
+        VideoError: the source is unusable or has fewer than two frames.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        source: VideoReader | FrameFolderReader = FrameFolderReader(
+            path, fps, source_fps=source_fps, short_side=short_side
+        )
+        if source.kind == "flow":
+            raise VideoError(path, "holds flow frames already")
+        name = os.path.basename(os.path.normpath(path))
+    else:
+        source = VideoReader(path, fps, short_side=short_side)
+        name = Path(path).stem
+    if source.num_frames < MIN_FLOW_FRAMES:
+        raise VideoError(path, _too_short_for_flow(source))
+    own_engine = engine is None
+    engine = engine or FlowEngine()
+    try:
+        gray = (to_gray(frame) for chunk in source.chunks(FLOW_READ_CHUNK) for frame in chunk.frames)
+        return write_flow_frames(engine.fields(gray), out_dir, name, format=format, num_frames=source.num_frames)
+    finally:
+        if own_engine:
+            engine.close()

@@ -1,0 +1,59 @@
+"""``i3d flow``: a batch over good and bad inputs."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from i3d.video.cli import add_flow_arguments, run_flow
+from tests.video.helpers import encode, indexed_frames, write_rgb_folder
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="i3d flow")
+    add_flow_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_every_flag_has_help():
+    parser = argparse.ArgumentParser()
+    add_flow_arguments(parser)
+    assert all(action.help for action in parser._actions)
+
+
+def test_batch_processes_every_good_input_and_reports_the_bad_ones(tmp_path, capsys):
+    good = [
+        encode(tmp_path / "one.mp4", indexed_frames(4), rate=25),
+        encode(tmp_path / "two.avi", indexed_frames(6), rate=30, codec="mpeg4"),
+        write_rgb_folder(tmp_path, "THREE", indexed_frames(3)),
+    ]
+    (tmp_path / "empty.mp4").touch()
+    (tmp_path / "text.mkv").write_text("not a video\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    duplicate = encode(sub / "one.mp4", indexed_frames(3), rate=25)
+    bad = [tmp_path / "missing.mp4", tmp_path / "empty.mp4", tmp_path / "text.mkv", duplicate]
+    inputs = [good[0], bad[0], good[1], bad[1], bad[2], duplicate, good[2]]
+    out = tmp_path / "flow"
+    args = parse([*map(str, inputs), "--out", str(out), "--short-side", "48", "--workers", "1"])
+    assert run_flow(args) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == len(bad)
+    for line, path in zip(errors, bad):
+        assert line.startswith(f"error: {path}: ")
+    assert "already used by" in errors[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["THREE", "one", "two"]  # nothing half-written
+    assert len(list((out / "one").iterdir())) == 2 * 4
+    assert len(list((out / "two").iterdir())) == 2 * 5  # 6 frames at 30 fps are 5 at 25
+    assert captured.out.split() == [str(out / "one"), str(out / "two"), str(out / "THREE")]
+
+
+def test_npy_output(tmp_path, capsys):
+    video = encode(tmp_path / "clip.mp4", indexed_frames(5), rate=25)
+    argv = [str(video), "--out", str(tmp_path), "--format", "npy", "--short-side", "48", "--workers", "1"]
+    assert run_flow(parse(argv)) == 0
+    flow = np.load(tmp_path / "clip.npy")
+    assert flow.shape == (5, 48, 64, 2) and flow.dtype == np.float16
+    assert capsys.readouterr().err == ""

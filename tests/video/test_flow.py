@@ -1,0 +1,152 @@
+"""TV-L1 flow, flow files, the flow cache and flow through open_input."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from i3d.video import FlowEngine, load_input, open_input, tvl1_flow, write_flow_frames
+from i3d.video.flow import FlowWriter, flow_to_jpeg_values
+from i3d.video.inputs import compute_flow
+from i3d.video.presets import Preprocess
+from i3d.video.readers import FlowArrayReader, FrameFolderReader
+from tests.video.helpers import encode, write_flow_folder
+
+# TV-L1 costs ~0.5 s a pair at 256 px; small frames keep the tests fast.
+SMALL_FLOW = Preprocess("flow", fps=25.0, resize_short_side=48, crop=40)
+MARGIN = 16
+HEIGHT, WIDTH = 96, 128
+
+
+def texture(seed: int = 0, pad: int = 20) -> np.ndarray:
+    """Smooth random texture, float32 0..255, ``pad`` pixels larger on each side."""
+    noise = np.random.default_rng(seed).random((HEIGHT + 2 * pad, WIDTH + 2 * pad)).astype(np.float32)
+    return cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 2.5), None, 0, 255, cv2.NORM_MINMAX)
+
+
+def shifted_pair(dx: float, dy: float, pad: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Two uint8 frames; the content of the second is the first's moved by (dx, dy) pixels."""
+    base = texture(pad=pad)
+    moved = cv2.warpAffine(base, np.float32([[1, 0, dx], [0, 1, dy]]), base.shape[::-1], flags=cv2.INTER_CUBIC)
+    crop = np.s_[pad : pad + HEIGHT, pad : pad + WIDTH]
+    return base[crop].round().astype(np.uint8), np.clip(moved[crop].round(), 0, 255).astype(np.uint8)
+
+
+def moving_frames(count: int, step: tuple[float, float] = (1.0, 0.5)) -> list[np.ndarray]:
+    """RGB frames of the texture translating by ``step`` pixels a frame."""
+    base = texture(pad=40)
+    frames = []
+    for i in range(count):
+        matrix = np.float32([[1, 0, step[0] * i], [0, 1, step[1] * i]])
+        grey = cv2.warpAffine(base, matrix, base.shape[::-1], flags=cv2.INTER_CUBIC)[40 : 40 + HEIGHT, 40 : 40 + WIDTH]
+        frames.append(np.repeat(np.clip(grey.round(), 0, 255).astype(np.uint8)[..., None], 3, axis=-1))
+    return frames
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(1.5, -0.75), (3.0, 2.0), (-2.25, 0.5)])
+def test_tvl1_recovers_a_translation_within_half_a_pixel(dx, dy):
+    field = tvl1_flow(*shifted_pair(dx, dy))
+    assert field.shape == (HEIGHT, WIDTH, 2) and field.dtype == np.float32
+    interior = field[MARGIN:-MARGIN, MARGIN:-MARGIN]
+    assert np.abs(interior - np.float32([dx, dy])).max() < 0.5
+
+
+def test_t_frames_give_t_fields_the_last_repeated():
+    prev, moved = shifted_pair(2.0, 0.0)
+    frames = [prev, moved, moved, prev]
+    with FlowEngine(workers=1) as engine:
+        fields = list(engine.fields(frames))
+    assert len(fields) == 4
+    assert np.all(fields[1] == 0)  # identical frames: zero flow, TV-L1 skipped
+    np.testing.assert_array_equal(fields[3], fields[2])
+    assert abs(float(np.median(fields[0][..., 0])) - 2.0) < 0.1
+    assert abs(float(np.median(fields[2][..., 0])) + 2.0) < 0.1
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        list(FlowEngine(workers=1).fields([prev]))
+
+
+def test_worker_processes_give_the_same_fields():
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in moving_frames(5)]
+    with FlowEngine(workers=1) as inline, FlowEngine(workers=2) as pool:
+        expected = list(inline.fields(frames))
+        got = list(pool.fields(frames))
+    assert len(got) == 5
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_flow_jpegs_round_trip_within_one_grey_level(tmp_path):
+    prev, moved = shifted_pair(1.5, -0.75)
+    rotated = cv2.warpAffine(moved, cv2.getRotationMatrix2D((WIDTH / 2, HEIGHT / 2), 4, 1.0), (WIDTH, HEIGHT))
+    fields = [tvl1_flow(prev, moved), tvl1_flow(prev, rotated) * 8]  # * 8: use the whole +-20 range
+    folder = write_flow_frames(fields, tmp_path, "rt", format="jpg")
+    names = ["rt-000001x.jpg", "rt-000001y.jpg", "rt-000002x.jpg", "rt-000002y.jpg"]
+    assert sorted(p.name for p in folder.iterdir()) == names
+    back = np.concatenate([c.frames for c in FrameFolderReader(folder).chunks(8)])
+    for original, read in zip(fields, back):
+        levels = flow_to_jpeg_values(original).astype(int)
+        assert np.abs(flow_to_jpeg_values(read).astype(int) - levels).max() <= 1
+
+
+def test_npy_flow_round_trip_and_atomic_writes(tmp_path):
+    fields = [np.random.default_rng(i).normal(0, 4, (12, 16, 2)).astype(np.float32) for i in range(3)]
+    path = write_flow_frames(fields, tmp_path, "n", format="npy", num_frames=3)
+    assert path == tmp_path / "n.npy"
+    stored = np.concatenate([c.frames for c in FlowArrayReader(path).chunks(2)])
+    np.testing.assert_allclose(stored, np.stack(fields), atol=4e-3)
+
+    def failing():
+        yield fields[0]
+        raise RuntimeError("decoder died")
+
+    for format in ("npy", "jpg"):
+        with pytest.raises(RuntimeError):
+            write_flow_frames(failing(), tmp_path, "n", format=format, num_frames=3)
+    # The earlier output is intact and no temporary file is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.npy"]
+    np.testing.assert_array_equal(np.load(path), np.stack(fields).astype(np.float16))
+    with pytest.raises(ValueError, match="expected 3 flow fields, got 2"):
+        write_flow_frames(fields[:2], tmp_path, "n", format="npy", num_frames=3)
+    with FlowWriter(tmp_path, "m", format="jpg") as writer:
+        writer.add(fields[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.npy"]  # left without commit
+
+
+def test_open_input_computes_flow_and_caches_it(tmp_path):
+    video = encode(tmp_path / "move.mp4", moving_frames(6), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
+    cache = tmp_path / "cache"
+    with FlowEngine(workers=1) as engine:
+        stream = open_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=engine)
+        assert (stream.num_frames, stream.fps) == (6, 25.0)
+        fresh = torch.cat(list(stream.chunks(4)), dim=1)
+    assert fresh.shape == (2, 6, 40, 40) and fresh.abs().max() <= 1
+    # Frames move right and down: positive x and y, scaled by 48/96 with the resize, then /20.
+    assert torch.allclose(fresh[0, :5].median(), torch.tensor(0.5 / 20), atol=0.01)
+    assert torch.allclose(fresh[1, :5].median(), torch.tensor(0.25 / 20), atol=0.01)
+    assert (cache / "move.npy").is_file() and len(list(cache.iterdir())) == 1
+    cached = load_input(video, SMALL_FLOW, flow_dir=cache)
+    torch.testing.assert_close(cached, fresh)
+
+
+def test_flow_written_by_compute_flow_serves_as_the_cache(tmp_path):
+    video = encode(tmp_path / "move.mp4", moving_frames(5), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
+    with FlowEngine(workers=1) as engine:
+        out = compute_flow(video, tmp_path / "flow", fps=25.0, short_side=48, format="jpg", engine=engine)
+        fresh = load_input(video, SMALL_FLOW, flow_engine=engine)
+    assert out == tmp_path / "flow" / "move" and len(list(out.iterdir())) == 10
+    from_jpegs = load_input(video, SMALL_FLOW, flow_dir=tmp_path / "flow")
+    # JPEG levels are 40/255 px apart, one level of JPEG error: 2 levels = 0.016 after /20.
+    assert (from_jpegs - fresh).abs().max() < 0.02
+
+
+def test_training_flip_negates_flow_x(tmp_path):
+    folder = write_flow_folder(tmp_path, "F", [np.full((48, 64, 2), (4.0, 2.0), np.float32)] * 3)
+    signs = set()
+    for seed in range(8):
+        clip = load_input(folder, SMALL_FLOW, train=True, generator=torch.Generator().manual_seed(seed))
+        x, y = clip[0], clip[1]
+        assert torch.all(y > 0) and torch.allclose(x.abs(), 2 * y, atol=0.01)
+        signs.add(float(x.sign().mean()))
+    assert signs == {-1.0, 1.0}
