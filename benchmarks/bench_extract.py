@@ -47,15 +47,16 @@ import av
 import numpy as np
 import torch
 
-from i3d.extract import Extractor, extract_all, output_names
-from i3d.model import FEATURE_DIM, InceptionI3d
+from i3d.extract import DEFAULT_CHUNK_FRAMES, LAYERS, Extractor, extract_all, output_names
+from i3d.model import InceptionI3d
+from i3d.runtime import PRECISIONS, Precision
+from i3d.streaming import POOLED
 from i3d.video import KINETICS_RGB, Preprocess, open_input
 from i3d.weights import save_state_dict
 
 KIB = 1024
 MIB = KIB * KIB
 SECONDS_PER_MINUTE = 60
-FLOAT32_BYTES = 4
 # Kinetics resizes the short side to 256 and crops 224; every --size keeps that ratio.
 RESIZE_PER_CROP = Fraction(KINETICS_RGB.resize_short_side, KINETICS_RGB.crop)
 # Sources are larger than the network's resize, as real videos are, so that
@@ -66,6 +67,8 @@ SOURCE_ASPECT = Fraction(4, 3)
 PATTERN_SPEED = 3
 SQUARE_PER_HEIGHT = 4  # the square's side is a quarter of the frame height
 UINT8_LEVELS = 256
+# Enough to express NTSC rates such as 30000/1001 exactly.
+MAX_RATE_DENOMINATOR = 1001
 SEED = 0
 OUTPUT_STREAM = "rgb"
 MODEL_ONLY = "model only (tensors in memory)"
@@ -83,9 +86,19 @@ def _even(value: Fraction | int) -> int:
     return 2 * math.ceil(value / 2)
 
 
+def resize_side(size: int) -> int:
+    """The short side frames are resized to before a ``size`` crop."""
+    return math.ceil(size * RESIZE_PER_CROP)
+
+
+def source_side(size: int) -> int:
+    """The short side of a synthetic source for ``size`` crops."""
+    return math.ceil(resize_side(size) * SOURCE_PER_RESIZE)
+
+
 def preset(size: int, fps: float) -> Preprocess:
     """RGB preprocessing to ``size`` x ``size`` crops at ``fps``, Kinetics' proportions."""
-    return Preprocess("rgb", fps=fps, resize_short_side=math.ceil(size * RESIZE_PER_CROP), crop=size)
+    return Preprocess("rgb", fps=fps, resize_short_side=resize_side(size), crop=size)
 
 
 def synthetic_video(folder: Path, seconds: float, fps: float, short_side: int) -> Path:
@@ -93,7 +106,7 @@ def synthetic_video(folder: Path, seconds: float, fps: float, short_side: int) -
     square crossing it (H.264 ultrafast where available, else MPEG-4 part 2).
     Written to a temporary file, then renamed, so a cached file is complete."""
     height, width = _even(short_side), _even(short_side * SOURCE_ASPECT)
-    frames = round(seconds * fps)
+    frames = max(1, round(seconds * fps))
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     path = folder / f"synthetic_{width}x{height}_{fps:g}fps_{frames}f_{codec}.mp4"
     if path.exists():
@@ -102,7 +115,7 @@ def synthetic_video(folder: Path, seconds: float, fps: float, short_side: int) -
     os.close(fd)
     try:
         with av.open(tmp, "w") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(MAX_RATE_DENOMINATOR))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             if codec == "libx264":
                 stream.options = {"preset": "ultrafast"}
@@ -125,18 +138,22 @@ def synthetic_video(folder: Path, seconds: float, fps: float, short_side: int) -
     return path
 
 
-def source_side(size: int) -> int:
-    return math.ceil(math.ceil(size * RESIZE_PER_CROP) * SOURCE_PER_RESIZE)
-
-
 def random_weights(folder: Path) -> Path:
     torch.manual_seed(SEED)
     return save_state_dict(InceptionI3d().state_dict(), folder / "random_rgb.safetensors")
 
 
-def make_extractor(weights: Path, size: int, fps: float, chunk: int, device: str | None) -> Extractor:
+def make_extractor(
+    weights: Path, size: int, fps: float, chunk: int, device: str | None, precision: Precision, layer: str
+) -> Extractor:
     return Extractor(
-        (OUTPUT_STREAM,), weights=weights, chunk=chunk, device=device, transforms={OUTPUT_STREAM: preset(size, fps)}
+        (OUTPUT_STREAM,),
+        weights=weights,
+        layer=layer,
+        chunk=chunk,
+        device=device,
+        precision=precision,
+        transforms={OUTPUT_STREAM: preset(size, fps)},
     )
 
 
@@ -162,7 +179,7 @@ def throughput(args: argparse.Namespace, cache: Path, scratch: Path, weights: Pa
     size, fps = args.throughput_size, args.throughput_fps
     video = synthetic_video(cache, args.throughput_seconds, fps, source_side(size))
     tiny = synthetic_video(cache, STARTUP_FRAMES / fps, fps, source_side(size))
-    extractor = make_extractor(weights, size, fps, args.chunk, args.device)
+    extractor = make_extractor(weights, size, fps, args.chunk, args.device, args.precision, args.layer)
     prep = extractor.preprocess(OUTPUT_STREAM)
     stream = open_input(video, prep)
     frames = stream.num_frames
@@ -213,7 +230,7 @@ def throughput(args: argparse.Namespace, cache: Path, scratch: Path, weights: Pa
     print(
         f"\n== throughput: {frames} frames ({args.throughput_seconds:g} s at {fps:g} fps) of {video.name}, "
         f"resized to {width}x{height}, crop {crop}; chunk {args.chunk}; {rows} feature rows; "
-        f"device {extractor.device}; best of {args.repeats} interleaved round(s)"
+        f"device {extractor.device}, {args.precision}; layer {args.layer}; best of {args.repeats} interleaved round(s)"
     )
     baseline = min(wall[MODEL_ONLY])
     print(f"{'case':32} {'best s':>7} {'CPU s':>6} {'frames/s':>9} {'vs model only':>14}  per round")
@@ -252,7 +269,8 @@ def _reset_peak_rss() -> bool:
 
 def memory_case(spec: dict) -> dict:
     """Run in a fresh process: one extraction and its memory peaks (bytes)."""
-    extractor = make_extractor(Path(spec["weights"]), spec["size"], spec["fps"], spec["chunk"], spec["device"])
+    keys = ("size", "fps", "chunk", "device", "precision", "layer")
+    extractor = make_extractor(Path(spec["weights"]), *(spec[k] for k in keys))
     ready = _status_kib("VmRSS") * KIB
     reset = _reset_peak_rss()
     if extractor.device.type == "cuda":
@@ -265,6 +283,7 @@ def memory_case(spec: dict) -> dict:
     return {
         "frames": open_input(spec["video"], extractor.preprocess(OUTPUT_STREAM)).num_frames,
         "rows": len(features),
+        "feature_bytes": int(features.nbytes),
         "seconds": seconds,
         "ready": ready,
         "peak": peak,
@@ -276,8 +295,9 @@ def memory_case(spec: dict) -> dict:
 
 def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) -> None:
     print(
-        f"\n== memory: {args.size}x{args.size} crops of {preset(args.size, args.fps).resize_short_side}-pixel frames "
-        f"at {args.fps:g} fps; chunk {args.chunk}; device {args.device or 'default'}; one fresh process per case"
+        f"\n== memory: {args.size}x{args.size} crops of {resize_side(args.size)}-pixel frames "
+        f"at {args.fps:g} fps; chunk {args.chunk}; device {args.device or 'default'}, {args.precision}; "
+        f"layer {args.layer}; one fresh process per case"
     )
     header = (
         f"{'minutes':>7} {'frames':>7} {'rows':>6} {'workers':>7} {'seconds':>8} {'frames/s':>9} "
@@ -295,6 +315,8 @@ def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) 
                 "fps": args.fps,
                 "chunk": args.chunk,
                 "device": args.device,
+                "precision": args.precision,
+                "layer": args.layer,
                 "workers": workers,
                 "out": tempfile.mkdtemp(dir=scratch, prefix=f"memory_{minutes:g}min_w{workers}_"),
             }
@@ -309,7 +331,7 @@ def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) 
             print(
                 f"{minutes:7g} {r['frames']:7d} {r['rows']:6d} {workers:7d} {r['seconds']:8.1f} "
                 f"{r['frames'] / r['seconds']:9.1f} {r['ready'] / MIB:9.0f} {r['peak'] / MIB:8.0f} "
-                f"{(r['peak'] - r['ready']) / MIB:10.1f} {r['rows'] * FEATURE_DIM * FLOAT32_BYTES / MIB:12.2f} "
+                f"{(r['peak'] - r['ready']) / MIB:10.1f} {r['feature_bytes'] / MIB:12.2f} "
                 f"{r['worker_peak'] / MIB:15.0f}{gpu}",
                 flush=True,
             )
@@ -317,7 +339,7 @@ def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) 
         print("note: /proc/self/clear_refs was not writable: peaks include model loading (ru_maxrss).")
     print(
         "peak = peak RSS of the model's process during extraction; growth = peak - RSS once the model is loaded;\n"
-        "features = the pooled output array (rows x 1024 float32), which extract_all holds in memory before writing;\n"
+        "features = the output array (rows x layer shape, float32), which extract_all holds in memory before writing;\n"
         "worker peak = the decoding process's peak RSS over its whole life."
     )
 
@@ -332,9 +354,26 @@ def _list(kind: type) -> Callable[[str], list]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda (default: cuda if available)")
-    parser.add_argument("--chunk", type=int, default=128, help="frames per network call (default: 128, as extract)")
     parser.add_argument(
-        "--workers", type=_list(int), default=[0, 1], help="extract_all worker counts to run (default: 0,1)"
+        "--layer",
+        choices=LAYERS,
+        default=POOLED,
+        metavar="LAYER",
+        help="output, as i3d extract --layer (default: pooled)",
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="network precision (default: fp32)")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=DEFAULT_CHUNK_FRAMES,
+        help=f"frames per network call (default: {DEFAULT_CHUNK_FRAMES}, as i3d extract)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_list(int),
+        default=[0, 1],
+        metavar="N,N",
+        help="extract_all worker counts to run (default: 0,1)",
     )
     parser.add_argument(
         "--throughput-size", type=int, default=224, help="crop side of the throughput video (default: 224)"
@@ -349,7 +388,11 @@ def main() -> None:
         "--fps", type=float, default=4.0, help="source and network frame rate for the memory series (default: 4)"
     )
     parser.add_argument(
-        "--minutes", type=_list(float), default=[1, 10, 60], help="memory series video lengths (default: 1,10,60)"
+        "--minutes",
+        type=_list(float),
+        default=[1, 10, 60],
+        metavar="M,M",
+        help="memory series video lengths (default: 1,10,60)",
     )
     parser.add_argument("--skip", choices=("throughput", "memory"), action="append", default=[], help="part to skip")
     parser.add_argument("--cache-dir", type=Path, help="keep the synthetic videos here between runs")
@@ -360,6 +403,8 @@ def main() -> None:
         return
     if min(args.chunk, args.repeats, args.size, args.throughput_size) < 1 or min(args.workers, default=0) < 0:
         parser.error("--chunk, --repeats and sizes must be >= 1, --workers >= 0")
+    if min(args.fps, args.throughput_fps, args.throughput_seconds, *args.minutes) <= 0 or not args.workers:
+        parser.error("rates, lengths and --minutes must be > 0; give at least one --workers value")
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(

@@ -319,19 +319,35 @@ def _too_short_for_flow(source: VideoReader | FrameFolderReader) -> str:
     return f"flow needs at least {MIN_FLOW_FRAMES} frames, got {source.num_frames} at {source.fps:g} fps"
 
 
-def load_input(path: str | os.PathLike[str], preprocess: Preprocess, **options: object) -> torch.Tensor:
-    """The whole input at once, for short clips.
+def load_input(
+    path: str | os.PathLike[str],
+    preprocess: Preprocess,
+    *,
+    train: bool = False,
+    flow_dir: str | os.PathLike[str] | None = None,
+    generator: torch.Generator | None = None,
+    flow_engine: FlowEngine | None = None,
+    source_fps: float | Fraction = CHARADES_FPS,
+) -> torch.Tensor:
+    """The whole input at once, for short clips (the memory grows with the clip).
 
     Args:
-        path, preprocess: as for :func:`open_input`.
-        **options: keyword arguments of :func:`open_input` (``train``,
-            ``flow_dir``, ``generator``, ...).
+        path, preprocess, train, flow_dir, generator, flow_engine, source_fps:
+            as for :func:`open_input`.
 
     Returns:
         ``(C, T, crop, crop)`` float32 (``(C, T, H, W)`` for ``.npy``), ``T`` =
         :attr:`InputStream.num_frames`.
     """
-    stream = open_input(path, preprocess, **options)  # type: ignore[arg-type]
+    stream = open_input(
+        path,
+        preprocess,
+        train=train,
+        flow_dir=flow_dir,
+        generator=generator,
+        flow_engine=flow_engine,
+        source_fps=source_fps,
+    )
     out: torch.Tensor | None = None
     position = 0
     for chunk in stream.chunks(LOAD_CHUNK):
