@@ -385,7 +385,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved throughput rounds; best kept (default: 2)")
     parser.add_argument("--size", type=int, default=32, help="crop side for the memory series (default: 32)")
     parser.add_argument(
-        "--fps", type=float, default=4.0, help="source and network frame rate for the memory series (default: 4)"
+        "--fps", type=float, default=3.0, help="source and network frame rate for the memory series (default: 3)"
     )
     parser.add_argument(
         "--minutes",

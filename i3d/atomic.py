@@ -7,6 +7,7 @@ new, whole.
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from collections.abc import Iterator
@@ -28,6 +29,17 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"{path}: no free temporary name after {_NAME_TRIES} tries")
+
+
+def remove_stale(path: str | os.PathLike[str]) -> None:
+    """Delete the temporary files a killed writer of ``path`` left behind.
+
+    Call it only where no other process writes ``path`` at the same time
+    (for example, on the one shard that owns it).
+    """
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -170,7 +170,11 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="process part I of N (0-based) of the input list; under torchrun each rank takes its own part of it",
     )
     p.add_argument(
-        "--workers", type=int, default=1, help="decoding processes running ahead of the model (0: decode inline)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes running ahead of the model; 0 decodes inline (default: 1 on a GPU, 0 on the CPU, "
+        "where a decoding process only takes cores from the model and costs ~2 s to start)",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
     _add_precision(p)
@@ -196,7 +200,7 @@ def run_extract(args: argparse.Namespace) -> int:
         index, count = _parse_shard(args.shard)
         if min(args.chunk, args.clip_len, args.batch) < 1 or (args.step is not None and args.step < 1):
             raise ValueError("--chunk, --clip-len, --step and --batch must be >= 1")
-        if args.workers < 0:
+        if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
     except ValueError as err:
         _error(str(err))
@@ -234,8 +238,9 @@ def run_extract(args: argparse.Namespace) -> int:
     except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
+    workers = args.workers if args.workers is not None else int(extractor.device.type == "cuda")
     summary = E.extract_all(
-        mine, args.out, extractor, fmt=args.format, names=names, workers=args.workers, progress=sys.stderr.isatty()
+        mine, args.out, extractor, fmt=args.format, names=names, workers=workers, progress=sys.stderr.isatty()
     )
     print(f"i3d extract: {summary.line()}", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -34,7 +34,7 @@ import torch
 
 from i3d import __version__
 from i3d import weights as W
-from i3d.atomic import atomic_path, open_atomic
+from i3d.atomic import atomic_path, open_atomic, remove_stale
 from i3d.errors import I3DError
 from i3d.model import ENDPOINTS, InceptionI3d
 from i3d.runtime import Precision, default_device, precision_context, prepare
@@ -235,6 +235,12 @@ class Extractor:
         }
         return times, meta
 
+    def num_rows(self, stream: str, frames: int) -> int:
+        """Rows of the output for an input of ``frames`` frames."""
+        if self.mode == "full":
+            return StreamingI3d(self._net(stream).model, frames, self.layer).output_length
+        return 1 if frames < self.clip_len else (frames - self.clip_len) // self.step + 1
+
     def rows(self, stream: str, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
         """Feature rows, in order, for the frame chunks ``(C, t, H, W)`` of an
         input of ``frames`` frames."""
@@ -415,8 +421,7 @@ def save_features(features: Features, out_dir: str | os.PathLike[str], name: str
 
     with atomic_path(data_path) as tmp:
         write(tmp)
-    with open_atomic(sidecar) as f:  # last: its presence marks the output complete
-        json.dump(meta, f, indent=1)
+    _write_sidecar(sidecar, meta)
     return data_path
 
 
@@ -621,17 +626,51 @@ def _extract_job(
             elif kind == "error":
                 raise _WorkerError(str(payload))
 
+    data_path, sidecar = _paths(out, name, job.stream, fmt)
+    for path in (data_path, sidecar):
+        remove_stale(path)  # left by a run killed while writing it
     try:
-        rows = list(extractor.rows(job.stream, frames, chunks()))
+        rows = extractor.rows(job.stream, frames, chunks())
+        if fmt == "npy":
+            shape = _write_npy_rows(data_path, rows, extractor.num_rows(job.stream, frames))
+        else:
+            data = np.concatenate(list(rows))
+            shape = data.shape
     except _WorkerError as err:
         return str(err)
     except (I3DError, ValueError, RuntimeError) as err:
         return f"{job.path}: {err}"
-    data = np.concatenate(rows)
-    times, meta = extractor.describe(job.stream, job.path, frames, fps, data.shape)
-    save_features(Features(data, times, meta), out, name, job.stream, fmt)
+    times, meta = extractor.describe(job.stream, job.path, frames, fps, shape)
+    if fmt == "npy":
+        _write_sidecar(sidecar, dict(meta, format=fmt))
+    else:
+        save_features(Features(data, times, meta), out, name, job.stream, fmt)
     summary.frames += frames
     return None
+
+
+def _write_npy_rows(path: Path, rows: Iterator[np.ndarray], count: int) -> tuple[int, ...]:
+    """Write ``count`` rows to ``.npy`` as they come, so that memory holds
+    one chunk's rows, not the video's (spatial maps of an hour of video take
+    gigabytes)."""
+    with atomic_path(path) as tmp:
+        array, filled = None, 0
+        for block in rows:
+            if array is None:
+                array = np.lib.format.open_memmap(tmp, "w+", np.float32, (count, *block.shape[1:]))
+            array[filled : filled + len(block)] = block
+            filled += len(block)
+        if array is None or filled != count:
+            raise ValueError(f"the network gave {filled} rows, expected {count}")
+        array.flush()
+        shape = array.shape
+        del array  # close the map before the rename
+    return shape
+
+
+def _write_sidecar(path: Path, meta: dict) -> None:
+    with open_atomic(path) as f:  # last: its presence marks the output complete
+        json.dump(meta, f, indent=1)
 
 
 class _WorkerError(Exception):

@@ -122,7 +122,8 @@ class StreamingI3d:
             out = Span(stage.done, out.stop, out.length)
         stage.done = out.stop
         keep = _input_start(stage.module, out.stop, stage.length)
-        stage.carry = x[:, :, keep - span.start :] if keep < span.stop else None
+        # A copy: a view would keep the whole chunk input of the layer alive.
+        stage.carry = x[:, :, keep - span.start :].clone() if keep < span.stop else None
         stage.carry_start = keep
         return y, out
 

@@ -58,7 +58,7 @@ def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
     expected = one_pass(model, path)
     assert expected.shape == (max(1, -(-frames // 8) - 1), 1024)
     scale = max(1.0, float(np.abs(expected).max()))
-    for chunk in (1, 8, 23, 64, 1000):
+    for chunk in (1, 8, 23, 1000) if frames < 100 else (8, 23, 64, 1000):
         got = E.Extractor(weights=weights, chunk=chunk, device="cpu").extract(path)["rgb"].data
         assert got.shape == expected.shape
         # Random weights give features in the hundreds; real ones near 1.

@@ -143,21 +143,8 @@ class CharadesClips(Dataset):
 
 
 def _read_frames(stream: InputStream, start: int, count: int) -> torch.Tensor:
-    """Frames ``start .. start + count - 1`` of ``stream`` as ``(C, count, crop, crop)``.
-
-    The stream is read from its first frame (:meth:`InputStream.chunks` has
-    no start), in chunks of ``count``, and abandoned once the clip is complete.
-    """
-    parts = []
-    position = 0
-    for chunk in stream.chunks(count):
-        length = chunk.shape[1]
-        if position + length > start:
-            parts.append(chunk[:, max(start - position, 0) : start + count - position])
-        position += length
-        if position >= start + count:
-            break
-    clip = torch.cat(parts, dim=1)
+    """Frames ``start .. start + count - 1`` of ``stream`` as ``(C, count, crop, crop)``."""
+    clip = next(stream.chunks(count, start=start))
     if clip.shape[1] != count:
         raise ValueError(f"{stream.path}: delivered {clip.shape[1]} frames from {start}, expected {count}")
     return clip

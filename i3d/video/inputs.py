@@ -124,27 +124,31 @@ class InputStream:
             f"num_frames={self.num_frames}, frame_size={self.frame_size})"
         )
 
-    def chunks(self, size: int) -> Iterator[torch.Tensor]:
-        """Network input, ``size`` frames at a time.
+    def chunks(self, size: int, start: int = 0) -> Iterator[torch.Tensor]:
+        """Network input, ``size`` frames at a time, from frame ``start`` on.
 
         Yields:
             Consecutive float32 tensors ``(C, t, crop, crop)`` with
             ``t <= size`` (``(C, t, H, W)`` as stored for ``.npy``), covering
-            frames ``0 .. num_frames - 1`` in order. Memory is bounded by
-            ``size``, not by the video's length.
+            frames ``start .. num_frames - 1`` in order. Memory is bounded by
+            ``size``, not by the video's length. Frames before ``start`` are
+            not converted (frame files not even read), so a clip from the
+            middle of a long video costs little more than the clip.
 
         Raises:
             VideoError: a stream turns out to be corrupt while decoding.
         """
         if size < 1:
             raise ValueError(f"chunk size must be >= 1, got {size}")
+        if not 0 <= start < self.num_frames:
+            raise ValueError(f"start must be in [0, {self.num_frames}), got {start}")
         if self._mode == "normalized":
-            for chunk in self._reader.chunks(size):
+            for chunk in self._reader.chunks(size, start):
                 yield torch.from_numpy(chunk.frames).permute(3, 0, 1, 2).contiguous()
         elif self._mode == "compute_flow":
-            yield from self._computed_flow(size)
+            yield from self._computed_flow(size, start)
         else:
-            for chunk in self._reader.chunks(size):
+            for chunk in self._reader.chunks(size, start):
                 yield self._network_input(chunk.frames)
 
     def _network_input(self, frames: np.ndarray) -> torch.Tensor:
@@ -162,21 +166,28 @@ class InputStream:
             video = horizontal_flip(video, flow=flow).contiguous()
         return video
 
-    def _gray_frames(self) -> Iterator[np.ndarray]:
-        for chunk in self._reader.chunks(FLOW_READ_CHUNK):
+    def _gray_frames(self, start: int) -> Iterator[np.ndarray]:
+        for chunk in self._reader.chunks(FLOW_READ_CHUNK, start):
             for frame in chunk.frames:
                 yield to_gray(frame)
 
-    def _computed_flow(self, size: int) -> Iterator[torch.Tensor]:
+    def _computed_flow(self, size: int, start: int) -> Iterator[torch.Tensor]:
+        # Field t needs frames t and t + 1 (the last field repeats the one
+        # before), so fields from `start` on come from frames `start` on;
+        # one frame earlier where only one is left, its field dropped.
+        first = min(start, self.num_frames - MIN_FLOW_FRAMES)
         engine = self._flow_engine or FlowEngine()
         writer = None
-        if self._cache is not None:
+        if self._cache is not None and start == 0:  # only a whole pass fills the cache
             folder, name = self._cache
             writer = FlowWriter(folder, name, format=CACHE_FORMAT, num_frames=self.num_frames)
         try:
             batch: list[np.ndarray] = []
             ready: torch.Tensor | None = None
-            for field in engine.fields(self._gray_frames()):
+            fields = engine.fields(self._gray_frames(first))
+            for _ in range(start - first):
+                next(fields)
+            for field in fields:
                 # Round as the cache stores it, so that cached and fresh input agree.
                 field = field.astype(NPY_DTYPE).astype(np.float32)
                 if writer is not None:

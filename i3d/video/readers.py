@@ -93,15 +93,18 @@ class _Delivery(Generic[_F]):
 
     ``load`` turns a source frame (a decoded picture, a file index) into its
     array and runs once per distinct source frame, only for frames that are
-    delivered.
+    delivered: the first ``skip`` output frames are counted, never loaded.
     """
 
-    def __init__(self, rate: Fraction, start: Fraction, num_frames: int, load: Callable[[_F], np.ndarray]) -> None:
+    def __init__(
+        self, rate: Fraction, start: Fraction, num_frames: int, load: Callable[[_F], np.ndarray], skip: int = 0
+    ) -> None:
         self.resampler: FpsResampler[_F] = FpsResampler(rate, start, num_frames)
         self.load = load
         self._last: tuple[_F, np.ndarray] | None = None
         self.batch: list[np.ndarray] = []
         self.delivered = 0
+        self.skip = skip
 
     def _array(self, frame: _F) -> np.ndarray:
         if self._last is None or self._last[0] is not frame:
@@ -118,6 +121,9 @@ class _Delivery(Generic[_F]):
 
     def _add(self, frames: list[_F], size: int) -> Iterator[FrameChunk]:
         for frame in frames:
+            if self.delivered < self.skip:
+                self.delivered += 1
+                continue
             self.batch.append(self._array(frame))
             if len(self.batch) == size:
                 yield self._flush()
@@ -130,6 +136,11 @@ class _Delivery(Generic[_F]):
         self.batch = []
         self.delivered += count
         return chunk
+
+
+def _check_start(start: int, num_frames: int) -> None:
+    if not 0 <= start < num_frames:
+        raise ValueError(f"start must be in [0, {num_frames}), got {start}")
 
 
 def _check_chunk_size(size: int) -> None:
@@ -395,14 +406,16 @@ class VideoReader:
             return resize_frame(image, self.short_side)
         return np.ascontiguousarray(image)
 
-    def chunks(self, size: int) -> Iterator[FrameChunk]:
-        """Decode, resample and deliver the frames, ``size`` at a time.
+    def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
+        """Decode, resample and deliver the frames from ``start`` on, ``size``
+        at a time (frames before ``start`` are decoded, not converted).
 
         Raises:
             VideoError: the stream turns out to be corrupt while decoding.
         """
         _check_chunk_size(size)
-        delivery = _Delivery(self.rate, self._scan.start, self.num_frames, self._load)
+        _check_start(start, self.num_frames)
+        delivery = _Delivery(self.rate, self._scan.start, self.num_frames, self._load, skip=start)
         for frame, time in self._decode():
             yield from delivery.push(frame, time, size)
             if delivery.resampler.done:
@@ -495,10 +508,12 @@ class FrameFolderReader:
             return resize_flow_field(image, self.frame_size)
         return resize_frame(image, self.short_side)
 
-    def chunks(self, size: int) -> Iterator[FrameChunk]:
-        """Read, resample and deliver the frames, ``size`` at a time."""
+    def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
+        """Read, resample and deliver the frames from ``start`` on, ``size`` at
+        a time (files before ``start`` are not read)."""
         _check_chunk_size(size)
-        delivery = _Delivery(self.rate, Fraction(0), self.num_frames, self._load)
+        _check_start(start, self.num_frames)
+        delivery = _Delivery(self.rate, Fraction(0), self.num_frames, self._load, skip=start)
         for index in range(len(self._files)):
             yield from delivery.push(index, index / self._source_rate, size)
             if delivery.resampler.done:
@@ -593,11 +608,12 @@ class NpyReader:
         self.frame_size = shape[2:4]
         self.source_size = self.frame_size
 
-    def chunks(self, size: int) -> Iterator[FrameChunk]:
-        """Deliver ``(t, H, W, C)`` float32 chunks of the array."""
+    def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
+        """Deliver ``(t, H, W, C)`` float32 chunks of the array from frame ``start`` on."""
         _check_chunk_size(size)
+        _check_start(start, self.num_frames)
         limit = 1 + NORMALIZED_RANGE_TOLERANCE
-        for start in range(0, self.num_frames, size):
+        for start in range(start, self.num_frames, size):
             frames = np.array(self._array[0, start : start + size], dtype=np.float32)
             if not np.all(np.abs(frames) <= limit):
                 last = start + len(frames) - 1
@@ -639,10 +655,11 @@ class FlowArrayReader:
         self.frame_size = self._array.shape[1:3]
         self.source_size = self.frame_size
 
-    def chunks(self, size: int) -> Iterator[FrameChunk]:
-        """Deliver ``(t, H, W, 2)`` float32 chunks."""
+    def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
+        """Deliver ``(t, H, W, 2)`` float32 chunks from frame ``start`` on."""
         _check_chunk_size(size)
-        for start in range(0, self.num_frames, size):
+        _check_start(start, self.num_frames)
+        for start in range(start, self.num_frames, size):
             frames = np.array(self._array[start : start + size], dtype=np.float32)
             times = (start + np.arange(len(frames))) / self.fps if self.fps else np.full(len(frames), np.nan)
             yield FrameChunk(frames, start, times)

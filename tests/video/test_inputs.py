@@ -82,3 +82,25 @@ def test_flow_from_an_rgb_frame_folder(tmp_path):
         stream = open_input(folder, SMALL_FLOW, flow_engine=engine, source_fps=25.0)
         assert stream.num_frames == 4
         assert torch.cat(list(stream.chunks(3)), dim=1).shape == (2, 4, 40, 40)
+
+
+@pytest.mark.parametrize("source", ["video", "folder", "npy", "flow"])
+def test_chunks_from_a_start_frame_equal_the_whole_read(tmp_path, clip_30fps, source):
+    frames = indexed_frames(12, 48, 64)
+    preset = SMALL_FLOW if source == "flow" else SMALL_RGB
+    if source == "video":
+        path = clip_30fps
+    elif source in ("folder", "flow"):
+        path = write_rgb_folder(tmp_path, "ID", frames)
+    else:
+        path = tmp_path / "a.npy"
+        np.save(path, np.random.default_rng(1).uniform(-1, 1, (1, 9, 8, 8, 3)).astype(np.float32))
+    with FlowEngine(workers=1) as engine:
+        stream = open_input(path, preset, flow_engine=engine)
+        whole = torch.cat(list(stream.chunks(5)), dim=1)
+        n = stream.num_frames
+        for start in (0, 3, n - 1):
+            part = torch.cat(list(stream.chunks(4, start=start)), dim=1)
+            torch.testing.assert_close(part, whole[:, start:], rtol=0, atol=0)
+        with pytest.raises(ValueError, match="start must be in"):
+            next(stream.chunks(4, start=n))
