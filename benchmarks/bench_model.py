@@ -53,7 +53,9 @@ def main() -> None:
         return lambda: model.extract_features(x)
 
     def streamed(model, size):
-        return lambda: list(run_chunks(model, (x[:, :, i : i + size] for i in range(0, args.frames, size)), args.frames))
+        return lambda: list(
+            run_chunks(model, (x[:, :, i : i + size] for i in range(0, args.frames, size)), args.frames)
+        )
 
     base_model = prepare(InceptionI3d(), device, "fp32")
     with precision_context(device, "fp32"):

@@ -43,9 +43,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", default=None, help="RGB weights: registry name or .pt/.safetensors path (default: rgb_imagenet)"
     )
-    p.add_argument(
-        "--flow-weights", default=None, help="flow weights: registry name or path (default: flow_imagenet)"
-    )
+    p.add_argument("--flow-weights", default=None, help="flow weights: registry name or path (default: flow_imagenet)")
     p.add_argument(
         "--stream",
         choices=("rgb", "flow", "joint"),
@@ -134,7 +132,9 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="a Charades CSV: each INPUT is then a frame root holding one folder per video id of the CSV",
     )
     p.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb", help="network(s) to run (default: rgb)")
-    p.add_argument("--weights", default="rgb_imagenet", help="RGB weights: registry name or path (default: rgb_imagenet)")
+    p.add_argument(
+        "--weights", default="rgb_imagenet", help="RGB weights: registry name or path (default: rgb_imagenet)"
+    )
     p.add_argument(
         "--flow-weights", default="flow_imagenet", help="flow weights: registry name or path (default: flow_imagenet)"
     )
@@ -152,7 +152,9 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         default="full",
         help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window",
     )
-    p.add_argument("--clip-len", type=int, default=E.DEFAULT_CLIP_LEN, help="clips mode: frames per window (default: 64)")
+    p.add_argument(
+        "--clip-len", type=int, default=E.DEFAULT_CLIP_LEN, help="clips mode: frames per window (default: 64)"
+    )
     p.add_argument("--step", type=int, default=None, help="clips mode: frames between windows (default: --clip-len)")
     p.add_argument(
         "--chunk",
@@ -176,7 +178,9 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="decoding processes running ahead of the model; 0 decodes inline (default: 1 on a GPU, 0 on the CPU, "
         "where a decoding process only takes cores from the model and costs ~2 s to start)",
     )
-    p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
+    p.add_argument(
+        "--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)"
+    )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
 
@@ -303,7 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
     _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
-    _command(sub, "train", "fine-tune on Charades with the published recipe", train_cli.add_train_arguments, train_cli.run_train)
+    _command(
+        sub,
+        "train",
+        "fine-tune on Charades with the published recipe",
+        train_cli.add_train_arguments,
+        train_cli.run_train,
+    )
     _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
     _command(
         sub,

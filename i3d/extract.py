@@ -199,7 +199,9 @@ class Extractor:
             source = open_input(path, net.preprocess, flow_dir=self.flow_dir)
             rows = list(self.rows(net.stream, source.num_frames, source.chunks(self.chunk)))
             data = np.concatenate(rows) if rows else np.zeros((0,), np.float32)
-            out[net.stream] = Features(data, *self.describe(net.stream, path, source.num_frames, source.fps, data.shape))
+            out[net.stream] = Features(
+                data, *self.describe(net.stream, path, source.num_frames, source.fps, data.shape)
+            )
         return out
 
     def describe(
@@ -458,7 +460,7 @@ def _produce(job: _Job, chunk: int, flow: FlowEngine) -> Iterator[tuple[str, obj
     yield "end", None
 
 
-def _worker(jobs: list[_Job], chunk: int, out: "queue.Queue", release) -> None:
+def _worker(jobs: list[_Job], chunk: int, out: queue.Queue, release) -> None:
     """Decode ``jobs`` in order into ``out``; errors travel as messages.
     Workers compute flow inline: they are the parallelism (and, being
     daemons, cannot start processes of their own)."""
@@ -569,7 +571,9 @@ def extract_all(
             summary.skipped.append(path)
             continue
         for stream in missing:
-            jobs.append(_Job(path, stream, extractor.preprocess(stream), extractor.flow_dir and str(extractor.flow_dir)))
+            jobs.append(
+                _Job(path, stream, extractor.preprocess(stream), extractor.flow_dir and str(extractor.flow_dir))
+            )
         todo.append(path)
     prefetch = _Prefetch(jobs, extractor.chunk, workers)
     start = time.perf_counter()

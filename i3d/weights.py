@@ -128,7 +128,9 @@ class WeightsEntry:
 def _tf_entry(name: str, blobs: tuple[str, str], **kwargs) -> WeightsEntry:
     base = f"{DEEPMIND_RAW}/checkpoints/{name}/model.ckpt"
     files = (RemoteFile(base + ".index", blobs[0]), RemoteFile(base + ".data-00000-of-00001", blobs[1]))
-    return WeightsEntry(name=name, files=files, format="tf", source=f"deepmind/kinetics-i3d@{DEEPMIND_COMMIT[:7]}", **kwargs)
+    return WeightsEntry(
+        name=name, files=files, format="tf", source=f"deepmind/kinetics-i3d@{DEEPMIND_COMMIT[:7]}", **kwargs
+    )
 
 
 def _pt_entry(name: str, file: str, blob: str, **kwargs) -> WeightsEntry:
@@ -265,7 +267,9 @@ def sha256(path: str | os.PathLike[str]) -> str:
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled
+    )
 
 
 def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool = True) -> Path:
@@ -407,6 +411,7 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
 
 
 # ---- registry files in the cache -------------------------------------------------
+
 
 def _convert_tf(index: Path) -> dict[str, torch.Tensor]:
     from i3d.convert.deepmind import convert_deepmind_checkpoint

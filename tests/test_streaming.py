@@ -23,9 +23,7 @@ def chunked(model, x, size, output):
 # Every length parity at each stride (8 input frames per Mixed_5c step),
 # chunk sizes below, at and above one step; chunks of one frame, the most
 # carried state, on short inputs (they cost a network call per frame).
-CASES = [(f, 1) for f in (1, 5, 9, 17)] + [
-    (frames, size) for frames in (16, 40, 79, 130) for size in (7, 8, 13, 64)
-]
+CASES = [(f, 1) for f in (1, 5, 9, 17)] + [(frames, size) for frames in (16, 40, 79, 130) for size in (7, 8, 13, 64)]
 
 
 @pytest.mark.parametrize("frames, size", CASES)

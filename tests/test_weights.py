@@ -200,7 +200,9 @@ def test_mismatch_names_keys(tmp_path):
     state.pop("Mixed_4b.b1b.conv3d.weight")
     state["extra.weight"] = torch.zeros(1)
     state["logits.conv3d.bias"] = torch.zeros(3)
-    with pytest.raises(WeightsError, match=r"missing: Mixed_4b\.b1b\.conv3d\.weight.*unexpected: extra\.weight.*logits"):
+    with pytest.raises(
+        WeightsError, match=r"missing: Mixed_4b\.b1b\.conv3d\.weight.*unexpected: extra\.weight.*logits"
+    ):
         W.load_weights(InceptionI3d(), state, "x.pt")
 
 
@@ -232,7 +234,9 @@ def test_registry_pt_entry_end_to_end(server, cache):
     )
     loaded = W.inception_i3d(weights=entry, progress=False)
     assert W.is_cached(entry) and loaded.in_channels == 2
-    assert torch.equal(loaded.state_dict()["Mixed_5c.b0.conv3d.weight"], model.state_dict()["Mixed_5c.b0.conv3d.weight"])
+    assert torch.equal(
+        loaded.state_dict()["Mixed_5c.b0.conv3d.weight"], model.state_dict()["Mixed_5c.b0.conv3d.weight"]
+    )
     assert W.categories(entry)[:2] == ["c000", "c001"]
 
 

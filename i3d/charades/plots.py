@@ -131,9 +131,7 @@ def plot_per_class_ap(
     drawn as a horizontal line. Bars are labelled with class codes, or codes
     and names when ``class_names`` is given.
     """
-    ranked = sorted(
-        ((ap, c) for c, ap in enumerate(result.per_class) if ap is not None), key=lambda item: -item[0]
-    )
+    ranked = sorted(((ap, c) for c, ap in enumerate(result.per_class) if ap is not None), key=lambda item: -item[0])
     fig = _new_figure(max(_MIN_WIDTH, _BAR_WIDTH * len(ranked) + 1.5), 5.0 if class_names is None else 8.0)
     ax = fig.add_subplot()
     x = np.arange(len(ranked))

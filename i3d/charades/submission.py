@@ -83,9 +83,7 @@ def upsample_frames(frame_outputs: Scores, num_frames: int) -> np.ndarray:
     return np.stack([np.interp(frames, centres, row) for row in x])
 
 
-def localization_scores(
-    frame_outputs: Scores, num_frames: int, samples: int = LOCALIZATION_FRAMES
-) -> np.ndarray:
+def localization_scores(frame_outputs: Scores, num_frames: int, samples: int = LOCALIZATION_FRAMES) -> np.ndarray:
     """Scores of the official localization frames.
 
     The ``(C, T')`` outputs are upsampled to the video's ``num_frames``

@@ -48,10 +48,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from i3d.atomic import open_atomic
 from i3d.charades.datasets import CharadesVideos
 from i3d.charades.metrics import EvalResult, SubmissionWarning, evaluate_classification
 from i3d.charades.submission import video_scores
-from i3d.atomic import open_atomic
 from i3d.errors import CheckpointError, I3DError
 from i3d.model import InceptionI3d
 from i3d.runtime import PRECISIONS, Precision, allow_tf32, default_device, precision_context, prepare
@@ -413,9 +413,7 @@ class Trainer:
             start_batch=self.step * recipe.accumulation_steps,
         )
         per_epoch = batches_per_epoch(len(self.train_data), recipe.batch_size)
-        loader = clip_loader(
-            self.train_data, stream, workers=options.workers, pin_memory=self.device.type == "cuda"
-        )
+        loader = clip_loader(self.train_data, stream, workers=options.workers, pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         window = _Window()
         validation = None

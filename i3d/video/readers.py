@@ -613,12 +613,12 @@ class NpyReader:
         _check_chunk_size(size)
         _check_start(start, self.num_frames)
         limit = 1 + NORMALIZED_RANGE_TOLERANCE
-        for start in range(start, self.num_frames, size):
-            frames = np.array(self._array[0, start : start + size], dtype=np.float32)
+        for first in range(start, self.num_frames, size):
+            frames = np.array(self._array[0, first : first + size], dtype=np.float32)
             if not np.all(np.abs(frames) <= limit):
-                last = start + len(frames) - 1
-                raise VideoError(self.path, f"values outside [-1, 1] (or not finite) in frames {start}..{last}")
-            yield FrameChunk(frames, start, np.full(len(frames), np.nan))
+                last = first + len(frames) - 1
+                raise VideoError(self.path, f"values outside [-1, 1] (or not finite) in frames {first}..{last}")
+            yield FrameChunk(frames, first, np.full(len(frames), np.nan))
 
 
 class FlowArrayReader:
@@ -659,10 +659,10 @@ class FlowArrayReader:
         """Deliver ``(t, H, W, 2)`` float32 chunks from frame ``start`` on."""
         _check_chunk_size(size)
         _check_start(start, self.num_frames)
-        for start in range(start, self.num_frames, size):
-            frames = np.array(self._array[start : start + size], dtype=np.float32)
-            times = (start + np.arange(len(frames))) / self.fps if self.fps else np.full(len(frames), np.nan)
-            yield FrameChunk(frames, start, times)
+        for first in range(start, self.num_frames, size):
+            frames = np.array(self._array[first : first + size], dtype=np.float32)
+            times = (first + np.arange(len(frames))) / self.fps if self.fps else np.full(len(frames), np.nan)
+            yield FrameChunk(frames, first, times)
 
 
 # --------------------------------------------------------------------------- DeepMind's sample GIFs
@@ -690,4 +690,3 @@ def read_sample_gif(path: str | os.PathLike[str], modality: Literal["rgb", "flow
     else:
         raise ValueError(f"modality must be 'rgb' or 'flow', got {modality!r}")
     return out[np.newaxis]
-

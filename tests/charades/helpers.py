@@ -25,8 +25,19 @@ def write_csv(path: Path, rows: Sequence[tuple[str, str, float]], description: s
         writer.writerow(CSV_COLUMNS)
         for video_id, actions, length in rows:
             writer.writerow(
-                [video_id, "HR43", "Kitchen", "6", "7", "Yes", "A person opens a door,\nthen sits.",
-                 "door;chair", description, actions, f"{length}"]
+                [
+                    video_id,
+                    "HR43",
+                    "Kitchen",
+                    "6",
+                    "7",
+                    "Yes",
+                    "A person opens a door,\nthen sits.",
+                    "door;chair",
+                    description,
+                    actions,
+                    f"{length}",
+                ]
             )
     return path
 

@@ -7,6 +7,7 @@ import pytest
 
 from i3d.charades.annotations import (
     Action,
+    Video,
     class_labels,
     frame_labels,
     localization_labels,
@@ -14,7 +15,6 @@ from i3d.charades.annotations import (
     read_csv,
     read_split_json,
     validate_video_id,
-    Video,
 )
 from i3d.errors import InputError
 from tests.charades.helpers import write_classes, write_csv
@@ -115,10 +115,14 @@ def test_read_classes(tmp_path):
 
 def test_read_split_json(tmp_path):
     path = tmp_path / "charades.json"
-    path.write_text(json.dumps({
-        "46GP8": {"subset": "training", "duration": 24.83, "actions": [[92, 11.9, 21.2], [147, 0, 12.6]]},
-        "N11GT": {"subset": "testing", "duration": 8.5, "actions": []},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "46GP8": {"subset": "training", "duration": 24.83, "actions": [[92, 11.9, 21.2], [147, 0, 12.6]]},
+                "N11GT": {"subset": "testing", "duration": 8.5, "actions": []},
+            }
+        )
+    )
     first, second = read_split_json(path)
     assert first.subset == "training" and first.actions == (Action(92, 11.9, 21.2), Action(147, 0.0, 12.6))
     assert second.subset == "testing" and second.length == 8.5 and second.actions == ()
@@ -156,4 +160,3 @@ def test_class_labels():
     videos = [make_video([(2, 0, 1), (2, 3, 4)], 5.0), make_video([], 5.0)]
     labels = class_labels(videos)
     assert labels.shape == (2, 157) and labels[0, 2] and labels.sum() == 1
-

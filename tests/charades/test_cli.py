@@ -82,7 +82,18 @@ def test_malformed_submission_exit_status(files, capsys):
 
 def test_timeline(files, capsys):
     out = files["tmp"] / "A.png"
-    argv = ["--gt", files["gt"], "--pred", files["localize"], "--video", "A", "--out", out, "--classes", files["classes"]]
+    argv = [
+        "--gt",
+        files["gt"],
+        "--pred",
+        files["localize"],
+        "--video",
+        "A",
+        "--out",
+        out,
+        "--classes",
+        files["classes"],
+    ]
     assert cli.run_timeline(parse(cli.add_timeline_arguments, argv)) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     argv[argv.index("A")] = "Z"

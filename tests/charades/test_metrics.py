@@ -56,7 +56,9 @@ def test_against_straightforward_reference_on_random_data(seed):
     rng = np.random.default_rng(seed)
     n, c = 70, 9
     # Few distinct values, so that ties are everywhere, with -inf and NaN.
-    scores = rng.choice([-np.inf, -1.0, 0.0, 0.25, 0.5, 1.0, np.nan], size=(n, c), p=[0.1, 0.2, 0.2, 0.2, 0.1, 0.15, 0.05])
+    scores = rng.choice(
+        [-np.inf, -1.0, 0.0, 0.25, 0.5, 1.0, np.nan], size=(n, c), p=[0.1, 0.2, 0.2, 0.2, 0.1, 0.15, 0.05]
+    )
     scores[:, 0] = rng.normal(size=n)  # one class without ties
     labels = rng.random((n, c)) < 0.3
     labels[:, 3] = False  # one class without positives
@@ -180,14 +182,24 @@ def _submission_line(video_id, scores, frame=None):
 
 def test_submission_files_tabs_and_spaces(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [("A", format_actions([(0, 0.0, 3.0), (5, 1.0, 2.0)]), 4.0), ("B", "", 2.0), ("C", format_actions([(5, 0.5, 1.5)]), 6.0)]
+    rows = [
+        ("A", format_actions([(0, 0.0, 3.0), (5, 1.0, 2.0)]), 4.0),
+        ("B", "", 2.0),
+        ("C", format_actions([(5, 0.5, 1.5)]), 6.0),
+    ]
     gt = write_csv(tmp_path / "gt.csv", rows)
     scores = rng.normal(size=(3, 157))
     pred = tmp_path / "classify.txt"
     pred.write_text(
-        "A\t" + "\t".join(map(str, scores[0])) + "\t\n"  # trailing tab, as some writers leave
-        + "B " + " ".join(map(str, scores[1])) + "\n\n"
-        + "C  " + "  ".join(map(str, scores[2])) + "\n"
+        "A\t"
+        + "\t".join(map(str, scores[0]))
+        + "\t\n"  # trailing tab, as some writers leave
+        + "B "
+        + " ".join(map(str, scores[1]))
+        + "\n\n"
+        + "C  "
+        + "  ".join(map(str, scores[2]))
+        + "\n"
     )
     assert set(read_classification_submission(pred)) == {"A", "B", "C"}
     result = evaluate_classification_file(gt, pred)

@@ -37,7 +37,12 @@ def quadrant_scores(chunk: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2] // 2, x.shape[-1] // 2
     # Stay clear of the blurred centre lines.
     m = 2
-    quadrants = [x[:, m : h - m, m : w - m], x[:, m : h - m, w + m : -m], x[:, h + m : -m, m : w - m], x[:, h + m : -m, w + m : -m]]
+    quadrants = [
+        x[:, m : h - m, m : w - m],
+        x[:, m : h - m, w + m : -m],
+        x[:, h + m : -m, m : w - m],
+        x[:, h + m : -m, w + m : -m],
+    ]
     scores = torch.full((157, x.shape[0]), -1.0)
     scores[:ENCODED_CLASSES] = torch.stack([q.mean(dim=(1, 2)) for q in quadrants])
     return scores
@@ -134,7 +139,9 @@ def test_training_clip_of_a_short_video_loops(mini_charades):
 def test_training_clip_start_is_uniform(mini_charades):
     # VID01 has 75 frames: 12 possible starts, 0..11.
     video = [v for v in mini_charades.videos if v.id == "VID01"]
-    dataset = CharadesClips(mini_charades.rgb, video, SMALL_RGB, clip_frames=64, generator=torch.Generator().manual_seed(1))
+    dataset = CharadesClips(
+        mini_charades.rgb, video, SMALL_RGB, clip_frames=64, generator=torch.Generator().manual_seed(1)
+    )
     seen = set()
     for _ in range(40):
         clip, labels = dataset[0]
@@ -162,7 +169,9 @@ def test_video_files(mini_charades, tmp_path):
         stream.pix_fmt = "yuv420p"
         stream.options = {"qscale": "2"}
         for f in range(mini_charades.frames[video.id]):
-            rgb = cv2.cvtColor(cv2.imread(str(mini_charades.rgb / video.id / f"{video.id}-{f + 1:06d}.jpg")), cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(
+                cv2.imread(str(mini_charades.rgb / video.id / f"{video.id}-{f + 1:06d}.jpg")), cv2.COLOR_BGR2RGB
+            )
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())
     (item,) = CharadesVideos(tmp_path, [video], SMALL_RGB, video_ext=".mp4")

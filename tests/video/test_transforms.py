@@ -33,13 +33,17 @@ def test_uint8_resize_matches_float_bilinear_within_one_grey_level(size):
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     out = T.resize_frame(frame, 256)
-    reference = F.interpolate(
-        torch.from_numpy(frame).permute(2, 0, 1)[None].double(),
-        size=out.shape[:2],
-        mode="bilinear",
-        align_corners=False,
-        antialias=False,
-    )[0].permute(1, 2, 0).numpy()
+    reference = (
+        F.interpolate(
+            torch.from_numpy(frame).permute(2, 0, 1)[None].double(),
+            size=out.shape[:2],
+            mode="bilinear",
+            align_corners=False,
+            antialias=False,
+        )[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
     error = np.abs(out - reference)
     assert error.max() < 1.0 and error.mean() < 0.3
 
