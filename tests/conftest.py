@@ -46,3 +46,11 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             bn.running_var.mul_(shrink)
             bn.weight.copy_(shrink.sqrt() * (torch.rand(shrink.shape, generator=g) + 0.5))
     return model.eval()
+
+
+def random_weights_file(path: Path, seed: int, in_channels: int = 3) -> Path:
+    """A checkpoint file of :func:`randomize`d weights (``.pt`` or ``.safetensors``)."""
+    from i3d.model import InceptionI3d
+    from i3d.weights import save_state_dict
+
+    return save_state_dict(randomize(InceptionI3d(in_channels=in_channels), seed).state_dict(), path)

@@ -19,8 +19,7 @@ from i3d import extract as E
 from i3d.cli import main
 from i3d.model import InceptionI3d
 from i3d.video import Preprocess
-from i3d.weights import save_state_dict
-from tests.conftest import randomize
+from tests.conftest import random_weights_file
 
 # Small frames keep the network cheap; the preset only matters for videos.
 SMALL_RGB = Preprocess("rgb", fps=25.0, resize_short_side=40, crop=32)
@@ -28,9 +27,7 @@ SMALL_RGB = Preprocess("rgb", fps=25.0, resize_short_side=40, crop=32)
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("w") / "rgb.safetensors"
-    save_state_dict(randomize(InceptionI3d(), seed=11).state_dict(), path)
-    return path
+    return random_weights_file(tmp_path_factory.mktemp("w") / "rgb.safetensors", seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,17 @@ from i3d.cli import main
 from i3d.model import InceptionI3d
 from i3d.predict import Classifier
 from i3d.video import read_sample_gif
-from i3d.weights import save_state_dict
-from tests.conftest import randomize
+from tests.conftest import random_weights_file, randomize
 
 
 @pytest.fixture(scope="module")
 def rgb_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("w") / "rgb.safetensors"
-    save_state_dict(randomize(InceptionI3d(), seed=21).state_dict(), path)
-    return path
+    return random_weights_file(tmp_path_factory.mktemp("w") / "rgb.safetensors", seed=21)
 
 
 @pytest.fixture(scope="module")
 def flow_weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("w") / "flow.pt"
-    save_state_dict(randomize(InceptionI3d(in_channels=2), seed=22).state_dict(), path)
-    return path
+    return random_weights_file(tmp_path_factory.mktemp("w") / "flow.pt", seed=22, in_channels=2)
 
 
 @pytest.fixture(scope="module")
