@@ -146,6 +146,10 @@ class _Window3d(nn.Module):
         front, _ = tf_same_padding(length, self.kernel[0], self.stride[0])
         return max(self.stride[0] * out_start - front, 0)
 
+    def output_length(self, length: int) -> int:
+        """Output cells along time for ``length`` input cells."""
+        return -(-length // self.stride[0])
+
     def _pad(self, x: torch.Tensor, span: Span, value: float) -> tuple[torch.Tensor, tuple[int, int, int] | None, Span]:
         """Pad ``x`` as TF SAME would. Returns the tensor, a symmetric padding
         to hand to the op instead (or None), and the output span."""
@@ -233,8 +237,11 @@ class InceptionModule(nn.Module):
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
 
+    def output_length(self, length: int) -> int:
+        return length  # every branch has stride 1
+
     def input_start(self, out_start: int, length: int) -> int:
-        """See :meth:`Unit3D.input_start`; every branch keeps the length."""
+        """See :meth:`Unit3D.input_start`."""
         chains = ((self.b0,), (self.b1a, self.b1b), (self.b2a, self.b2b), (self.b3a, self.b3b))
         starts = []
         for chain in chains:
@@ -254,6 +261,27 @@ class InceptionModule(nn.Module):
         # end that the 1x1 branch keeps: crop all to the common cells.
         ys = [y[:, :, out.start - s.start : out.stop - s.start] for y, s in ((y0, s0), (y1, s1), (y2, s2), (y3, s3))]
         return torch.cat(ys, dim=1), out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_span(x, Span.full(x.shape[2]))[0]
+
+
+class HeadPool(nn.Module):
+    """The head's VALID average pool over ``[2, 7, 7]`` cells of Mixed_5c,
+    shrunk to the extent that is left for small inputs (fewer than 2 time
+    steps or 7x7 cells)."""
+
+    def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        kt = min(HEAD_POOL[0], span.length)
+        kh, kw = min(HEAD_POOL[1], x.shape[3]), min(HEAD_POOL[2], x.shape[4])
+        x, _, _, out_span = _temporal_window(x, span, kt, 1, same=False)
+        return F.avg_pool3d(x, (kt, kh, kw), stride=1), out_span
+
+    def output_length(self, length: int) -> int:
+        return length - min(HEAD_POOL[0], length) + 1
+
+    def input_start(self, out_start: int, length: int) -> int:
+        return out_start  # output o averages cells o and o + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_span(x, Span.full(x.shape[2]))[0]
@@ -338,6 +366,7 @@ class InceptionI3d(nn.Module):
         self._features = [e for e in ENDPOINTS if e in self._modules]
 
         if last >= ENDPOINTS.index("Logits"):
+            self.avg_pool = HeadPool()
             self.dropout = nn.Dropout(p=1.0 - dropout_keep_prob)
             self.logits = self._make_logits(num_classes)
 
@@ -408,21 +437,13 @@ class InceptionI3d(nn.Module):
         result = self.forward_endpoints_span(x, Span.full(x.shape[2]), endpoints, stop=last)
         return {name: t for name, (t, _) in result.items()}
 
-    def head_pool_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        """The head's VALID average pool over ``[2, 7, 7]`` cells of Mixed_5c,
-        shrunk to the extent that is left for small inputs."""
-        kt = min(HEAD_POOL[0], span.length)
-        kh, kw = min(HEAD_POOL[1], x.shape[3]), min(HEAD_POOL[2], x.shape[4])
-        x, _, _, out_span = _temporal_window(x, span, kt, 1, same=False)
-        return F.avg_pool3d(x, (kt, kh, kw), stride=1), out_span
-
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Mixed_5c ``(B, 1024, t, h, w)`` -> logits as :meth:`forward` returns them
         (or the pooled features if ``pre_logits``)."""
         return self._head_span(x, Span.full(x.shape[2]), pre_logits)[0]
 
     def _head_span(self, x: torch.Tensor, span: Span, pre_logits: bool = False) -> tuple[torch.Tensor, Span]:
-        x, span = self.head_pool_span(x, span)  # (B, 1024, T', H', W')
+        x, span = self.avg_pool.forward_span(x, span)  # (B, 1024, T', H', W')
         if pre_logits:
             return x, span
         x = self.classify(x)
@@ -442,8 +463,7 @@ class InceptionI3d(nn.Module):
     def extract_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> pooled Mixed_5c ``(B, 1024, T', H', W')``
         (``H' = W' = 1`` for 224x224 input)."""
-        features = self.forward_features(x)
-        return self.head_pool_span(features, Span.full(features.shape[2]))[0]
+        return self.avg_pool(self.forward_features(x))
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
         """:meth:`forward` on a temporal window of a longer input (see :class:`Span`)."""

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["Precision", "PRECISIONS", "default_device", "prepare", "allow_tf32", "precision_context"]
+__all__ = ["Precision", "PRECISIONS", "default_device", "prepare", "allow_tf32", "autocast", "precision_context"]
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
@@ -58,12 +58,19 @@ def allow_tf32(device: torch.device, precision: Precision) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``bf16`` and ``fp16``, a no-op otherwise."""
+    if precision in _AUTOCAST:
+        return torch.autocast(device.type, dtype=_AUTOCAST[precision])
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def precision_context(device: torch.device, precision: Precision = "fp32") -> Iterator[None]:
-    """Run the enclosed inference in ``precision`` (see the module docstring)."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(allow_tf32(device, precision))
-        if precision in _AUTOCAST:
-            stack.enter_context(torch.autocast(device.type, dtype=_AUTOCAST[precision]))
-        stack.enter_context(torch.inference_mode())
+    """Run the enclosed inference in ``precision`` (see the module docstring).
+
+    Enter it around network calls only, not around a ``yield``: its global
+    settings (TF32, autocast, inference mode) would leak into the caller.
+    """
+    with allow_tf32(device, precision), autocast(device, precision), torch.inference_mode():
         yield

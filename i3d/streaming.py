@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from i3d.model import HEAD_POOL, ChunkTooSmall, InceptionI3d, Span
+from i3d.model import ChunkTooSmall, InceptionI3d, Span
 
 __all__ = ["StreamingI3d", "OUTPUTS", "output_length", "run_chunks"]
 
@@ -33,8 +33,7 @@ OUTPUTS = (POOLED, LOGITS)
 class _Stage:
     """One layer of the stream with its carried input cells."""
 
-    name: str
-    module: nn.Module | None  # None for the head's pool
+    module: nn.Module  # with forward_span, input_start and output_length
     length: int  # cells of this stage's input over the whole sequence
     carry: torch.Tensor | None = None
     carry_start: int = 0  # index of carry's first cell in the sequence
@@ -64,7 +63,7 @@ class StreamingI3d:
                 raise ValueError(f"output {output!r} needs a model built up to Logits, this one ends at {trunk[-1]}")
             if output == LOGITS and not hasattr(model, "logits"):
                 raise ValueError("the model has no logits")
-            names = trunk + ["head_pool"]
+            names = trunk + ["avg_pool"]
         elif output in trunk:
             names = trunk[: trunk.index(output) + 1]
         else:
@@ -74,12 +73,12 @@ class StreamingI3d:
         self.total_frames = total_frames
         self.received = 0
         self.stages: list[_Stage] = []
-        span = Span.full(total_frames)
+        length = total_frames
         for name in names:
-            module = None if name == "head_pool" else model._modules[name]
-            self.stages.append(_Stage(name, module, span.length))
-            span = _trace(module, span)
-        self.output_length = span.length
+            module = model._modules[name]
+            self.stages.append(_Stage(module, length))  # type: ignore[arg-type]
+            length = module.output_length(length)  # type: ignore[union-attr, operator]
+        self.output_length = length
 
     def push(self, x: torch.Tensor) -> torch.Tensor | None:
         """Add the next frames ``(B, C, t, H, W)``; return the new outputs
@@ -107,10 +106,7 @@ class StreamingI3d:
             x = torch.cat([stage.carry, x], dim=2)
             span = Span(stage.carry_start, span.stop, span.length)
         try:
-            if stage.module is None:
-                y, out = self.model.head_pool_span(x, span)
-            else:
-                y, out = stage.module.forward_span(x, span)  # type: ignore[operator]
+            y, out = stage.module.forward_span(x, span)  # type: ignore[operator]
         except ChunkTooSmall:
             # Not enough context for any new output yet: keep everything.
             stage.carry, stage.carry_start = x, span.start
@@ -121,25 +117,11 @@ class StreamingI3d:
             y = y[:, :, stage.done - out.start :]
             out = Span(stage.done, out.stop, out.length)
         stage.done = out.stop
-        keep = _input_start(stage.module, out.stop, stage.length)
+        keep = stage.module.input_start(out.stop, stage.length)  # type: ignore[operator]
         # A copy: a view would keep the whole chunk input of the layer alive.
         stage.carry = x[:, :, keep - span.start :].clone() if keep < span.stop else None
         stage.carry_start = keep
         return y, out
-
-
-def _trace(module: nn.Module | None, span: Span) -> Span:
-    """The output span of a stage for a full input span, without computing."""
-    if module is None:  # the head's VALID pool of min(2, n) cells
-        return Span.full(span.length - min(HEAD_POOL[0], span.length) + 1)
-    stride = getattr(module, "stride", (1,))[0]  # inception blocks keep the length
-    return Span.full(-(-span.length // stride))
-
-
-def _input_start(module: nn.Module | None, out_start: int, length: int) -> int:
-    if module is None:  # the head's VALID pool: output o reads cells o, o+1
-        return out_start
-    return module.input_start(out_start, length)  # type: ignore[operator]
 
 
 def output_length(model: InceptionI3d, total_frames: int, output: str = POOLED) -> int:
@@ -150,13 +132,15 @@ def output_length(model: InceptionI3d, total_frames: int, output: str = POOLED) 
 def run_chunks(
     model: InceptionI3d, chunks: Iterable[torch.Tensor], total_frames: int, output: str = POOLED
 ) -> Iterator[torch.Tensor]:
-    """Stream ``chunks`` through ``model`` (under ``torch.inference_mode``),
-    yielding outputs as they complete; see :class:`StreamingI3d`."""
+    """Stream ``chunks`` through ``model``, yielding outputs as they
+    complete; see :class:`StreamingI3d`. Each network call runs under
+    ``torch.inference_mode`` (entered per call, so that none of it leaks
+    into the caller between outputs)."""
     stream = StreamingI3d(model, total_frames, output)
-    with torch.inference_mode():
-        for chunk in chunks:
+    for chunk in chunks:
+        with torch.inference_mode():
             y = stream.push(chunk)
-            if y is not None:
-                yield y
+        if y is not None:
+            yield y
     if stream.received != total_frames:
         raise ValueError(f"got {stream.received} frames, expected {total_frames}")
