@@ -33,17 +33,38 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights of the network that runs: a registry name (see `i3d weights list`) or a .pt/.safetensors "
+        "path (default: rgb_imagenet; with --stream flow, flow_imagenet)",
+    )
+    p.add_argument(
+        "--flow-weights",
+        default=None,
+        help="the flow network's weights when both streams run: registry name or path (default: flow_imagenet)",
+    )
+
+
+def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
+    """``(rgb, flow)`` weights; ``--stream flow --weights X`` means that X is
+    the flow network."""
+    from i3d.weights import DEFAULT_FLOW, DEFAULT_RGB
+
+    if args.stream == "flow":
+        return DEFAULT_RGB, args.flow_weights or args.weights or DEFAULT_FLOW
+    return args.weights or DEFAULT_RGB, args.flow_weights or DEFAULT_FLOW
+
+
 # ---- predict ------------------------------------------------------------------
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    from i3d.predict import DEFAULT_CHUNK_FRAMES
+    from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, frame folders or DeepMind .npy arrays")
-    p.add_argument(
-        "--weights", default=None, help="RGB weights: registry name or .pt/.safetensors path (default: rgb_imagenet)"
-    )
-    p.add_argument("--flow-weights", default=None, help="flow weights: registry name or path (default: flow_imagenet)")
+    _add_weights(p)
     p.add_argument(
         "--stream",
         choices=("rgb", "flow", "joint"),
@@ -67,23 +88,17 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from i3d.predict import Classifier
-    from i3d.weights import DEFAULT_FLOW, DEFAULT_RGB, read_labels
 
     if args.top < 1 or args.chunk < 1:
         _error("--top and --chunk must be >= 1")
         return 2
-    weights = args.weights or DEFAULT_RGB
-    if args.stream == "flow" and args.weights and not args.flow_weights:
-        flow_weights = args.weights  # `--stream flow --weights X` means X is the flow network
-    else:
-        flow_weights = args.flow_weights or DEFAULT_FLOW
+    weights, flow_weights = _stream_weights(args)
     try:
-        labels = read_labels(args.labels) if args.labels else None
         classifier = Classifier(
             args.stream,
             rgb_weights=weights,
             flow_weights=flow_weights,
-            labels=labels,
+            labels=args.labels,
             device=args.device,
             precision=args.precision,
             chunk_frames=args.chunk,
@@ -99,6 +114,10 @@ def run_predict(args: argparse.Namespace) -> int:
             prediction = classifier.predict(video, top=args.top)
         except I3DError as err:
             _error(str(err))
+            failed += 1
+            continue
+        except (ValueError, RuntimeError, OSError) as err:  # e.g. out of memory: report, go on
+            _error(f"{video}: {type(err).__name__}: {err}")
             failed += 1
             continue
         if args.json:
@@ -132,12 +151,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="a Charades CSV: each INPUT is then a frame root holding one folder per video id of the CSV",
     )
     p.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb", help="network(s) to run (default: rgb)")
-    p.add_argument(
-        "--weights", default="rgb_imagenet", help="RGB weights: registry name or path (default: rgb_imagenet)"
-    )
-    p.add_argument(
-        "--flow-weights", default="flow_imagenet", help="flow weights: registry name or path (default: flow_imagenet)"
-    )
+    _add_weights(p)
     p.add_argument(
         "--layer",
         default=E.POOLED,
@@ -153,7 +167,10 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window",
     )
     p.add_argument(
-        "--clip-len", type=int, default=E.DEFAULT_CLIP_LEN, help="clips mode: frames per window (default: 64)"
+        "--clip-len",
+        type=int,
+        default=E.DEFAULT_CLIP_LEN,
+        help=f"clips mode: frames per window (default: {E.DEFAULT_CLIP_LEN})",
     )
     p.add_argument("--step", type=int, default=None, help="clips mode: frames between windows (default: --clip-len)")
     p.add_argument(
@@ -163,7 +180,12 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help=f"full mode: frames per network call; bounds memory, results do not depend on it "
         f"(default: {E.DEFAULT_CHUNK_FRAMES})",
     )
-    p.add_argument("--batch", type=int, default=E.DEFAULT_BATCH, help="clips mode: windows per network call")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=E.DEFAULT_BATCH,
+        help=f"clips mode: windows per network call (default: {E.DEFAULT_BATCH})",
+    )
     p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
     p.add_argument(
         "--shard",
@@ -223,11 +245,12 @@ def run_extract(args: argparse.Namespace) -> int:
     rank, world = E.distributed_shard()
     mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
+    weights, flow_weights = _stream_weights(args)
     try:
         extractor = E.Extractor(
             streams,
-            weights=args.weights,
-            flow_weights=args.flow_weights,
+            weights=weights,
+            flow_weights=flow_weights,
             layer=args.layer,
             mode=args.mode,
             clip_len=args.clip_len,

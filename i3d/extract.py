@@ -35,10 +35,10 @@ import torch
 from i3d import __version__
 from i3d import weights as W
 from i3d.atomic import atomic_path, open_atomic, remove_stale
-from i3d.errors import I3DError
-from i3d.model import ENDPOINTS, InceptionI3d
+from i3d.errors import I3DError, InputError
+from i3d.model import ENDPOINTS, HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, default_device, precision_context, prepare
-from i3d.streaming import OUTPUTS, POOLED, StreamingI3d
+from i3d.streaming import DEFAULT_CHUNK_FRAMES, OUTPUTS, POOLED, StreamingI3d, output_length
 from i3d.video import FlowEngine, Preprocess, open_input
 
 __all__ = [
@@ -61,30 +61,13 @@ FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
 LAYERS: tuple[str, ...] = OUTPUTS + tuple(e for e in ENDPOINTS if e.startswith(("Mixed", "Conv", "MaxPool")))
 STREAMS = ("rgb", "flow")
 
-# See i3d.predict.DEFAULT_CHUNK_FRAMES: memory, not results, depends on it.
-DEFAULT_CHUNK_FRAMES = 128
 # The common "stack" setting of other extractors: 64-frame windows, no overlap.
 DEFAULT_CLIP_LEN = 64
 DEFAULT_BATCH = 4  # windows per network call in clips mode
 
-# Temporal stride of each endpoint: Conv3d_1a, MaxPool3d_4a and MaxPool3d_5a
-# halve time, so Mixed_5c steps are 2 * 2 * 2 = 8 frames apart.
-_STRIDE_AFTER = {"Conv3d_1a_7x7": 2, "MaxPool3d_4a_3x3": 4, "MaxPool3d_5a_2x2": 8}
-HEAD_STEPS = 2  # the head pools two Mixed_5c steps
-
 VIDEO_SUFFIXES = frozenset(".mp4 .avi .mkv .webm .mov .gif .m4v .mpg .mpeg .flv .wmv .ts .3gp .npy".split())
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
 _FRAME_NAME = re.compile(r"-0*1x?\.jpg$")
-
-
-def endpoint_stride(layer: str) -> int:
-    """Input frames between consecutive time steps of ``layer``'s output."""
-    if layer in OUTPUTS:
-        return _STRIDE_AFTER["MaxPool3d_5a_2x2"]
-    stride = 1
-    for name in ENDPOINTS[: ENDPOINTS.index(layer) + 1]:
-        stride = _STRIDE_AFTER.get(name, stride)
-    return stride
 
 
 @dataclass
@@ -170,12 +153,8 @@ class Extractor:
             net.preprocess = (transforms or {}).get(net.stream, net.preprocess)
 
     def _load(self, stream: str, spec: str | os.PathLike[str], progress: bool) -> _Net:
-        path, entry = W.resolve_checkpoint(spec, progress=progress)
-        model = W.inception_i3d(weights=path)
-        want = 3 if stream == "rgb" else 2
-        if model.in_channels != want:
-            raise W.WeightsError(f"{spec}: {model.in_channels} input channels, the {stream} stream needs {want}")
-        preprocess = entry.transforms if entry else W.default_transforms(model.in_channels)
+        channels = 3 if stream == "rgb" else 2
+        model, preprocess, entry, path = W.load_pretrained(spec, in_channels=channels, progress=progress)
         model = prepare(model, self.device, self.precision)  # type: ignore[assignment]
         return _Net(stream, model, preprocess, entry.name if entry else str(path), W.sha256(path))
 
@@ -197,8 +176,7 @@ class Extractor:
         out = {}
         for net in self.nets:
             source = open_input(path, net.preprocess, flow_dir=self.flow_dir)
-            rows = list(self.rows(net.stream, source.num_frames, source.chunks(self.chunk)))
-            data = np.concatenate(rows) if rows else np.zeros((0,), np.float32)
+            data = np.concatenate(list(self.rows(net.stream, source.num_frames, source.chunks(self.chunk))))
             out[net.stream] = Features(
                 data, *self.describe(net.stream, path, source.num_frames, source.fps, data.shape)
             )
@@ -209,49 +187,65 @@ class Extractor:
     ) -> tuple[np.ndarray, dict]:
         """Row times and the sidecar metadata of an output."""
         net = self._net(stream)
-        if self.mode == "full":
-            stride = endpoint_stride(self.layer)
-            window = stride * HEAD_STEPS if self.layer in OUTPUTS else stride
-        else:
-            stride, window = self.step, self.clip_len
+        stride, window = self._row_geometry(stream)
         starts = np.arange(shape[0]) * stride
         spans = np.stack([starts, np.minimum(starts + window, frames)], axis=1).astype(np.float64)
         times = spans / fps if fps else spans
         meta = {
             "video": str(path),
             "stream": stream,
-            "layer": self.layer,
-            "mode": self.mode,
             "shape": list(shape),
             "frames": frames,
             "fps": fps,
-            "window": window,
-            "stride": stride,
             "times": "seconds" if fps else "frames",
             "row_spans": times.tolist(),
             "weights": net.weights,
-            "weights_sha256": net.sha256,
-            "precision": self.precision,
-            "preprocess": asdict(net.preprocess),
+            **self.settings(stream),
             "i3d_version": __version__,
         }
         return times, meta
 
+    def settings(self, stream: str) -> dict:
+        """What an output depends on besides its video: a complete output
+        made with other settings is never silently reused."""
+        net = self._net(stream)
+        stride, window = self._row_geometry(stream)
+        return {
+            "layer": self.layer,
+            "mode": self.mode,
+            "window": window,
+            "stride": stride,
+            "weights_sha256": net.sha256,
+            "precision": self.precision,
+            "preprocess": asdict(net.preprocess),
+        }
+
+    def _row_geometry(self, stream: str) -> tuple[int, int]:
+        """``(stride, window)`` in input frames of the output rows."""
+        if self.mode == "clips":
+            return self.step, self.clip_len
+        model = self._net(stream).model
+        trunk = self.layer if self.layer not in OUTPUTS else model._features[-1]
+        stride = 1
+        for name in model._features[: model._features.index(trunk) + 1]:
+            stride *= getattr(model._modules[name], "stride", (1,))[0]
+        # The head averages HEAD_POOL[0] steps of Mixed_5c.
+        return stride, stride * HEAD_POOL[0] if self.layer in OUTPUTS else stride
+
     def num_rows(self, stream: str, frames: int) -> int:
         """Rows of the output for an input of ``frames`` frames."""
         if self.mode == "full":
-            return StreamingI3d(self._net(stream).model, frames, self.layer).output_length
+            return output_length(self._net(stream).model, frames, self.layer)
         return 1 if frames < self.clip_len else (frames - self.clip_len) // self.step + 1
 
     def rows(self, stream: str, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
         """Feature rows, in order, for the frame chunks ``(C, t, H, W)`` of an
         input of ``frames`` frames."""
         net = self._net(stream)
-        with precision_context(self.device, self.precision):
-            if self.mode == "full":
-                yield from self._full(net.model, frames, chunks)
-            else:
-                yield from self._clips(net.model, frames, chunks)
+        if self.mode == "full":
+            yield from self._full(net.model, frames, chunks)
+        else:
+            yield from self._clips(net.model, frames, chunks)
 
     def _to_rows(self, y: torch.Tensor) -> np.ndarray:
         """Network output ``(B, C, t, ...)`` -> rows ``(B * t, C, ...)``."""
@@ -262,7 +256,8 @@ class Extractor:
     def _full(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
         stream = StreamingI3d(model, frames, self.layer)
         for chunk in chunks:
-            y = stream.push(chunk.unsqueeze(0).to(self.device, non_blocking=True))
+            with precision_context(self.device, self.precision):
+                y = stream.push(chunk.unsqueeze(0).to(self.device, non_blocking=True))
             if y is not None:
                 yield self._to_rows(y)
 
@@ -286,11 +281,12 @@ class Extractor:
 
     def _run_windows(self, model: InceptionI3d, windows: list[torch.Tensor]) -> np.ndarray:
         x = torch.stack(windows).to(self.device, non_blocking=True)  # (B, C, L, H, W)
-        if self.layer in OUTPUTS:
-            y = model.forward_head(model.forward_features(x), pre_logits=self.layer == POOLED)
-            y = y.flatten(2).mean(dim=2)  # (B, C): over time (and space)
-        else:
-            y = model.forward_endpoints(x, (self.layer,))[self.layer].mean(dim=2)  # (B, C, H, W)
+        with precision_context(self.device, self.precision):
+            if self.layer in OUTPUTS:
+                y = model.forward_head(model.forward_features(x), pre_logits=self.layer == POOLED)
+                y = y.flatten(2).mean(dim=2)  # (B, C): over time (and space)
+            else:
+                y = model.forward_endpoints(x, (self.layer,))[self.layer].mean(dim=2)  # (B, C, H, W)
         return y.float().cpu().numpy()
 
 
@@ -384,15 +380,27 @@ def _stored_shape(path: Path, fmt: str) -> tuple[int, ...]:
         return tuple(f["features"].shape)
 
 
-def is_complete(out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str) -> bool:
+def is_complete(
+    out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str, settings: dict | None = None
+) -> bool:
     """Whether a complete, valid output exists: the sidecar parses and the
-    data file holds an array of the shape it records."""
+    data file holds an array of the shape it records.
+
+    Raises:
+        InputError: the output is complete but was made with other
+            ``settings`` (layer, mode, weights, ...) than these.
+    """
     data, sidecar = _paths(Path(out_dir), name, stream, fmt)
     try:
         meta = json.loads(sidecar.read_text())
-        return _stored_shape(data, fmt) == tuple(meta["shape"])
+        complete = _stored_shape(data, fmt) == tuple(meta["shape"])
     except Exception:  # missing, truncated or foreign files all mean "redo"
         return False
+    differ = [k for k, v in (settings or {}).items() if complete and meta.get(k) != v]
+    if differ:
+        got = ", ".join(f"{k} {meta.get(k)!r}" for k in differ)
+        raise InputError(data, f"made with other settings ({got}); use another --out or delete it")
+    return complete
 
 
 def save_features(features: Features, out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str) -> Path:
@@ -451,12 +459,21 @@ class _Job:
     flow_dir: str | None
 
 
-def _produce(job: _Job, chunk: int, flow: FlowEngine) -> Iterator[tuple[str, object]]:
-    """What a decoding worker sends for one job: its size, then chunks."""
-    source = open_input(job.path, job.preprocess, flow_dir=job.flow_dir, flow_engine=flow)
-    yield "start", (source.num_frames, source.fps)
-    for c in source.chunks(chunk):
-        yield "chunk", c
+def _produce(job: _Job, chunk: int, flow: FlowEngine | None) -> Iterator[tuple[str, object]]:
+    """What decoding sends for one job: its size, then chunks, then the end;
+    any failure becomes an ``error`` message naming the file, so that one
+    input never stops the batch."""
+    try:
+        source = open_input(job.path, job.preprocess, flow_dir=job.flow_dir, flow_engine=flow)
+        yield "start", (source.num_frames, source.fps)
+        for c in source.chunks(chunk):
+            yield "chunk", c
+    except I3DError as err:
+        yield "error", str(err)
+        return
+    except Exception as err:
+        yield "error", f"{job.path}: {type(err).__name__}: {err}"
+        return
     yield "end", None
 
 
@@ -466,13 +483,8 @@ def _worker(jobs: list[_Job], chunk: int, out: queue.Queue, release) -> None:
     daemons, cannot start processes of their own)."""
     flow = FlowEngine(workers=1)
     for index, job in enumerate(jobs):
-        try:
-            for kind, payload in _produce(job, chunk, flow):
-                out.put((index, kind, payload))
-        except I3DError as err:
-            out.put((index, "error", str(err)))
-        except Exception as err:  # report, never hang the consumer
-            out.put((index, "error", f"{job.path}: {type(err).__name__}: {err}"))
+        for kind, payload in _produce(job, chunk, flow):
+            out.put((index, kind, payload))
     flow.close()
     # Tensors travel as shared memory that this process serves: stay alive
     # until the consumer has taken them all.
@@ -490,6 +502,7 @@ class _Prefetch:
     QUEUE_CHUNKS = 4
 
     def __init__(self, jobs: list[_Job], chunk: int, workers: int) -> None:
+        workers = min(workers, len(jobs))  # a resumed run may have little left
         self.jobs, self.chunk, self.workers = jobs, chunk, workers
         self.procs: list = []
         self.queues: list = []
@@ -509,10 +522,7 @@ class _Prefetch:
     def messages(self, index: int) -> Iterator[tuple[str, object]]:
         """The messages of job ``index``; jobs must be read in order."""
         if self.workers == 0:
-            try:
-                yield from _produce(self.jobs[index], self.chunk, self.flow)
-            except I3DError as err:
-                yield "error", str(err)
+            yield from _produce(self.jobs[index], self.chunk, self.flow)
             return
         q, proc = self.queues[index % self.workers], self.procs[index % self.workers]
         while True:
@@ -566,7 +576,12 @@ def extract_all(
     summary = Summary()
     jobs, todo = [], []
     for path in inputs:
-        missing = [s for s in extractor.streams if not is_complete(out, names[path], s, fmt)]
+        try:
+            missing = [s for s in extractor.streams if not is_complete(out, names[path], s, fmt, extractor.settings(s))]
+        except InputError as err:
+            print(f"i3d extract: {err}", file=log)
+            summary.failed.append((path, str(err)))
+            continue
         if not missing:
             summary.skipped.append(path)
             continue

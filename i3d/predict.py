@@ -16,18 +16,12 @@ import torch
 from i3d import weights as W
 from i3d.model import InceptionI3d
 from i3d.runtime import Precision, default_device, precision_context, prepare
-from i3d.streaming import LOGITS, run_chunks
+from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, StreamingI3d
 from i3d.video import Preprocess, open_input
 
 __all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
 
 Stream = Literal["rgb", "flow", "joint"]
-
-# Frames decoded and run through the network at a time. Activations of a
-# 224x224 clip take about 10 MB per frame in float32 inference, so 128
-# frames stay near 1.5 GB whatever the video's length; the result does not
-# depend on it (see i3d.streaming).
-DEFAULT_CHUNK_FRAMES = 128
 
 
 @dataclass(frozen=True)
@@ -63,13 +57,15 @@ class _Model:
 
 
 def _load(
-    spec: str | os.PathLike[str] | W.WeightsEntry, device: torch.device, precision: Precision, progress: bool
+    spec: str | os.PathLike[str] | W.WeightsEntry,
+    channels: int,
+    device: torch.device,
+    precision: Precision,
+    progress: bool,
 ) -> _Model:
     """A model with its preprocessing."""
-    path, entry = W.resolve_checkpoint(spec, progress=progress)
-    net = W.inception_i3d(weights=path)
-    preprocess = entry.transforms if entry is not None else W.default_transforms(net.in_channels)
-    return _Model(prepare(net, device, precision), preprocess, entry)
+    net, preprocess, entry, _ = W.load_pretrained(spec, in_channels=channels, progress=progress)
+    return _Model(prepare(net, device, precision), preprocess, entry)  # type: ignore[arg-type]
 
 
 class Classifier:
@@ -78,7 +74,8 @@ class Classifier:
     Args:
         stream: ``"rgb"``, ``"flow"`` or ``"joint"`` (sum of both logits).
         rgb_weights, flow_weights: registry names or checkpoint paths.
-        labels: class names overriding the weights' own (one per class).
+        labels: class names overriding the weights' own: a list, or a file
+            with one name per line.
         device: where the network runs (default: CUDA if available).
         precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
             (see :mod:`i3d.runtime`).
@@ -93,7 +90,7 @@ class Classifier:
         *,
         rgb_weights: str | os.PathLike[str] | W.WeightsEntry = W.DEFAULT_RGB,
         flow_weights: str | os.PathLike[str] | W.WeightsEntry = W.DEFAULT_FLOW,
-        labels: list[str] | None = None,
+        labels: list[str] | str | os.PathLike[str] | None = None,
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
@@ -106,31 +103,40 @@ class Classifier:
         self.precision = precision
         self.chunk_frames = chunk_frames
         self.flow_dir = flow_dir
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.models: list[_Model] = []
         if stream in ("rgb", "joint"):
-            self.models.append(_load(rgb_weights, self.device, precision, progress))
+            self.models.append(_load(rgb_weights, 3, self.device, precision, progress))
         if stream in ("flow", "joint"):
-            self.models.append(_load(flow_weights, self.device, precision, progress))
-        if stream == "rgb" and self.models[0].net.in_channels != 3:
-            raise W.WeightsError(f"{rgb_weights}: not RGB weights ({self.models[0].net.in_channels} input channels)")
-        if stream == "flow" and self.models[0].net.in_channels != 2:
-            raise W.WeightsError(f"{flow_weights}: not flow weights ({self.models[0].net.in_channels} input channels)")
+            self.models.append(_load(flow_weights, 2, self.device, precision, progress))
         sizes = {m.net.num_classes for m in self.models}
         if len(sizes) != 1:
             raise W.WeightsError(f"the RGB and flow weights have different classes: {sorted(sizes)}")
-        self.labels = labels if labels is not None else self.models[0].labels(progress)
-        if len(self.labels) != sizes.pop():
-            raise W.WeightsError(f"{len(self.labels)} labels for {self.models[0].net.num_classes} classes")
+        num_classes = sizes.pop()
+        if labels is None:
+            self.labels = self.models[0].labels(progress)
+        elif isinstance(labels, (str, os.PathLike)):
+            self.labels = W.read_labels(labels, num_classes)
+        else:
+            self.labels = list(labels)
+        if len(self.labels) != num_classes:
+            raise W.WeightsError(f"{len(self.labels)} labels for {num_classes} classes")
 
     def logits(self, path: str | os.PathLike[str]) -> torch.Tensor:
         """Time-averaged logits ``(num_classes,)``, summed over the streams."""
         total = None
         for model in self.models:
             source = open_input(path, model.preprocess, flow_dir=self.flow_dir)
-            chunks = (c.unsqueeze(0).to(self.device, non_blocking=True) for c in source.chunks(self.chunk_frames))
-            with precision_context(self.device, self.precision):
-                per_time = torch.cat(list(run_chunks(model.net, chunks, source.num_frames, LOGITS)), dim=2)
-            averaged = per_time[0].mean(dim=1).float().cpu()  # (num_classes,)
+            stream = StreamingI3d(model.net, source.num_frames, LOGITS)
+            outputs = []
+            for chunk in source.chunks(self.chunk_frames):  # decoding stays outside the precision context
+                with precision_context(self.device, self.precision):
+                    y = stream.push(chunk.unsqueeze(0).to(self.device, non_blocking=True))
+                if y is not None:
+                    outputs.append(y.float())
+            per_time = torch.cat(outputs, dim=2)  # (1, num_classes, T')
+            averaged = per_time[0].mean(dim=1).cpu()  # (num_classes,)
             total = averaged if total is None else total + averaged
         assert total is not None
         return total

@@ -21,7 +21,13 @@ from torch import nn
 
 from i3d.model import ChunkTooSmall, InceptionI3d, Span
 
-__all__ = ["StreamingI3d", "OUTPUTS", "output_length", "run_chunks"]
+__all__ = ["StreamingI3d", "OUTPUTS", "DEFAULT_CHUNK_FRAMES", "output_length", "run_chunks"]
+
+# Frames run through the network at a time by the commands. Activations of a
+# 224x224 clip take about 10 MB per frame in float32 inference, so 128
+# frames stay near 1.5 GB whatever the input's length; results do not depend
+# on it.
+DEFAULT_CHUNK_FRAMES = 128
 
 # What a stream can return besides any trunk endpoint of the model.
 POOLED = "pooled"  # Mixed_5c after the head's average pool: (B, 1024, T', H', W')

@@ -17,6 +17,7 @@ and plain containers.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import pickle
@@ -44,6 +45,7 @@ __all__ = [
     "load_state_dict_file",
     "load_weights",
     "resolve_checkpoint",
+    "load_pretrained",
     "save_state_dict",
     "read_labels",
 ]
@@ -119,10 +121,6 @@ class WeightsEntry:
     def filename(self) -> str:
         """The file the model loads from in the cache."""
         return f"{self.name}.pt" if self.format == "pt" else f"{self.name}.safetensors"
-
-    def build(self) -> InceptionI3d:
-        """A model of the right shape for these weights (not loaded)."""
-        return InceptionI3d(num_classes=self.num_classes, in_channels=self.in_channels)
 
 
 def _tf_entry(name: str, blobs: tuple[str, str], **kwargs) -> WeightsEntry:
@@ -289,7 +287,7 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool
     partial = dest.with_name(dest.name + ".partial")
     try:
         _fetch(remote.url, partial, progress)
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as err:
         raise WeightsError(
             f"could not download {remote.url} ({_reason(err)}); to use it offline, place that file at {dest} "
             f"(git blob sha1 {remote.blob_sha1})"
@@ -413,13 +411,6 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
 # ---- registry files in the cache -------------------------------------------------
 
 
-def _convert_tf(index: Path) -> dict[str, torch.Tensor]:
-    from i3d.convert.deepmind import convert_deepmind_checkpoint
-
-    prefix = index.with_suffix("")  # .../model.ckpt
-    return convert_deepmind_checkpoint(prefix)
-
-
 def checkpoint_path(entry: WeightsEntry, *, progress: bool = True) -> Path:
     """The verified local file for ``entry``, downloading (and converting
     DeepMind's TensorFlow checkpoints) on first use."""
@@ -439,7 +430,9 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True) -> Path:
         if meta.get("sources") == sources and meta.get("sha256") == sha256(target):
             return target
     local = [download(f, root / "tf" / entry.name / f.name, progress=progress) for f in entry.files]
-    save_state_dict(_convert_tf(local[0]), target)
+    from i3d.convert.deepmind import convert_deepmind_checkpoint
+
+    save_state_dict(convert_deepmind_checkpoint(local[0]), target)
     meta = {"sources": sources, "sha256": sha256(target), "source": entry.source}
     with open_atomic(sidecar) as f:
         json.dump(meta, f, indent=1)
@@ -531,6 +524,25 @@ def inception_i3d(
     if num_classes is not None and num_classes != file_classes:
         model.replace_logits(num_classes)
     return model.eval()
+
+
+def load_pretrained(
+    weights: str | os.PathLike[str] | WeightsEntry, *, in_channels: int | None = None, progress: bool = True
+) -> tuple[InceptionI3d, Preprocess, WeightsEntry | None, Path]:
+    """A pretrained model with what goes with it: ``(model, preprocessing,
+    registry entry or None, checkpoint file)``.
+
+    Raises:
+        WeightsError: unknown, unreadable or mismatched weights, or weights
+            whose input channels are not ``in_channels`` (3 RGB, 2 flow).
+    """
+    path, entry = resolve_checkpoint(weights, progress=progress)
+    model = inception_i3d(weights=path)
+    if in_channels is not None and model.in_channels != in_channels:
+        kind = {3: "RGB", 2: "flow"}.get(in_channels, f"{in_channels}-channel")
+        raise WeightsError(f"{weights}: not {kind} weights ({model.in_channels} input channels)")
+    preprocess = entry.transforms if entry is not None else default_transforms(model.in_channels)
+    return model, preprocess, entry, path
 
 
 def resolve_checkpoint(

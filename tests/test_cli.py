@@ -43,3 +43,13 @@ def test_convert_pt_to_safetensors_and_back(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["convert", str(tmp_path / "junk.pt"), str(tmp_path / "x.safetensors")]) == 1
     assert "junk.pt" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
+
+
+def test_convert_lists_pt_tensors_and_refuses_scope(tmp_path, capsys):
+    src = random_weights_file(tmp_path / "in.pt", seed=3)
+    assert main(["convert", str(src), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "Conv3d_1a_7x7.conv3d.weight\tfloat32\t[64, 3, 7, 7, 7]" in out
+    assert main(["convert", str(src), str(tmp_path / "o.pt"), "--scope", "RGB"]) == 2
+    assert main(["convert", "model.ckpt", str(tmp_path / "o.bin")]) == 1
+    assert "output must end in .safetensors or .pt" in capsys.readouterr().err

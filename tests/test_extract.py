@@ -208,3 +208,48 @@ def test_real_clip_decodes_and_extracts(upstream, weights, tmp_path):
     assert features.meta["fps"] == 25.0 and frames > 100
     assert features.data.shape == (-(-frames // 8) - 1, 1024)
     assert features.meta["row_spans"][-1][1] == pytest.approx(frames / 25.0)
+
+
+def test_outputs_of_other_settings_are_never_reused(tmp_path, weights, capsys):
+    src = str(write_npy(tmp_path / "clip.npy", 17))
+    out = tmp_path / "out"
+    base = ["extract", src, "--out", str(out), "--weights", str(weights), "--device", "cpu"]
+    assert main(base) == 0
+    assert main([*base, "--layer", "Mixed_4f"]) == 1
+    err = capsys.readouterr().err
+    assert "clip_rgb.npy: made with other settings (layer 'pooled'" in err and "failed 1" in err
+    assert np.load(out / "clip_rgb.npy").shape == (2, 1024)  # untouched
+
+
+def test_unexpected_errors_of_one_input_do_not_stop_the_batch(tmp_path, weights, monkeypatch):
+    good = str(write_npy(tmp_path / "good.npy", 9, size=16))
+    bad = str(write_npy(tmp_path / "bad.npy", 9, size=16))
+    real_open = E.open_input
+
+    def flaky_open(path, *args, **kwargs):
+        if str(path) == bad:
+            raise RuntimeError("decoder exploded")  # not an I3DError
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(E, "open_input", flaky_open)
+    ex = E.Extractor(weights=weights, device="cpu")
+    summary = E.extract_all([bad, good], tmp_path / "out", ex, progress=False, log=io.StringIO())
+    assert summary.done == [good] and summary.failed == [(bad, f"{bad}: RuntimeError: decoder exploded")]
+
+
+def test_rows_leave_no_precision_state_behind(tmp_path, weights):
+    ex = E.Extractor(weights=weights, device="cpu", precision="bf16", chunk=4)
+    rows = ex.rows("rgb", 40, (torch.rand(3, 4, 16, 16) for _ in range(10)))
+    first = next(rows)  # paused inside the generator, between network calls
+    a = torch.ones(2, 2)
+    assert (a @ a).dtype == torch.float32 and not torch.is_inference_mode_enabled()
+    assert len(first) + sum(len(r) for r in rows) == 4
+
+
+def test_flow_stream_takes_weights_flag(tmp_path, capsys):
+    flow = random_weights_file(tmp_path / "flow.pt", seed=5, in_channels=2)
+    src = tmp_path / "f.npy"
+    np.save(src, np.random.default_rng(0).uniform(-1, 1, (1, 9, 16, 16, 2)).astype(np.float32))
+    argv = ["extract", str(src), "--out", str(tmp_path / "out"), "--stream", "flow", "--weights", str(flow)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert np.load(tmp_path / "out" / "f_flow.npy").shape == (1, 1024)

@@ -103,3 +103,20 @@ def test_cli_stream_and_weights_errors(rgb_weights, flow_weights, tmp_path, caps
     assert "not flow weights" in capsys.readouterr().err
     assert main(["predict", "x.mp4", "--weights", str(tmp_path / "none.pt"), "--device", "cpu"]) == 1
     assert "none.pt: no such file" in capsys.readouterr().err
+
+
+def test_joint_checks_each_streams_channels(rgb_weights, flow_weights):
+    from i3d.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="not RGB weights"):
+        Classifier("joint", rgb_weights=flow_weights, flow_weights=flow_weights, labels=["x"] * 400, device="cpu")
+    with pytest.raises(WeightsError, match="not flow weights"):
+        Classifier("joint", rgb_weights=rgb_weights, flow_weights=rgb_weights, labels=["x"] * 400, device="cpu")
+
+
+def test_labels_file_with_the_wrong_count_is_named(rgb_weights, tmp_path):
+    from i3d.errors import WeightsError
+
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    with pytest.raises(WeightsError, match=r"labels\.txt: has 2 labels, the model has 400"):
+        Classifier("rgb", rgb_weights=rgb_weights, labels=tmp_path / "labels.txt", device="cpu")

@@ -45,7 +45,10 @@ def run_convert(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.checkpoint.endswith((".pt", ".pth", ".safetensors")):
-            return _resave(args.checkpoint, args.output)
+            if args.scope:
+                print("error: --scope applies to TensorFlow checkpoints only", file=sys.stderr)
+                return 2
+            return _resave(args.checkpoint, args.output, args.list)
         if args.list:
             for name, (dtype, shape) in CheckpointReader(args.checkpoint).variables().items():
                 print(f"{name}\t{dtype}\t{list(shape)}")
@@ -62,11 +65,16 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resave(source: str, output: str) -> int:
-    """``.pt`` <-> ``.safetensors``, through the safe loader."""
+def _resave(source: str, output: str | None, list_only: bool) -> int:
+    """``.pt`` <-> ``.safetensors`` through the safe loader, or list its tensors."""
     from i3d.weights import load_state_dict_file, save_state_dict
 
     state = load_state_dict_file(source)
+    if list_only:
+        for name, tensor in state.items():
+            print(f"{name}\t{str(tensor.dtype).removeprefix('torch.')}\t{list(tensor.shape)}")
+        return 0
+    assert output is not None  # run_convert checked
     save_state_dict(state, output)
     print(f"{output}: {len(state)} tensors")
     return 0

@@ -296,8 +296,10 @@ def convert_checkpoint(
         CheckpointError: unreadable or unsuitable checkpoint.
         WeightsError: unsupported output suffix.
     """
-    from ..weights import save_state_dict
+    from ..weights import WeightsError, save_state_dict
 
+    if Path(destination).suffix not in (".safetensors", ".pt"):  # before the (slow) read
+        raise WeightsError(f"{destination}: output must end in .safetensors or .pt")
     reader = CheckpointReader(source)
     state, split = _convert(reader, scope)
     return ConversionReport(

@@ -194,15 +194,17 @@ class CheckpointReader:
         entries: dict[str, BundleEntry] = {}
         try:
             for key, value in read_table(table):
-                if key == b"":
-                    header = _parse_header(value)
-                    continue
                 # Names are UTF-8 in practice; a stray byte must not hide the rest.
                 name = key.decode("utf-8", errors="backslashreplace")
                 try:
-                    entries[name] = _parse_entry(value)
-                except FormatError as err:
-                    raise FormatError(f"variable {name!r}: {err}") from None
+                    if key == b"":
+                        header = _parse_header(value)
+                    else:
+                        entries[name] = _parse_entry(value)
+                except (FormatError, TypeError, ValueError) as err:
+                    # A field of an unexpected wire type surfaces as a TypeError.
+                    what = f"variable {name!r}" if key else "bundle header"
+                    raise FormatError(f"{what}: malformed ({err})") from None
         except FormatError as err:
             raise CheckpointError(self.index_path, str(err)) from None
         if header is None:

@@ -235,3 +235,13 @@ def test_real_index_files_list_their_variables(upstream, release):
     # The data files are not in shared/: reading says which file is missing.
     with pytest.raises(CheckpointError, match=r"model\.ckpt\.data-00000-of-00001: cannot read data"):
         reader.read(scope + "Conv3d_1a_7x7/conv_3d/w")
+
+
+def test_field_of_unexpected_wire_type_is_a_checkpoint_error(tmp_path):
+    from tests.convert.tf_writer import write_table
+
+    # Header field 3 (the version message) given as a varint instead of bytes.
+    table, _ = write_table([(b"", b"\x08\x01\x18\x01"), (b"w", b"\x08\x01")])
+    (tmp_path / "bad.index").write_bytes(table)
+    with pytest.raises(CheckpointError, match=r"bad\.index: bundle header: malformed"):
+        CheckpointReader(tmp_path / "bad")
