@@ -339,7 +339,7 @@ def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) 
         print("note: /proc/self/clear_refs was not writable: peaks include model loading (ru_maxrss).")
     print(
         "peak = peak RSS of the model's process during extraction; growth = peak - RSS once the model is loaded;\n"
-        "features = the output array (rows x layer shape, float32), which extract_all holds in memory before writing;\n"
+        "features = the output array (rows x layer shape, float32); .npy output is written row by row as it comes;\n"
         "worker peak = the decoding process's peak RSS over its whole life."
     )
 
