@@ -2,7 +2,7 @@
 
 Every file the package writes goes through here, so that a reader (or a
 resumed run) never sees a half-written file: either the old content or the
-new, whole.
+new, whole. :func:`atomic_dir` does the same for a folder of files.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,4 +83,46 @@ def open_atomic(path: str | os.PathLike[str], binary: bool = False) -> Iterator[
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def _create_temporary_dir(path: Path) -> Path:
+    # ".tmpdir", not ".tmp": remove_stale() unlinks files and must not meet a folder.
+    for _ in range(_NAME_TRIES):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmpdir")
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: no free temporary folder name after {_NAME_TRIES} tries")
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary folder next to ``path`` to fill; on success it takes ``path``'s place.
+
+    An existing folder at ``path`` is moved aside, the new one renamed into
+    place, then the old one deleted: a reader sees the old folder, the new
+    one, or (between the two renames) none, never a mix. If the new folder
+    cannot be moved in, the old one is put back. On an exception the
+    temporary folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    tmp = _create_temporary_dir(path)
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            old = path.with_name(f".{path.name}.{secrets.token_hex(6)}.old")
+            os.replace(path, old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -27,20 +27,9 @@ NUM_CLASSES = 157
 
 Subset = Literal["training", "testing"]
 
-CSV_COLUMNS = (
-    "id",
-    "subject",
-    "scene",
-    "quality",
-    "relevance",
-    "verified",
-    "script",
-    "objects",
-    "descriptions",
-    "actions",
-    "length",
-)
-# The evaluation needs no more than these; other columns may be absent.
+# The evaluation needs no more than these of the official columns (id, subject,
+# scene, quality, relevance, verified, script, objects, descriptions, actions,
+# length); the others may be absent.
 REQUIRED_COLUMNS = ("id", "actions", "length")
 
 # Ids name frame folders and output files: letters, digits, "_" and "-" only,
@@ -120,6 +109,21 @@ class _Where:
     def error(self, cause: str) -> InputError:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         return InputError(where, cause)
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark dropped).
+
+    Raises:
+        InputError: naming the file when it cannot be read or is not UTF-8.
+    """
+    name = os.fspath(path)
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(name, f"cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(name, f"not UTF-8 text: {err.reason} at byte {err.start}") from None
 
 
 def validate_video_id(video_id: str, path: str | os.PathLike[str] = "<video id>", line: int | None = None) -> str:
@@ -294,12 +298,7 @@ def read_classes(path: str | os.PathLike[str]) -> list[ClassInfo]:
             code is not the next index.
     """
     name = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise InputError(name, f"cannot read: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise InputError(name, f"not UTF-8 text: {err.reason}") from None
+    text = read_text(path)
     classes: list[ClassInfo] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -329,10 +328,7 @@ def read_split_json(path: str | os.PathLike[str], num_classes: int = NUM_CLASSES
         InputError: naming the file and the video (or the JSON line) at fault.
     """
     name = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise InputError(name, f"cannot read: {err.strerror or err}") from None
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from i3d.argtypes import positive_int
 from i3d.charades.annotations import NUM_CLASSES, read_classes, read_csv, validate_video_id
 from i3d.charades.metrics import (
     LOCALIZATION_FRAMES,
@@ -61,7 +62,9 @@ def add_timeline_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{LOCALIZATION_FRAMES}")
     parser.add_argument("--video", required=True, metavar="ID", help="the video to plot")
     parser.add_argument("--out", required=True, metavar="PNG", help="the PNG file to write")
-    parser.add_argument("--top", type=int, default=5, metavar="K", help="plot the K best-scoring classes (default 5)")
+    parser.add_argument(
+        "--top", type=positive_int, default=5, metavar="K", help="plot the K best-scoring classes (default 5)"
+    )
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -81,17 +84,23 @@ def _run_eval(args: argparse.Namespace, evaluate: Callable[..., EvalResult], tit
             warnings.simplefilter("always")
             result = evaluate(args.gt, args.pred, num_classes)
         _print_warnings(caught)
-        if args.plot:
-            from i3d.charades.plots import plot_per_class_ap
-
-            plot_per_class_ap(args.plot, result, names, title=title)
     except (I3DError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    # The numbers first: a plot that fails (no matplotlib, a folder that is
+    # not there) must not lose an evaluation that may have taken a while.
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json()), flush=True)
     else:
-        print(format_result(result, names, title))
+        print(format_result(result, names, title), flush=True)
+    if args.plot:
+        from i3d.charades.plots import plot_per_class_ap
+
+        try:
+            plot_per_class_ap(args.plot, result, names, title=title)
+        except (I3DError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -129,8 +138,6 @@ def run_timeline(args: argparse.Namespace) -> int:
     from i3d.charades.plots import plot_timeline
 
     try:
-        if args.top < 1:
-            raise I3DError(f"--top must be >= 1, got {args.top}")
         video_id = validate_video_id(args.video, "--video")
         names = _class_names(args)
         num_classes = len(names) if names is not None else NUM_CLASSES

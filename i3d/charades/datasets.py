@@ -7,8 +7,10 @@ Sources, one per video id, under ``root``:
 * flow frame folders ``root/ID/ID-000001x.jpg`` and ``ID-000001y.jpg``
   (grayscale, value ``255 * (f + 20) / 40``; ``Charades_v1_flow``);
 * video files ``root/ID.mp4`` (``video_ext=".mp4"``), resampled to the
-  preset's rate; with a flow preset, TV-L1 flow is computed on the fly
-  (cached under ``flow_dir`` when given).
+  preset's rate; with a flow preset, TV-L1 flow is read from ``flow_dir``
+  when it is there, else computed on the fly. Training clips start at random
+  frames, so they never fill the cache (only a whole pass does): precompute
+  it with ``i3d flow --format npy --fps 24 --out FLOW_DIR ROOT/*.mp4``.
 
 Frames are read and preprocessed by :func:`i3d.video.open_input`: the
 preset's resize, centre crop (evaluation) or scale jitter, random crop and
@@ -92,7 +94,9 @@ class CharadesClips(Dataset):
         video_ext: ``".mp4"`` etc. for video files; ``None`` for frame folders.
         num_classes: rows of the labels.
         flow_dir: flow cache for flow computed from video files.
-        flow_engine: a shared TV-L1 pool for flow computed from video files.
+        flow_engine: TV-L1 for flow computed from video files; by default
+            one that runs in the process reading the clip (each ``DataLoader``
+            worker gets its own copy), not a pool of processes per clip.
         generator: randomness; by default torch's global generator, which a
             ``DataLoader`` seeds differently in each worker.
 
@@ -122,6 +126,9 @@ class CharadesClips(Dataset):
         self.clip_frames = clip_frames
         self.num_classes = num_classes
         self.generator = generator
+        if flow_engine is None:
+            # Loader workers already read clips in parallel: one TV-L1 process each.
+            flow_engine = FlowEngine(workers=1)
         self._sources = _Sources(Path(root), preprocess, video_ext, _optional_path(flow_dir), flow_engine)
 
     def __len__(self) -> int:
@@ -181,8 +188,11 @@ class CharadesVideos(Dataset):
             logits = torch.cat([model_logits(chunk) for chunk in item.stream.chunks(256)], dim=-1)
 
     Args:
-        root, videos, preprocess, video_ext, num_classes, flow_dir,
-        flow_engine: as for :class:`CharadesClips`.
+        root, videos, preprocess, video_ext, num_classes, flow_dir: as for
+            :class:`CharadesClips`.
+        flow_engine: TV-L1 pool for flow computed from video files, shared
+            by every video (the caller closes it); by default each video
+            starts and stops a pool of its own.
     """
 
     def __init__(

@@ -42,7 +42,6 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -53,6 +52,7 @@ from i3d.charades.annotations import (
     class_labels,
     localization_labels,
     read_csv,
+    read_text,
     validate_video_id,
 )
 from i3d.errors import InputError
@@ -244,15 +244,6 @@ def evaluate_localization(
     return mean_average_precision(scores, labels)
 
 
-def _read_lines(path: str | os.PathLike[str]) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise InputError(os.fspath(path), f"cannot read: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise InputError(os.fspath(path), f"not UTF-8 text: {err.reason}") from None
-
-
 def _parse_scores(tokens: Sequence[str], where: str) -> np.ndarray:
     values = np.empty(len(tokens))
     for i, token in enumerate(tokens):
@@ -282,7 +273,7 @@ def read_classification_submission(
     name = os.fspath(path)
     predictions: dict[str, np.ndarray] = {}
     repeated = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue
@@ -317,7 +308,7 @@ def read_localization_submission(
     """
     name = os.fspath(path)
     rows: list[tuple[str, int, np.ndarray]] = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         tokens = line.split()
         if not tokens:
             continue

@@ -2,7 +2,8 @@
 
 matplotlib is imported inside the functions, and figures are drawn on the
 Agg canvas directly, so importing this module costs nothing and the caller's
-pyplot backend is left alone.
+pyplot backend is left alone. Without matplotlib the functions raise
+:class:`i3d.errors.I3DError` saying how to install it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from numpy.typing import ArrayLike
 from i3d.atomic import open_atomic
 from i3d.charades.annotations import Video
 from i3d.charades.metrics import EvalResult
+from i3d.errors import I3DError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,8 +32,11 @@ _MIN_WIDTH = 6.0
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise I3DError("plots need matplotlib: pip install 'i3d[plot]'") from None
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from i3d.atomic import open_atomic
+from i3d.atomic import atomic_path
 from i3d.errors import CheckpointError
 
 __all__ = [
@@ -70,12 +70,10 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, **state}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open_atomic(path, binary=True) as f:
-        torch.save(payload, f)
-        f.flush()
-        # On disk before the rename, so that a power cut cannot leave the
-        # new name pointing at an incomplete file.
-        os.fsync(f.fileno())
+    # fsync: on disk before the rename, so that a power cut cannot leave the
+    # new name pointing at an incomplete file.
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -12,17 +12,25 @@ epoch)``, not from a generator that runs on, so that:
   on which worker reads which clip;
 * a run resumed after ``n`` batches gets exactly the batches an
   uninterrupted run gets from batch ``n`` on, without reading the skipped ones.
+
+A clip that cannot be read (a corrupt video or frame) stops the stream with
+its one-line :class:`~i3d.errors.I3DError`, ``"<path>: <cause>"``, loader
+workers or not. Skipping it instead would change the batches, and so the
+run, in a way no seed reproduces; fix or drop the video and resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from torch.utils.data.distributed import DistributedSampler
+
+from i3d.errors import I3DError
 
 __all__ = ["ClipDataset", "ClipStream", "batches_per_epoch", "derive_seed", "clip_loader"]
 
@@ -113,13 +121,25 @@ class ClipStream(Sampler[tuple[int, int]]):
             epoch, skip = epoch + 1, 0
 
 
+@dataclass(frozen=True)
+class _Unreadable:
+    """A clip's one-line error, carried as data.
+
+    An exception raised in a loader worker comes back rebuilt from one
+    argument, its traceback text: ``InputError(path, cause)`` cannot be, and
+    arrives as a ``RuntimeError`` many lines long.
+    """
+
+    message: str
+
+
 class _SeededClips(Dataset):
     """Reads item ``(index, seed)`` of ``clips`` with a generator seeded by ``seed``."""
 
     def __init__(self, clips: ClipDataset) -> None:
         self.clips = clips
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | _Unreadable:
         index, seed = key
         saved = self.clips.generator
         # The dataset reads its generator on each access; restore it so that a
@@ -127,8 +147,27 @@ class _SeededClips(Dataset):
         self.clips.generator = torch.Generator().manual_seed(seed)
         try:
             return self.clips[index]
+        except I3DError as err:
+            return _Unreadable(str(err))
         finally:
             self.clips.generator = saved
+
+
+def _collate(items: Sequence[tuple[torch.Tensor, torch.Tensor] | _Unreadable]) -> Any:
+    for item in items:
+        if isinstance(item, _Unreadable):
+            return item
+    return default_collate(items)
+
+
+class _ClipLoader(DataLoader):
+    """A ``DataLoader`` that raises an unreadable clip's error in the training process."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            if isinstance(batch, _Unreadable):
+                raise I3DError(batch.message)
+            yield batch
 
 
 def clip_loader(
@@ -141,14 +180,17 @@ def clip_loader(
     """An endless loader of this process's batches ``(clips (b, C, T, H, W), labels (b, K, T))``.
 
     ``workers`` processes read clips ahead; the batches are the same for any number.
+    Iterating raises :class:`~i3d.errors.I3DError` with the one-line message
+    of a clip that cannot be read (see the module docstring).
     """
     if not hasattr(clips, "generator"):
         raise TypeError(f"{type(clips).__name__} has no 'generator' attribute to draw its randomness from")
-    return DataLoader(
+    return _ClipLoader(
         _SeededClips(clips),
         batch_size=stream.local_batch_size,
         sampler=stream,
         num_workers=workers,
+        collate_fn=_collate,
         pin_memory=pin_memory,
         drop_last=True,
     )

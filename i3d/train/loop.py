@@ -54,7 +54,7 @@ from i3d.charades.metrics import EvalResult, SubmissionWarning, evaluate_classif
 from i3d.charades.submission import video_scores
 from i3d.errors import CheckpointError, I3DError
 from i3d.model import InceptionI3d
-from i3d.runtime import PRECISIONS, Precision, allow_tf32, default_device, precision_context, prepare
+from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, precision_context, prepare
 from i3d.streaming import LOGITS, run_chunks
 from i3d.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -87,7 +87,6 @@ LOG_NAME = "train.jsonl"
 MODEL_NAME = "model.safetensors"
 # Frames per network call in validation: bounds memory, not the result.
 DEFAULT_VAL_CHUNK_FRAMES = 256
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Recipe fields a resumed run may change: training for longer is continuing.
 _RESUMABLE_CHANGES = ("max_steps",)
 
@@ -332,10 +331,6 @@ class Trainer:
         self.train_data = train_data
         self.val_data = val_data
         self.world = World.current()
-        if recipe.batch_size % self.world.world_size:
-            raise ValueError(
-                f"batch size {recipe.batch_size} is not divisible by the {self.world.world_size} processes"
-            )
         device = torch.device(options.device) if options.device is not None else default_device()
         self.device = device_for(device, self.world)
         self.out = Path(options.out)
@@ -363,7 +358,10 @@ class Trainer:
 
         Raises:
             I3DError: an existing checkpoint without ``resume``, a checkpoint
-                of another recipe, or a loss that is not finite.
+                of another recipe, a loss that is not finite, or a training
+                clip that cannot be read (``"<path>: <cause>"``; the run
+                stops there, see :mod:`i3d.train.data`).
+            ValueError: a batch size the processes cannot share evenly.
         """
         start = self._restore()
         if self.world.is_main:
@@ -459,7 +457,7 @@ class Trainer:
             ddp = isinstance(network, DistributedDataParallel)
             sync = network.no_sync() if ddp and not last else contextlib.nullcontext()
             with sync:
-                with self._dropout_rng(micro), self._autocast():
+                with self._dropout_rng(micro), autocast(self.device, self.options.precision):
                     logits = network(clips)
                 terms = charades_loss(logits, labels, recipe.localization_weight, recipe.classification_weight)
                 self.scaler.scale(terms.total / accumulate).backward()
@@ -482,10 +480,6 @@ class Trainer:
             if cuda:
                 torch.cuda.default_generators[self.device.index].manual_seed(seed)
             yield
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = _AUTOCAST.get(self.options.precision)
-        return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
     def _precision(self) -> contextlib.AbstractContextManager[None]:
         """TF32 on CUDA only for ``tf32``, ``bf16`` and ``fp16``, as for inference."""

@@ -110,11 +110,6 @@ class Recipe:
         """Clips behind one optimizer step (160 in the published recipe)."""
         return self.batch_size * self.accumulation_steps
 
-    def learning_rate_at(self, step: int) -> float:
-        """The learning rate of optimizer step ``step`` (0-based), as ``MultiStepLR`` sets it."""
-        passed = sum(1 for milestone in self.lr_milestones if step >= milestone)
-        return self.learning_rate * self.lr_gamma**passed
-
     def weights(self, modality: Modality) -> str:
         """The registry name to start from for ``"rgb"`` or ``"flow"``."""
         return self.rgb_weights if modality == "rgb" else self.flow_weights

@@ -8,8 +8,8 @@ clips) with a checkpoint's preset::
         ...
 """
 
-from i3d.video.flow import FlowEngine, FlowWriter, tvl1_flow, write_flow_frames
-from i3d.video.inputs import InputStream, compute_flow, load_input, open_input
+from i3d.video.flow import FlowEngine, FlowWorkerError, FlowWriter, tvl1_flow, write_flow_frames
+from i3d.video.inputs import InputStream, compute_flow, load_input, open_input, source_name
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
 from i3d.video.readers import (
     FlowArrayReader,
@@ -30,6 +30,7 @@ __all__ = [
     "open_input",
     "load_input",
     "compute_flow",
+    "source_name",
     "VideoReader",
     "FrameFolderReader",
     "NpyReader",
@@ -37,6 +38,7 @@ __all__ = [
     "FrameChunk",
     "read_sample_gif",
     "FlowEngine",
+    "FlowWorkerError",
     "FlowWriter",
     "tvl1_flow",
     "write_flow_frames",

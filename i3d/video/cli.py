@@ -7,29 +7,14 @@ A thin layer over :func:`i3d.video.inputs.compute_flow`; ``i3d.cli`` wires
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
+from i3d.argtypes import positive_float, positive_int
 from i3d.errors import I3DError, VideoError
 from i3d.video.flow import FLOW_FORMATS, FlowEngine
-from i3d.video.inputs import compute_flow
-from i3d.video.presets import KINETICS_FLOW
+from i3d.video.inputs import compute_flow, source_name
+from i3d.video.presets import CHARADES_FLOW, KINETICS_FLOW
 from i3d.video.readers import CHARADES_FPS
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,35 +37,36 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
         "npy: float16 (T, H, W, 2) in pixels (default: jpg)",
     )
     parser.add_argument(
-        "--workers", type=_positive_int, default=None, help="TV-L1 worker processes (default: every available core)"
+        "--workers", type=positive_int, default=None, help="TV-L1 worker processes (default: every available core)"
     )
     parser.add_argument(
         "--fps",
-        type=_positive_float,
+        type=positive_float,
         default=KINETICS_FLOW.fps,
-        help=f"frame rate the video is resampled to before computing flow (default: {KINETICS_FLOW.fps:g}, Kinetics)",
+        help=f"frame rate the video is resampled to before computing flow (default: {KINETICS_FLOW.fps:g}, Kinetics; "
+        f"{CHARADES_FLOW.fps:g} for Charades, e.g. a flow cache for 'i3d train --flow-dir')",
     )
     parser.add_argument(
         "--short-side",
-        type=_positive_int,
+        type=positive_int,
         default=KINETICS_FLOW.resize_short_side,
         help="frames are resized so that their short side has this many pixels "
         f"(default: {KINETICS_FLOW.resize_short_side})",
     )
     parser.add_argument(
         "--source-fps",
-        type=_positive_float,
+        type=positive_float,
         default=CHARADES_FPS,
         help=f"frame rate of RGB frame folders given as VIDEO (default: {CHARADES_FPS:g}, Charades)",
     )
 
 
-def _output_name(video: str) -> str:
-    return os.path.basename(os.path.normpath(video)) if os.path.isdir(video) else Path(video).stem
-
-
 def run_flow(args: argparse.Namespace) -> int:
     """Compute flow for every input; report failures on stderr, one line each, and go on.
+
+    A failure is one line naming the input: an unreadable video, a name
+    already used by an earlier input, a TV-L1 worker process that died (the
+    next input gets a fresh pool), an output that cannot be written.
 
     Returns:
         0 if every input succeeded, 1 otherwise.
@@ -89,7 +75,7 @@ def run_flow(args: argparse.Namespace) -> int:
     first_input_of: dict[str, str] = {}
     with FlowEngine(args.workers) as engine:
         for video in args.videos:
-            name = _output_name(video)
+            name = source_name(video)
             try:
                 if name in first_input_of:
                     raise VideoError(video, f"output name {name!r} is already used by {first_input_of[name]}")

@@ -25,23 +25,28 @@ They are stored in one of two layouts under an output folder ``OUT``:
 * ``"npy"``: ``OUT/NAME.npy``, float16 ``(T, H, W, 2)``, unclipped.
 
 TV-L1 runs on ``workers`` processes, one frame pair per task, with a bounded
-number of pairs in flight so that memory does not grow with the video.
+number of pairs in flight so that memory does not grow with the video. A
+worker that dies (killed, out of memory) or an OpenCV failure raises
+:class:`FlowWorkerError`; the engine starts a fresh pool for the next video.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
+
+from i3d.atomic import atomic_dir, atomic_path
+from i3d.errors import I3DError
 
 FlowFormat = Literal["jpg", "npy"]
 FLOW_FORMATS: tuple[FlowFormat, ...] = ("jpg", "npy")
@@ -58,6 +63,15 @@ NPY_DTYPE = np.float16
 # Pairs queued per worker: enough to keep every worker busy while the reader
 # decodes the next frames, few enough to bound memory.
 PAIRS_IN_FLIGHT_PER_WORKER = 2
+
+
+class FlowWorkerError(I3DError):
+    """TV-L1 could not be computed: a worker process died, or OpenCV failed.
+
+    The message names no file (the engine sees frames, not files); callers
+    that know the video, such as :func:`i3d.video.compute_flow`, re-raise it
+    as a :class:`~i3d.errors.VideoError` naming it.
+    """
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
@@ -109,7 +123,10 @@ class FlowEngine:
     """Computes TV-L1 flow fields for frame sequences on a pool of processes.
 
     One engine can serve many videos (the pool starts on first use). Use it as
-    a context manager, or call :meth:`close`.
+    a context manager, or call :meth:`close`. An engine pickles as its
+    settings alone, so a dataset holding one can go to ``DataLoader``
+    workers: each copy starts its own pool (or, with ``workers=1``, runs
+    TV-L1 in the worker itself) when first used.
 
     Args:
         workers: processes; ``None`` uses every available core. With 1, flow
@@ -129,6 +146,15 @@ class FlowEngine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pool and an OpenCV algorithm belong to one process; a copy makes its own.
+        return {"workers": self.workers}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.workers = state["workers"]
+        self._pool = None
+        self._algorithm = None
+
     def close(self) -> None:
         """Stop the worker processes."""
         if self._pool is not None:
@@ -139,12 +165,35 @@ class FlowEngine:
         if self.workers == 1:
             if self._algorithm is None:
                 self._algorithm = create_tvl1()
-            return tvl1_flow(prev, current, self._algorithm)
+            with self._failures():
+                return tvl1_flow(prev, current, self._algorithm)
         if self._pool is None:
             # spawn: forking a process that runs torch/OpenCV thread pools can deadlock.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
-        return self._pool.submit(_worker_flow, (prev, current))
+        with self._failures():
+            return self._pool.submit(_worker_flow, (prev, current))
+
+    def _result(self, item: Future | np.ndarray) -> np.ndarray:
+        if isinstance(item, np.ndarray):
+            return item
+        with self._failures():
+            return item.result()
+
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Turn a dead pool or an OpenCV error into :class:`FlowWorkerError`."""
+        try:
+            yield
+        except BrokenProcessPool:
+            # The pool cannot be used again; the next video starts a fresh one.
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            raise FlowWorkerError("TV-L1 worker process died (killed, or out of memory?)") from None
+        except cv2.error as err:
+            cause = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            raise FlowWorkerError(f"TV-L1 failed: {cause}") from None
 
     def fields(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Flow fields for a stream of frames, in order.
@@ -154,29 +203,37 @@ class FlowEngine:
 
         Yields:
             ``T`` fields ``(H, W, 2)`` float32 (see the module docstring for
-            how the last one is made).
+            how the last one is made). Fields are computed only as far ahead
+            as the workers need to stay busy (not at all with ``workers=1``),
+            and a consumer that stops early cancels those not yet started.
+
+        Raises:
+            FlowWorkerError: a worker process died or OpenCV failed.
         """
         pending: collections.deque[Future | np.ndarray] = collections.deque()
-        max_pending = self.workers * PAIRS_IN_FLIGHT_PER_WORKER
+        # In this process a field is computed when submitted: nothing to gain from computing ahead.
+        max_pending = 1 if self.workers == 1 else self.workers * PAIRS_IN_FLIGHT_PER_WORKER
         prev: np.ndarray | None = None
         last: np.ndarray | None = None
-        for frame in frames:
-            if prev is not None:
-                pending.append(self._submit(prev, frame))
-                while len(pending) >= max_pending:
-                    last = _result(pending.popleft())
-                    yield last
-            prev = frame
-        while pending:
-            last = _result(pending.popleft())
-            yield last
+        try:
+            for frame in frames:
+                if prev is not None:
+                    pending.append(self._submit(prev, frame))
+                    while len(pending) >= max_pending:
+                        last = self._result(pending.popleft())
+                        yield last
+                prev = frame
+            while pending:
+                last = self._result(pending.popleft())
+                yield last
+        finally:
+            # A consumer that stops early (or an error) leaves the pool free for the next video.
+            for item in pending:
+                if isinstance(item, Future):
+                    item.cancel()
         if last is None:
             raise ValueError(f"flow needs at least {MIN_FLOW_FRAMES} frames")
         yield last.copy()
-
-
-def _result(item: Future | np.ndarray) -> np.ndarray:
-    return item if isinstance(item, np.ndarray) else item.result()
 
 
 def flow_to_jpeg_values(field: np.ndarray) -> np.ndarray:
@@ -216,13 +273,18 @@ def find_flow_output(out_dir: str | os.PathLike[str], name: str) -> Path | None:
     return None
 
 
+class _Discarded(Exception):
+    """Thrown into an atomic_path / atomic_dir block to discard its output."""
+
+
 class FlowWriter:
     """Writes flow fields one at a time; the output appears only on :meth:`commit`.
 
     The output is assembled under a hidden temporary name next to its final
-    place and moved there once complete (replacing an older one), so nothing
-    is ever half-written. Leaving the ``with`` block without committing, or
-    calling :meth:`abort`, removes the temporary output.
+    place and moved there once complete (replacing an older one; see
+    :func:`i3d.atomic.atomic_path` and :func:`i3d.atomic.atomic_dir`), so
+    nothing is ever half-written. Leaving the ``with`` block without
+    committing, or calling :meth:`abort`, removes the temporary output.
 
     Args:
         out_dir: output folder (created if missing).
@@ -248,12 +310,11 @@ class FlowWriter:
         self.num_frames = num_frames
         self.count = 0
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden sibling on the same file system, so that os.replace is atomic.
-        self._tmp = self.target.with_name(f".{self.target.name}.{uuid.uuid4().hex}.tmp")
+        # The block stays open from here to commit() or abort().
+        self._output = atomic_dir(self.target) if format == "jpg" else atomic_path(self.target)
+        self._tmp: Path = self._output.__enter__()
         self._array: np.memmap | None = None
         self._open = True
-        if format == "jpg":
-            self._tmp.mkdir()
 
     def __enter__(self) -> FlowWriter:
         return self
@@ -287,16 +348,17 @@ class FlowWriter:
         if self._array is not None:
             self._array.flush()
             self._array = None
-        _replace(self._tmp, self.target)
         self._open = False
+        self._output.__exit__(None, None, None)
         return self.target
 
     def abort(self) -> None:
         """Remove the temporary output, unless committed."""
         if self._open:
             self._array = None
-            _remove(self._tmp)
             self._open = False
+            discard = _Discarded()
+            self._output.__exit__(type(discard), discard, None)
 
 
 def write_flow_frames(
@@ -323,21 +385,3 @@ def write_flow_frames(
         for field in fields:
             writer.add(field)
         return writer.commit()
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` to ``target``; an existing folder is swapped out, then deleted."""
-    if target.is_dir() and not target.is_symlink():
-        trash = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
-        os.replace(target, trash)
-        os.replace(tmp, target)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

@@ -19,6 +19,8 @@ chunk of a clip gets the same crop, flip and scale.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from i3d.video.flow import (
     NPY_DTYPE,
     FlowEngine,
     FlowFormat,
+    FlowWorkerError,
     FlowWriter,
     find_flow_output,
     to_gray,
@@ -47,6 +50,8 @@ from i3d.video.readers import (
     FrameFolderReader,
     NpyReader,
     VideoReader,
+    check_chunk_size,
+    check_start,
 )
 from i3d.video.transforms import (
     FLIP_PROBABILITY,
@@ -138,10 +143,8 @@ class InputStream:
         Raises:
             VideoError: a stream turns out to be corrupt while decoding.
         """
-        if size < 1:
-            raise ValueError(f"chunk size must be >= 1, got {size}")
-        if not 0 <= start < self.num_frames:
-            raise ValueError(f"start must be in [0, {self.num_frames}), got {start}")
+        check_chunk_size(size)
+        check_start(start, self.num_frames)
         if self._mode == "normalized":
             for chunk in self._reader.chunks(size, start):
                 yield torch.from_numpy(chunk.frames).permute(3, 0, 1, 2).contiguous()
@@ -166,11 +169,6 @@ class InputStream:
             video = horizontal_flip(video, flow=flow).contiguous()
         return video
 
-    def _gray_frames(self, start: int) -> Iterator[np.ndarray]:
-        for chunk in self._reader.chunks(FLOW_READ_CHUNK, start):
-            for frame in chunk.frames:
-                yield to_gray(frame)
-
     def _computed_flow(self, size: int, start: int) -> Iterator[torch.Tensor]:
         # Field t needs frames t and t + 1 (the last field repeats the one
         # before), so fields from `start` on come from frames `start` on;
@@ -181,36 +179,67 @@ class InputStream:
         if self._cache is not None and start == 0:  # only a whole pass fills the cache
             folder, name = self._cache
             writer = FlowWriter(folder, name, format=CACHE_FORMAT, num_frames=self.num_frames)
+        fields = engine.fields(_gray_frames(self._reader, first))
         try:
-            batch: list[np.ndarray] = []
-            ready: torch.Tensor | None = None
-            fields = engine.fields(self._gray_frames(first))
             for _ in range(start - first):
                 next(fields)
-            for field in fields:
-                # Round as the cache stores it, so that cached and fresh input agree.
-                field = field.astype(NPY_DTYPE).astype(np.float32)
-                if writer is not None:
-                    writer.add(field)
-                batch.append(field)
-                if len(batch) == size:
-                    # Hold one chunk back so that the cache is committed before
-                    # the consumer receives the last chunk.
-                    if ready is not None:
-                        yield ready
-                    ready = self._network_input(np.stack(batch))
-                    batch = []
-            if writer is not None:
-                writer.commit()
-            if ready is not None:
-                yield ready
-            if batch:
+            remaining = self.num_frames - start
+            while remaining:
+                # This chunk's fields and no more, none held back: a consumer
+                # that stops after it has asked TV-L1 for nothing it does not get.
+                batch = []
+                for field in itertools.islice(fields, min(size, remaining)):
+                    # Round as the cache stores it, so that cached and fresh input agree.
+                    field = field.astype(NPY_DTYPE).astype(np.float32)
+                    if writer is not None:
+                        writer.add(field)
+                    batch.append(field)
+                remaining -= len(batch)
+                if writer is not None and not remaining:
+                    # Before the last chunk goes out: a consumer may stop as soon as it has it.
+                    writer.commit()
                 yield self._network_input(np.stack(batch))
+        except FlowWorkerError as err:
+            raise VideoError(self.path, str(err)) from None
         finally:
+            fields.close()  # cancels the pairs still queued on a shared pool
             if writer is not None:
                 writer.abort()
             if self._flow_engine is None:
                 engine.close()
+
+
+def source_name(path: str | os.PathLike[str]) -> str:
+    """The name outputs of ``path`` are stored under: a folder's name, a file's stem.
+
+    ``clips/a.mp4`` and ``frames/a/`` are both ``"a"``: the ``NAME`` of
+    :func:`compute_flow`'s outputs and of the ``flow_dir`` cache.
+    """
+    path = os.fspath(path)
+    return os.path.basename(os.path.normpath(path)) if os.path.isdir(path) else Path(path).stem
+
+
+def _open_source(
+    path: str, fps: float | Fraction | None, short_side: int, source_fps: float | Fraction
+) -> VideoReader | FrameFolderReader:
+    """A frame folder (RGB or flow) or a video file, resampled to ``fps`` and resized to ``short_side``."""
+    if os.path.isdir(path):
+        return FrameFolderReader(path, fps, source_fps=source_fps, short_side=short_side)
+    return VideoReader(path, fps, short_side=short_side)
+
+
+def _check_flow_frames(path: str, source: VideoReader | FrameFolderReader) -> None:
+    if source.num_frames < MIN_FLOW_FRAMES:
+        raise VideoError(
+            path, f"flow needs at least {MIN_FLOW_FRAMES} frames, got {source.num_frames} at {source.fps:g} fps"
+        )
+
+
+def _gray_frames(source: VideoReader | FrameFolderReader, start: int = 0) -> Iterator[np.ndarray]:
+    """The grayscale frames TV-L1 runs on, from frame ``start`` on."""
+    for chunk in source.chunks(FLOW_READ_CHUNK, start):
+        for frame in chunk.frames:
+            yield to_gray(frame)
 
 
 def _geometry(
@@ -275,27 +304,19 @@ def open_input(
         array = NpyReader(path, channels=preprocess.channels)
         return InputStream(path, preprocess, mode="normalized", reader=array, geometry=None)
 
-    source: VideoReader | FrameFolderReader
-    if os.path.isdir(path):
-        source = FrameFolderReader(path, preprocess.fps, source_fps=source_fps, short_side=preprocess.resize_short_side)
-        name = os.path.basename(os.path.normpath(path))
-    else:
-        source = VideoReader(path, preprocess.fps, short_side=preprocess.resize_short_side)
-        name = Path(path).stem
+    source = _open_source(path, preprocess.fps, preprocess.resize_short_side, source_fps)
     geometry = _geometry(source.source_size, preprocess, train, generator)
-    if source.kind == "flow":
-        if not is_flow:
-            raise VideoError(path, "holds flow frames, but the preset is for RGB input")
-        return InputStream(path, preprocess, mode="flow", reader=source, geometry=geometry)
-    if not is_flow:
-        # RGB frames are resized once, straight to the (jittered) size.
+    if source.kind == "flow" and not is_flow:
+        raise VideoError(path, "holds flow frames, but the preset is for RGB input")
+    if source.kind == "flow" or not is_flow:
+        # Stored frames are resized once, straight to the (jittered) size.
         source.short_side = geometry.short_side
-        return InputStream(path, preprocess, mode="rgb", reader=source, geometry=geometry)
+        return InputStream(path, preprocess, mode=source.kind, reader=source, geometry=geometry)
 
     # Flow from RGB frames: TV-L1 on frames at resize_short_side; scale jitter
     # then resizes the fields.
-    if source.num_frames < MIN_FLOW_FRAMES:
-        raise VideoError(path, _too_short_for_flow(source))
+    _check_flow_frames(path, source)
+    name = source_name(path)
     if flow_dir is not None:
         cached = find_flow_output(flow_dir, name)
         if cached is not None:
@@ -324,10 +345,6 @@ def _open_cache(path: Path, rgb: VideoReader | FrameFolderReader) -> FlowArrayRe
             f"{rgb.num_frames} of {want_width}x{want_height} at {rgb.fps:g} fps; delete it to recompute",
         )
     return stored
-
-
-def _too_short_for_flow(source: VideoReader | FrameFolderReader) -> str:
-    return f"flow needs at least {MIN_FLOW_FRAMES} frames, got {source.num_frames} at {source.fps:g} fps"
 
 
 def load_input(
@@ -391,26 +408,22 @@ def compute_flow(
         The output path.
 
     Raises:
-        VideoError: the source is unusable or has fewer than two frames.
+        VideoError: the source is unusable or has fewer than two frames, or
+            TV-L1 failed on it (a worker process died; ``engine`` goes on
+            with a fresh pool for the next video).
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        source: VideoReader | FrameFolderReader = FrameFolderReader(
-            path, fps, source_fps=source_fps, short_side=short_side
-        )
-        if source.kind == "flow":
-            raise VideoError(path, "holds flow frames already")
-        name = os.path.basename(os.path.normpath(path))
-    else:
-        source = VideoReader(path, fps, short_side=short_side)
-        name = Path(path).stem
-    if source.num_frames < MIN_FLOW_FRAMES:
-        raise VideoError(path, _too_short_for_flow(source))
+    source = _open_source(path, fps, short_side, source_fps)
+    if source.kind == "flow":
+        raise VideoError(path, "holds flow frames already")
+    _check_flow_frames(path, source)
     own_engine = engine is None
     engine = engine or FlowEngine()
     try:
-        gray = (to_gray(frame) for chunk in source.chunks(FLOW_READ_CHUNK) for frame in chunk.frames)
-        return write_flow_frames(engine.fields(gray), out_dir, name, format=format, num_frames=source.num_frames)
+        with contextlib.closing(engine.fields(_gray_frames(source))) as fields:
+            return write_flow_frames(fields, out_dir, source_name(path), format=format, num_frames=source.num_frames)
+    except FlowWorkerError as err:
+        raise VideoError(path, str(err)) from None
     finally:
         if own_engine:
             engine.close()

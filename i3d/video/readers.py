@@ -138,12 +138,14 @@ class _Delivery(Generic[_F]):
         return chunk
 
 
-def _check_start(start: int, num_frames: int) -> None:
+def check_start(start: int, num_frames: int) -> None:
+    """Raise ``ValueError`` unless ``start`` is a frame index of a ``num_frames``-frame source."""
     if not 0 <= start < num_frames:
         raise ValueError(f"start must be in [0, {num_frames}), got {start}")
 
 
-def _check_chunk_size(size: int) -> None:
+def check_chunk_size(size: int) -> None:
+    """Raise ``ValueError`` unless ``size`` is a usable chunk size (>= 1)."""
     if size < 1:
         raise ValueError(f"chunk size must be >= 1, got {size}")
 
@@ -413,8 +415,8 @@ class VideoReader:
         Raises:
             VideoError: the stream turns out to be corrupt while decoding.
         """
-        _check_chunk_size(size)
-        _check_start(start, self.num_frames)
+        check_chunk_size(size)
+        check_start(start, self.num_frames)
         delivery = _Delivery(self.rate, self._scan.start, self.num_frames, self._load, skip=start)
         for frame, time in self._decode():
             yield from delivery.push(frame, time, size)
@@ -511,8 +513,8 @@ class FrameFolderReader:
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Read, resample and deliver the frames from ``start`` on, ``size`` at
         a time (files before ``start`` are not read)."""
-        _check_chunk_size(size)
-        _check_start(start, self.num_frames)
+        check_chunk_size(size)
+        check_start(start, self.num_frames)
         delivery = _Delivery(self.rate, Fraction(0), self.num_frames, self._load, skip=start)
         for index in range(len(self._files)):
             yield from delivery.push(index, index / self._source_rate, size)
@@ -568,6 +570,18 @@ def _list_frames(folder: str) -> tuple[FrameKind, list[tuple[str, ...]]]:
 # --------------------------------------------------------------------------- NumPy arrays
 
 
+def _load_npy(path: str) -> np.ndarray:
+    """Memory-map a ``.npy`` (no pickles), or raise :class:`VideoError` naming it."""
+    check_file(path)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise VideoError(path, f"not a readable .npy file ({err})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise VideoError(path, "not a .npy array")
+    return array
+
+
 class NpyReader:
     """Streams a ``.npy`` of network input in DeepMind's sample layout.
 
@@ -589,13 +603,9 @@ class NpyReader:
 
     def __init__(self, path: str | os.PathLike[str], *, channels: int | None = None) -> None:
         self.path = os.fspath(path)
-        check_file(self.path)
-        try:
-            self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise VideoError(self.path, f"not a readable .npy file ({err})") from None
+        self._array = _load_npy(self.path)
         shape = self._array.shape
-        if not isinstance(self._array, np.ndarray) or self._array.ndim != 5 or shape[0] != 1 or shape[-1] not in (2, 3):
+        if self._array.ndim != 5 or shape[0] != 1 or shape[-1] not in (2, 3):
             raise VideoError(self.path, f"expected an array of shape (1, T, H, W, C) with C = 3 or 2, got {shape}")
         if not np.issubdtype(self._array.dtype, np.floating):
             raise VideoError(self.path, f"expected float values in [-1, 1], got dtype {self._array.dtype}")
@@ -610,8 +620,8 @@ class NpyReader:
 
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Deliver ``(t, H, W, C)`` float32 chunks of the array from frame ``start`` on."""
-        _check_chunk_size(size)
-        _check_start(start, self.num_frames)
+        check_chunk_size(size)
+        check_start(start, self.num_frames)
         limit = 1 + NORMALIZED_RANGE_TOLERANCE
         for first in range(start, self.num_frames, size):
             frames = np.array(self._array[0, first : first + size], dtype=np.float32)
@@ -640,14 +650,9 @@ class FlowArrayReader:
 
     def __init__(self, path: str | os.PathLike[str], fps: float | None = None) -> None:
         self.path = os.fspath(path)
-        check_file(self.path)
-        try:
-            self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise VideoError(self.path, f"not a readable .npy file ({err})") from None
-        if not isinstance(self._array, np.ndarray) or self._array.ndim != 4 or self._array.shape[-1] != 2:
-            shape = getattr(self._array, "shape", None)
-            raise VideoError(self.path, f"expected flow of shape (T, H, W, 2), got {shape}")
+        self._array = _load_npy(self.path)
+        if self._array.ndim != 4 or self._array.shape[-1] != 2:
+            raise VideoError(self.path, f"expected flow of shape (T, H, W, 2), got {self._array.shape}")
         self.num_frames = self._array.shape[0]
         if self.num_frames < MIN_FRAMES:
             raise VideoError(self.path, f"no frames (at least {MIN_FRAMES} needed)")
@@ -657,8 +662,8 @@ class FlowArrayReader:
 
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Deliver ``(t, H, W, 2)`` float32 chunks from frame ``start`` on."""
-        _check_chunk_size(size)
-        _check_start(start, self.num_frames)
+        check_chunk_size(size)
+        check_start(start, self.num_frames)
         for first in range(start, self.num_frames, size):
             frames = np.array(self._array[first : first + size], dtype=np.float32)
             times = (first + np.arange(len(frames))) / self.fps if self.fps else np.full(len(frames), np.nan)

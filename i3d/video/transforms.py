@@ -16,6 +16,21 @@ horizontal flip negates x.
 
 Random transforms take a ``torch.Generator`` so that a seed reproduces them;
 on a batch each clip gets its own draw.
+
+Two layers:
+
+* Whole clips and batches already in memory as tensors (RGB values
+  ``0..255`` or flow in pixels, at any size): :func:`eval_transform` and
+  :func:`train_transform` apply a checkpoint's preset in one call, built from
+  :func:`resize_short_side`, :func:`center_crop`, :func:`scale_jitter`,
+  :func:`random_crop`, :func:`random_horizontal_flip` and :func:`normalize`::
+
+      clips = train_transform(batch, CHARADES_RGB, generator)  # (B, 3, T, 224, 224)
+
+* Streams: :func:`i3d.video.open_input` resizes frames as they are decoded
+  (:func:`resize_frame`, :func:`resize_flow_field`) and draws the crop, flip
+  and scale once per clip (:func:`random_crop_offsets`,
+  :func:`random_short_side`), so memory stays bounded by the chunk size.
 """
 
 from __future__ import annotations
@@ -28,6 +43,29 @@ import torch
 import torch.nn.functional as F
 
 from i3d.video.presets import Preprocess
+
+__all__ = [
+    "SCALE_JITTER_MAX",
+    "FLIP_PROBABILITY",
+    "resized_size",
+    "resize_frame",
+    "resize_flow_field",
+    "resize_short_side",
+    "crop",
+    "center_crop_offsets",
+    "center_crop",
+    "random_crop_offsets",
+    "random_crop",
+    "horizontal_flip",
+    "random_horizontal_flip",
+    "random_short_side",
+    "scale_jitter",
+    "normalize_rgb",
+    "normalize_flow",
+    "normalize",
+    "eval_transform",
+    "train_transform",
+]
 
 # Training scale jitter: the short side is drawn uniformly from
 # [resize_short_side, resize_short_side * SCALE_JITTER_MAX] (256 -> [256, 320]).

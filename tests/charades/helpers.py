@@ -6,11 +6,25 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from i3d.charades.annotations import CSV_COLUMNS, NUM_CLASSES
+from i3d.charades.annotations import NUM_CLASSES
 
 # The mini-Charades of conftest.py: frames at 24 fps, classes 0..3 drawn in the frames.
 FPS = 24
 ENCODED_CLASSES = 4
+# The header of the official Charades_v1_train.csv and Charades_v1_test.csv.
+CSV_COLUMNS = (
+    "id",
+    "subject",
+    "scene",
+    "quality",
+    "relevance",
+    "verified",
+    "script",
+    "objects",
+    "descriptions",
+    "actions",
+    "length",
+)
 
 
 def write_classes(path: Path, num_classes: int = NUM_CLASSES) -> Path:

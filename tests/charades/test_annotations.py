@@ -16,6 +16,7 @@ from i3d.charades.annotations import (
     read_split_json,
     validate_video_id,
 )
+from i3d.charades.metrics import read_classification_submission
 from i3d.errors import InputError
 from tests.charades.helpers import write_classes, write_csv
 
@@ -160,3 +161,20 @@ def test_class_labels():
     videos = [make_video([(2, 0, 1), (2, 3, 4)], 5.0), make_video([], 5.0)]
     labels = class_labels(videos)
     assert labels.shape == (2, 157) and labels[0, 2] and labels.sum() == 1
+
+
+@pytest.mark.parametrize("reader", [read_split_json, read_classes, read_classification_submission])
+def test_a_file_that_is_not_utf8_is_an_error_naming_it(tmp_path, reader):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes('{"caf\u00e9": 1}\n'.encode("latin-1"))
+    with pytest.raises(InputError) as info:
+        reader(path)
+    assert str(info.value).startswith(f"{path}: not UTF-8 text: invalid continuation byte")
+    with pytest.raises(InputError, match=r"missing\.txt: cannot read: No such file"):
+        reader(tmp_path / "missing.txt")
+
+
+def test_a_byte_order_mark_is_not_content(tmp_path):
+    path = tmp_path / "charades.json"
+    path.write_text("\ufeff" + json.dumps({"X": {"subset": "testing", "duration": 1.0, "actions": []}}), "utf-8")
+    assert [v.id for v in read_split_json(path)] == ["X"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +100,36 @@ def test_timeline(files, capsys):
     argv[argv.index("A")] = "Z"
     assert cli.run_timeline(parse(cli.add_timeline_arguments, argv)) == 1
     assert "no video Z" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch):
+    """Imports of matplotlib fail, as where the ``plot`` extra is not installed."""
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+
+MATPLOTLIB_MISSING = "error: plots need matplotlib: pip install 'i3d[plot]'\n"
+
+
+def test_without_matplotlib_the_numbers_still_come_out(files, capsys, no_matplotlib):
+    plot = files["tmp"] / "ap.png"
+    argv = ["--gt", files["gt"], "--pred", files["classify"], "--json", "--plot", plot]
+    assert cli.run_classify(parse(cli.add_classify_arguments, argv)) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["map"] == 1.0
+    assert err == MATPLOTLIB_MISSING and not plot.exists()
+
+
+def test_timeline_without_matplotlib_is_a_one_line_error(files, capsys, no_matplotlib):
+    argv = ["--gt", files["gt"], "--pred", files["localize"], "--video", "A", "--out", files["tmp"] / "A.png"]
+    assert cli.run_timeline(parse(cli.add_timeline_arguments, argv)) == 1
+    assert capsys.readouterr().err == MATPLOTLIB_MISSING
+
+
+def test_top_must_be_positive(files, capsys):
+    argv = ["--gt", files["gt"], "--pred", files["localize"], "--video", "A", "--out", "x.png", "--top", "0"]
+    with pytest.raises(SystemExit) as exit_:
+        parse(cli.add_timeline_arguments, argv)
+    assert exit_.value.code == 2 and "argument --top: 0 is not >= 1" in capsys.readouterr().err

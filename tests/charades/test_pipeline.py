@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from i3d.charades import cli
+from i3d.charades.annotations import Video
 from i3d.charades.datasets import CharadesClips, CharadesVideos, source_path
 from i3d.charades.metrics import evaluate_classification_file, evaluate_localization_file
 from i3d.charades.submission import localization_scores, video_scores, write_classification, write_localization
 from i3d.errors import InputError
+from i3d.video import flow
 from i3d.video.presets import Preprocess
 from tests.charades.helpers import ENCODED_CLASSES, FPS
 
@@ -158,12 +162,13 @@ def test_source_paths_stay_inside_root(tmp_path):
         source_path(tmp_path, "../46GP8")
 
 
-def test_video_files(mini_charades, tmp_path):
+def write_video(mini_charades, video: Video, folder: Path) -> Path:
+    """``folder/ID.mp4`` from the video's RGB frames."""
     import av
     import cv2
 
-    video = mini_charades.videos[0]
-    with av.open(str(tmp_path / f"{video.id}.mp4"), "w") as container:
+    path = folder / f"{video.id}.mp4"
+    with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=FPS)
         stream.width = stream.height = 48
         stream.pix_fmt = "yuv420p"
@@ -174,7 +179,33 @@ def test_video_files(mini_charades, tmp_path):
             )
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())
+    return path
+
+
+def test_video_files(mini_charades, tmp_path):
+    video = mini_charades.videos[0]
+    write_video(mini_charades, video, tmp_path)
     (item,) = CharadesVideos(tmp_path, [video], SMALL_RGB, video_ext=".mp4")
     assert item.stream.num_frames == mini_charades.frames[video.id]
     chunk = next(item.stream.chunks(item.stream.num_frames))
     assert torch.equal(quadrant_scores(chunk)[:ENCODED_CLASSES] > 0, item.labels[:ENCODED_CLASSES] > 0)
+
+
+def test_training_flow_from_video_files_starts_no_process_pool(mini_charades, tmp_path, monkeypatch):
+    video = mini_charades.videos[2]  # 50 frames
+    write_video(mini_charades, video, tmp_path)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a TV-L1 process pool was started for one clip")
+
+    monkeypatch.setattr(flow, "default_workers", lambda: 4)
+    monkeypatch.setattr(flow, "ProcessPoolExecutor", no_pool)
+    dataset = CharadesClips(
+        tmp_path, [video], SMALL_FLOW, clip_frames=8, video_ext=".mp4", generator=torch.Generator().manual_seed(0)
+    )
+    clip, labels = dataset[0]
+    assert clip.shape == (2, 8, 28, 28) and labels.shape == (157, 8)
+    # Loader workers started with "spawn" get the dataset pickled, after it has been used here.
+    copy = pickle.loads(pickle.dumps(dataset))
+    copy.generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(copy[0][0], clip, rtol=0, atol=0)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
 from i3d.charades.annotations import Action, Video
 from i3d.charades.metrics import mean_average_precision
+from i3d.errors import I3DError
 
 plots = pytest.importorskip("i3d.charades.plots")
 pytest.importorskip("matplotlib")
@@ -32,3 +35,12 @@ def test_per_class_ap_chart(tmp_path):
     plots.plot_per_class_ap(path, result, [f"name {c}" for c in range(157)], title="test")
     assert path.read_bytes()[:8] == PNG
     assert [p.name for p in tmp_path.iterdir()] == ["ap.png"]
+
+
+def test_without_matplotlib_plots_raise_one_line(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(I3DError, match=r"^plots need matplotlib: pip install 'i3d\[plot\]'$"):
+        plots.plot_timeline(tmp_path / "t.png", Video("V", 1.0), np.zeros((157, 4)))
+    assert list(tmp_path.iterdir()) == []

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 
 import pytest
 import torch
 
-from i3d.train.cli import _model, _read_videos, add_train_arguments, run_train
+from i3d.train.cli import _default_workers, _model, _read_videos, add_train_arguments, run_train
 from i3d.train.distributed import World
 from i3d.train.loop import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME
 from i3d.train.recipe import CHARADES_RECIPE
@@ -120,3 +123,36 @@ def test_the_ports_json_split(tmp_path):
     )
     assert [v.id for v in _read_videos(split, "training")] == ["AAAAA"]
     assert [v.id for v in _read_videos(split, "testing")] == ["BBBBB"]
+
+
+def test_an_unreadable_training_video_is_a_one_line_error(mini_charades, tmp_path, capsys):
+    root = tmp_path / "frames"
+    shutil.copytree(mini_charades.root, root)
+    for video in mini_charades.train:
+        (root / video.id / f"{video.id}-000001.jpg").write_bytes(b"not a JPEG")
+    # One loader worker process: the error crosses from it to the training process.
+    args = tiny_args(mini_charades, tmp_path / "out", "--root", str(root), "--workers", "1")
+    assert run_train(args) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"i3d: error: {re.escape(str(root))}/(TRN0\d)/\1-000001\.jpg: cannot read frame image\n", err)
+
+
+def test_under_torchrun_every_rank_prints_its_error(mini_charades, tmp_path, capsys, monkeypatch):
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert run_train(tiny_args(mini_charades, tmp_path / "out", "--root", "/nonexistent/frames")) == 1
+    assert capsys.readouterr().err == "i3d: error: rank 1: /nonexistent/frames: no such folder\n"
+
+
+def test_default_loader_workers_respect_the_cpu_affinity(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert _default_workers() == 3
+
+
+def test_the_flow_cache_help_gives_the_charades_rate():
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    (flow_dir,) = [a for a in parser._actions if "--flow-dir" in a.option_strings]
+    assert "i3d flow --format npy --fps 24 --short-side 256" in flow_dir.help

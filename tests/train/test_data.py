@@ -7,6 +7,7 @@ from itertools import islice
 import pytest
 import torch
 
+from i3d.errors import I3DError, VideoError
 from i3d.train.data import ClipStream, batches_per_epoch, clip_loader, derive_seed
 
 
@@ -91,3 +92,21 @@ def test_impossible_streams_are_refused():
         ClipStream(3, 4, 0, 1, seed=0)
     with pytest.raises(TypeError, match="generator"):
         clip_loader([(torch.zeros(1), torch.zeros(1))] * 4, ClipStream(4, 2, 0, 1, seed=0))
+
+
+class UnreadableClips(RandomClips):
+    """Clip 3 is a corrupt video."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index == 3:
+            raise VideoError("/data/BAD01.mp4", "corrupt stream near 1.20 s (Invalid data)")
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_clip_is_a_one_line_error(workers):
+    loader = clip_loader(UnreadableClips(4), ClipStream(4, 2, 0, 1, seed=0), workers=workers)
+    with pytest.raises(I3DError) as info:
+        for _ in islice(loader, 2):  # one epoch: every clip
+            pass
+    assert str(info.value) == "/data/BAD01.mp4: corrupt stream near 1.20 s (Invalid data)"

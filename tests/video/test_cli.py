@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from i3d.video import cli
 from i3d.video.cli import add_flow_arguments, run_flow
+from i3d.video.inputs import compute_flow
 from tests.video.helpers import encode, indexed_frames, write_rgb_folder
 
 
@@ -57,3 +61,39 @@ def test_npy_output(tmp_path, capsys):
     flow = np.load(tmp_path / "clip.npy")
     assert flow.shape == (5, 48, 64, 2) and flow.dtype == np.float16
     assert capsys.readouterr().err == ""
+
+
+def test_a_dead_tvl1_worker_fails_its_video_only(tmp_path, capsys, monkeypatch):
+    videos = [encode(tmp_path / f"{name}.mp4", indexed_frames(4), rate=25) for name in ("one", "two", "three")]
+
+    def compute_flow_with_a_dying_pool(video, out_dir, **kwargs):
+        engine = kwargs["engine"]
+        if Path(video).stem == "two":
+            for process in list(engine._pool._processes.values()):  # started by video one
+                process.kill()
+                process.join()
+        return compute_flow(video, out_dir, **kwargs)
+
+    monkeypatch.setattr(cli, "compute_flow", compute_flow_with_a_dying_pool)
+    out = tmp_path / "flow"
+    args = parse([*map(str, videos), "--out", str(out), "--short-side", "48", "--workers", "2"])
+    assert run_flow(args) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: {videos[1]}: TV-L1 worker process died (killed, or out of memory?)"]
+    assert captured.out.split() == [str(out / "one"), str(out / "three")]
+    assert sorted(p.name for p in out.iterdir()) == ["one", "three"]
+
+
+@pytest.mark.parametrize("flag", [["--workers", "0"], ["--fps", "inf"], ["--short-side", "x"]])
+def test_bad_numbers_are_usage_errors(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse(["v.mp4", "--out", "o", *flag])
+    assert exit_.value.code == 2
+    assert f"argument {flag[0]}: " in capsys.readouterr().err
+
+
+def test_the_fps_help_names_the_charades_rate():
+    parser = argparse.ArgumentParser()
+    add_flow_arguments(parser)
+    (fps,) = [a for a in parser._actions if "--fps" in a.option_strings]
+    assert "25, Kinetics; 24 for Charades" in fps.help

@@ -10,7 +10,9 @@ import pytest
 
 from i3d.errors import VideoError
 from i3d.video import KINETICS_FLOW, KINETICS_RGB, open_input
-from i3d.video.flow import write_flow_frames
+from i3d.video.flow import FlowEngine, write_flow_frames
+from i3d.video.inputs import compute_flow
+from i3d.video.readers import FlowArrayReader
 from tests.video.helpers import encode, indexed_frames, write_flow_folder, write_rgb_folder
 
 
@@ -138,3 +140,19 @@ def test_flow_cache_that_does_not_match(tmp_path):
     write_flow_frames([np.zeros((256, 341, 2), np.float32)] * 4, tmp_path / "cache", "clip", format="npy", num_frames=4)
     with pytest.raises(VideoError, match="flow cache holds 4 fields of 341x256, the video gives 10 of 341x256"):
         open_input(path, KINETICS_FLOW, flow_dir=tmp_path / "cache")
+
+
+def test_an_npz_is_not_an_npy(tmp_path):
+    path = tmp_path / "archive.npy"
+    with path.open("wb") as f:
+        np.savez(f, clip=np.zeros((1, 2, 8, 8, 3), np.float32))
+    check(path, "not a .npy array")
+    with pytest.raises(VideoError, match="not a .npy array"):
+        FlowArrayReader(path)
+
+
+def test_flow_of_an_unreadable_video_names_it(tmp_path):
+    (tmp_path / "bad.mp4").write_text("not a video\n")
+    with pytest.raises(VideoError) as info:
+        compute_flow(tmp_path / "bad.mp4", tmp_path / "out", engine=FlowEngine(workers=1))
+    assert str(info.value).startswith(f"{tmp_path / 'bad.mp4'}: not a video file")

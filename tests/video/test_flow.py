@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+from concurrent.futures import Future
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from i3d.atomic import atomic_dir
 from i3d.video import FlowEngine, load_input, open_input, tvl1_flow, write_flow_frames
-from i3d.video.flow import FlowWriter, flow_to_jpeg_values
+from i3d.video import flow as flow_module
+from i3d.video.flow import PAIRS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
 from i3d.video.inputs import compute_flow
 from i3d.video.presets import Preprocess
 from i3d.video.readers import FlowArrayReader, FrameFolderReader
+from i3d.video.transforms import crop, horizontal_flip, normalize, resize_flow_field
 from tests.video.helpers import encode, write_flow_folder
 
 # TV-L1 costs ~0.5 s a pair at 256 px; small frames keep the tests fast.
@@ -150,3 +158,147 @@ def test_training_flip_negates_flow_x(tmp_path):
         assert torch.all(y > 0) and torch.allclose(x.abs(), 2 * y, atol=0.01)
         signs.add(float(x.sign().mean()))
     assert signs == {-1.0, 1.0}
+
+
+def test_an_opencv_failure_is_a_one_line_error_and_the_engine_goes_on():
+    small, large = np.zeros((16, 16), np.uint8), np.full((32, 32), 9, np.uint8)
+    with FlowEngine(workers=1) as engine:
+        with pytest.raises(FlowWorkerError, match=r"^TV-L1 failed: .*size") as info:
+            list(engine.fields([small, large]))
+        assert "\n" not in str(info.value)
+        assert len(list(engine.fields([large, large]))) == 2
+
+
+def kill_workers(engine: FlowEngine) -> None:
+    for process in list(engine._pool._processes.values()):
+        process.kill()
+        process.join()
+
+
+def test_a_dead_worker_is_an_error_and_the_next_video_gets_a_fresh_pool():
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:48, :64] for f in moving_frames(4)]
+    with FlowEngine(workers=2) as engine:
+        assert len(list(engine.fields(frames))) == 4
+        kill_workers(engine)
+        with pytest.raises(FlowWorkerError, match="TV-L1 worker process died"):
+            list(engine.fields(frames))
+        assert len(list(engine.fields(frames))) == 4
+
+
+def test_a_consumer_that_stops_early_cancels_the_queued_pairs():
+    engine = FlowEngine(workers=2)
+    submitted: list[Future] = []
+
+    def submit(prev, current):
+        future = Future()
+        if not submitted:  # the first pair is done, the rest wait in the queue
+            future.set_result(np.zeros((*prev.shape, 2), np.float32))
+        submitted.append(future)
+        return future
+
+    engine._submit = submit
+    frames = [np.full((8, 8), i, np.uint8) for i in range(10)]
+    fields = engine.fields(frames)
+    next(fields)
+    fields.close()
+    assert len(submitted) == engine.workers * PAIRS_IN_FLIGHT_PER_WORKER
+    assert all(future.cancelled() for future in submitted[1:])
+
+
+def test_an_engine_pickles_as_its_settings():
+    engine = FlowEngine(workers=1)
+    list(engine.fields([np.zeros((8, 8), np.uint8)] * 2))  # holds an OpenCV algorithm now
+    copy = pickle.loads(pickle.dumps(engine))
+    assert copy.workers == 1
+    assert len(list(copy.fields([np.zeros((8, 8), np.uint8)] * 3))) == 3
+
+
+def test_a_clip_from_a_start_frame_computes_only_its_own_fields(tmp_path, monkeypatch):
+    video = encode(tmp_path / "move.mp4", moving_frames(20), rate=25)
+    calls = []
+    real = flow_module.tvl1_flow
+    monkeypatch.setattr(flow_module, "tvl1_flow", lambda *a: calls.append(1) or real(*a))
+    with FlowEngine(workers=1) as engine:
+        stream = open_input(video, SMALL_FLOW, flow_engine=engine)
+        # Frames 14..19 need 5 pairs (the last field repeats); frame 19 alone, the pair 18-19.
+        for start, size, needed in ((0, 8, 8), (5, 8, 8), (14, 8, 5), (19, 8, 1)):
+            calls.clear()
+            clip = next(stream.chunks(size, start))
+            assert clip.shape[1] == min(size, 20 - start)
+            assert len(calls) == needed, (start, size)
+
+
+def test_the_cache_is_complete_when_the_last_chunk_arrives(tmp_path):
+    video = encode(tmp_path / "move.mp4", moving_frames(6), rate=25)
+    cache = tmp_path / "cache"
+    with FlowEngine(workers=1) as engine:
+        chunks = open_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=engine).chunks(4)
+        next(chunks)
+        assert not (cache / "move.npy").exists()
+        last = next(chunks)  # the consumer may stop here, before the generator finishes
+        assert last.shape[1] == 2
+        assert [p.name for p in cache.iterdir()] == ["move.npy"]
+        chunks.close()
+    assert [p.name for p in cache.iterdir()] == ["move.npy"]
+
+
+def test_flow_frames_under_scale_jitter_are_resized_once(tmp_path):
+    # Stored at twice the preset's size: the fields must go straight to the jittered size.
+    fields = [np.random.default_rng(i).normal(0, 3, (96, 128, 2)).astype(np.float32) for i in range(2)]
+    folder = write_flow_folder(tmp_path, "FJ", fields)
+    stored = np.concatenate([c.frames for c in FrameFolderReader(folder).chunks(8)])
+    for seed in range(20):
+        stream = open_input(folder, SMALL_FLOW, train=True, generator=torch.Generator().manual_seed(seed))
+        if stream.frame_size != (48, 64):
+            break
+    clip = torch.cat(list(stream.chunks(8)), dim=1)
+    once = np.stack([resize_flow_field(f, stream.frame_size) for f in stored])
+    video = torch.from_numpy(once).permute(3, 0, 1, 2)
+    height, width = stream.frame_size
+    matches = [
+        (top, left, flip)
+        for top in range(height - SMALL_FLOW.crop + 1)
+        for left in range(width - SMALL_FLOW.crop + 1)
+        for flip in (False, True)
+        if torch.allclose(_expected(video, top, left, flip), clip, atol=1e-6)
+    ]
+    assert len(matches) == 1
+
+
+def _expected(video: torch.Tensor, top: int, left: int, flip: bool) -> torch.Tensor:
+    out = normalize(crop(video, top, left, SMALL_FLOW.crop), SMALL_FLOW)
+    return horizontal_flip(out, flow=True) if flip else out
+
+
+def test_flow_writer_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    fields = [np.full((8, 8, 2), i, np.float32) for i in range(3)]
+    write_flow_frames(fields, tmp_path, "j", format="jpg")
+    out = write_flow_frames(fields[:2], tmp_path, "j", format="jpg")
+    assert sorted(p.name for p in out.iterdir()) == ["j-000001x.jpg", "j-000001y.jpg", "j-000002x.jpg", "j-000002y.jpg"]
+
+    def failing():
+        yield from fields
+        raise RuntimeError("decoder died")
+
+    with pytest.raises(RuntimeError):
+        write_flow_frames(failing(), tmp_path, "j", format="jpg")
+    assert len(list(out.iterdir())) == 4  # the earlier output, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["j"]  # no temporary folder left
+
+
+def test_atomic_dir_puts_the_old_folder_back_when_the_new_one_cannot_move_in(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.endswith(".tmpdir"):
+            raise OSError("disk on fire")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk on fire"), atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
