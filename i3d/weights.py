@@ -244,22 +244,20 @@ def cache_dir() -> Path:
     return Path(xdg) / "i3d"
 
 
-def git_blob_sha1(path: str | os.PathLike[str]) -> str:
-    """The git blob id of a file: ``sha1(b"blob <size>\\0" + data)``."""
-    size = os.path.getsize(path)
-    h = hashlib.sha1(b"blob %d\0" % size)
+def _digest(path: str | os.PathLike[str], h: hashlib._Hash) -> str:
     with open(path, "rb") as f:
         while block := f.read(DOWNLOAD_BLOCK):
             h.update(block)
     return h.hexdigest()
+
+
+def git_blob_sha1(path: str | os.PathLike[str]) -> str:
+    """The git blob id of a file: ``sha1(b"blob <size>\\0" + data)``."""
+    return _digest(path, hashlib.sha1(b"blob %d\0" % os.path.getsize(path)))
 
 
 def sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(DOWNLOAD_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+    return _digest(path, hashlib.sha256())
 
 
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):

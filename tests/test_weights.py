@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import os
@@ -221,17 +222,7 @@ def test_registry_pt_entry_end_to_end(server, cache):
     tmp = cache.parent / "src.pt"
     torch.save(model.state_dict(), tmp)
     remote = server.add("/models/flow_charades.pt", tmp.read_bytes())
-    entry = W.WeightsEntry(
-        name="test_flow",
-        files=(remote,),
-        format="pt",
-        num_classes=157,
-        dataset="charades",
-        labels=None,
-        transforms=W.REGISTRY["flow_charades"].transforms,
-        provenance="test",
-        source="local",
-    )
+    entry = dataclasses.replace(W.REGISTRY["flow_charades"], name="test_flow", files=(remote,))
     loaded = W.inception_i3d(weights=entry, progress=False)
     assert W.is_cached(entry) and loaded.in_channels == 2
     assert torch.equal(
@@ -259,17 +250,8 @@ def test_registry_tf_entry_downloads_converts_and_caches(server, cache, tmp_path
         server.add(f"/checkpoints/flow/model.ckpt{suffix}", Path(f"{prefix}{suffix}").read_bytes())
         for suffix in (".index", ".data-00000-of-00001")
     )
-    entry = W.WeightsEntry(
-        name="flow_test",
-        files=files,
-        format="tf",
-        num_classes=400,
-        dataset="kinetics-400",
-        labels=None,
-        transforms=W.REGISTRY["flow_imagenet"].transforms,
-        provenance="test",
-        source="local",
-    )
+    # The registry's own entry, served from the local server, without labels to fetch.
+    entry = dataclasses.replace(W.REGISTRY["flow_imagenet"], name="flow_test", files=files, labels=None)
     loaded = W.inception_i3d(weights=entry, progress=False)
     x = torch.rand(1, 2, 9, 32, 32)
     with torch.no_grad():
