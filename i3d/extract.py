@@ -225,10 +225,8 @@ class Extractor:
         if self.mode == "clips":
             return self.step, self.clip_len
         model = self._net(stream).model
-        trunk = self.layer if self.layer not in OUTPUTS else model._features[-1]
-        stride = 1
-        for name in model._features[: model._features.index(trunk) + 1]:
-            stride *= getattr(model._modules[name], "stride", (1,))[0]
+        trunk = self.layer if self.layer not in OUTPUTS else model.trunk[-1]
+        stride = model.temporal_stride(trunk)
         # The head averages HEAD_POOL[0] steps of Mixed_5c.
         return stride, stride * HEAD_POOL[0] if self.layer in OUTPUTS else stride
 

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InceptionI3d", "Span", "ENDPOINTS", "MIN_FRAMES", "tf_same_padding"]
+__all__ = ["InceptionI3d", "Span", "SpanStage", "ChunkTooSmall", "ENDPOINTS", "MIN_FRAMES", "tf_same_padding"]
 
 # Endpoints in network order, with DeepMind's names.
 ENDPOINTS: tuple[str, ...] = (
@@ -104,6 +105,30 @@ class Span:
 
 class ChunkTooSmall(ValueError):
     """A temporal window holds too little context to compute any output."""
+
+
+@runtime_checkable
+class SpanStage(Protocol):
+    """One stage of the network as :mod:`i3d.streaming` drives it.
+
+    Every trunk endpoint and the head's pool implement it; the streaming
+    engine needs nothing else from the model (see
+    :meth:`InceptionI3d.stages`).
+    """
+
+    def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        """Outputs of the window ``x`` (cells ``span`` of the input) and
+        where they lie in the full output; raises :class:`ChunkTooSmall`
+        if no output is computable yet."""
+        ...
+
+    def input_start(self, out_start: int, length: int) -> int:
+        """First input cell that output cell ``out_start`` reads."""
+        ...
+
+    def output_length(self, length: int) -> int:
+        """Output cells along time for ``length`` input cells."""
+        ...
 
 
 def _temporal_window(
@@ -382,6 +407,38 @@ class InceptionI3d(nn.Module):
         self.logits = self._make_logits(num_classes).to(device)
 
     reset_classifier = replace_logits
+
+    # ---- the stages, for streaming -----------------------------------------
+
+    @property
+    def trunk(self) -> tuple[str, ...]:
+        """The trunk endpoints this model has, in network order."""
+        return tuple(self._features)
+
+    @property
+    def has_logits(self) -> bool:
+        return hasattr(self, "logits")
+
+    def stages(self, stop: str) -> list[tuple[str, SpanStage]]:
+        """``(name, stage)`` in network order up to ``stop``: a trunk
+        endpoint, or ``"avg_pool"`` for the trunk followed by the head's
+        pool (then :meth:`classify` turns the result into logits)."""
+        if stop == "avg_pool":
+            if not self.has_logits:
+                raise ValueError(f"the model ends at {self.final_endpoint}; it has no head")
+            names = list(self._features) + ["avg_pool"]
+        elif stop in self._features:
+            names = self._features[: self._features.index(stop) + 1]
+        else:
+            raise ValueError(f"unknown endpoint {stop!r}; choose one of {', '.join(self._features)}")
+        return [(name, getattr(self, name)) for name in names]
+
+    def temporal_stride(self, stop: str) -> int:
+        """Input frames per output cell along time at ``stop`` (a trunk endpoint)."""
+        stride = 1
+        for _, stage in self.stages(stop):
+            stride *= getattr(stage, "stride", (1,))[0]
+        return stride
 
     # ---- forward pieces ---------------------------------------------------
 

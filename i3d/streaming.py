@@ -17,9 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from i3d.model import ChunkTooSmall, InceptionI3d, Span
+from i3d.model import ChunkTooSmall, InceptionI3d, Span, SpanStage
 
 __all__ = ["StreamingI3d", "OUTPUTS", "DEFAULT_CHUNK_FRAMES", "output_length", "run_chunks"]
 
@@ -39,7 +38,7 @@ OUTPUTS = (POOLED, LOGITS)
 class _Stage:
     """One layer of the stream with its carried input cells."""
 
-    module: nn.Module  # with forward_span, input_start and output_length
+    module: SpanStage
     length: int  # cells of this stage's input over the whole sequence
     carry: torch.Tensor | None = None
     carry_start: int = 0  # index of carry's first cell in the sequence
@@ -63,27 +62,26 @@ class StreamingI3d:
     def __init__(self, model: InceptionI3d, total_frames: int, output: str = POOLED) -> None:
         if total_frames < 1:
             raise ValueError(f"total_frames must be >= 1, got {total_frames}")
-        trunk = list(model._features)
+        trunk = model.trunk
         if output in OUTPUTS:
             if trunk[-1] != "Mixed_5c":
                 raise ValueError(f"output {output!r} needs a model built up to Logits, this one ends at {trunk[-1]}")
-            if output == LOGITS and not hasattr(model, "logits"):
+            if output == LOGITS and not model.has_logits:
                 raise ValueError("the model has no logits")
-            names = trunk + ["avg_pool"]
+            stop = "avg_pool"
         elif output in trunk:
-            names = trunk[: trunk.index(output) + 1]
+            stop = output
         else:
-            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(trunk + list(OUTPUTS))}")
+            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(trunk + OUTPUTS)}")
         self.model = model
         self.output = output
         self.total_frames = total_frames
         self.received = 0
         self.stages: list[_Stage] = []
         length = total_frames
-        for name in names:
-            module = model._modules[name]
-            self.stages.append(_Stage(module, length))  # type: ignore[arg-type]
-            length = module.output_length(length)  # type: ignore[union-attr, operator]
+        for _, module in model.stages(stop):
+            self.stages.append(_Stage(module, length))
+            length = module.output_length(length)
         self.output_length = length
 
     def push(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -112,7 +110,7 @@ class StreamingI3d:
             x = torch.cat([stage.carry, x], dim=2)
             span = Span(stage.carry_start, span.stop, span.length)
         try:
-            y, out = stage.module.forward_span(x, span)  # type: ignore[operator]
+            y, out = stage.module.forward_span(x, span)
         except ChunkTooSmall:
             # Not enough context for any new output yet: keep everything.
             stage.carry, stage.carry_start = x, span.start
@@ -123,7 +121,7 @@ class StreamingI3d:
             y = y[:, :, stage.done - out.start :]
             out = Span(stage.done, out.stop, out.length)
         stage.done = out.stop
-        keep = stage.module.input_start(out.stop, stage.length)  # type: ignore[operator]
+        keep = stage.module.input_start(out.stop, stage.length)
         # A copy: a view would keep the whole chunk input of the layer alive.
         stage.carry = x[:, :, keep - span.start :].clone() if keep < span.stop else None
         stage.carry_start = keep
