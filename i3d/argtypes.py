@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "natural_int", "positive_float"]
+__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec"]
 
 
 def _int(text: str) -> int:
@@ -43,3 +43,14 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} is not a finite number > 0")
     return value
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``I/N``: part ``I`` (0-based) of ``N``, as ``(I, N)``."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} does not look like I/N") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text}: need 0 <= I < N")
+    return index, count

@@ -322,6 +322,7 @@ def _command(
 def build_parser() -> argparse.ArgumentParser:
     from i3d.charades import cli as charades_cli
     from i3d.convert import cli as convert_cli
+    from i3d.fvd import cli as fvd_cli
     from i3d.train import cli as train_cli
     from i3d.video import cli as video_cli
 
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         train_cli.add_train_arguments,
         train_cli.run_train,
     )
+    _command(sub, "fvd", fvd_cli.HELP, fvd_cli.add_arguments, fvd_cli.run)
     _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
     _command(
         sub,
