@@ -10,9 +10,9 @@ complex matrix whose imaginary part ports drop without a word. Here
 ``Tr(sqrt(S1 S2))`` is the sum of the square roots of the eigenvalues of
 ``A S2 A`` with ``A = sqrt(S1)``: that matrix is symmetric positive
 semi-definite and has the eigenvalues of ``S1 S2`` (tfgan's identity), so
-``eigh`` applies. Eigenvalues below zero can only be round-off; they are
-clipped, with a :class:`RuntimeWarning` where they exceed round-off (the
-inputs were not covariance matrices).
+``eigh`` applies. Eigenvalues within round-off of zero are set to zero; a
+negative one beyond round-off (the inputs were not covariance matrices)
+raises a :class:`RuntimeWarning` instead of a silently dropped imaginary part.
 
 Kernel (tfgan's ``kernel_classifier_distance_and_std_from_activations``):
 the unbiased MMD^2 estimate with the polynomial kernel
@@ -35,7 +35,7 @@ __all__ = ["frechet_distance", "trace_sqrt_product", "kernel_distance", "kernel_
 
 # tfgan's default block size for the kernel distance.
 MAX_BLOCK_SIZE = 1024
-# Eigenvalues of a PSD matrix computed by eigh are exact to about
+# eigh computes the eigenvalues of a symmetric D x D matrix M to within about
 # D * eps * ||M||; below minus this multiple of that bound they are not round-off.
 _ROUND_OFF_FACTOR = 100.0
 
@@ -45,17 +45,24 @@ def _as_statistics(x: Statistics | Any) -> Statistics:
 
 
 def _psd_eigenvalues(matrix: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of a symmetric PSD matrix, negative round-off clipped to 0."""
+    """Eigen-decomposition of a symmetric PSD matrix, eigenvalues within round-off of 0 set to 0.
+
+    Zeroing them, not only the negative ones, matters when there are fewer
+    videos than dimensions: the covariance is then singular, and the square
+    root of a round-off eigenvalue (1e-14 -> 1e-7) would be amplified into
+    the trace. (tfgan leaves singular values below 1e-10 un-rooted, to the
+    same end, on an absolute scale.)
+    """
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    tolerance = _ROUND_OFF_FACTOR * matrix.shape[0] * np.finfo(np.float64).eps * max(np.abs(values).max(), 0.0)
-    if values.min() < -tolerance:
+    round_off = matrix.shape[0] * np.finfo(np.float64).eps * np.abs(values).max()
+    if values.min() < -_ROUND_OFF_FACTOR * round_off:
         warnings.warn(
             f"{what} has a negative eigenvalue ({values.min():.3g}, largest {values.max():.3g}) beyond round-off: "
             "the covariances are not positive semi-definite; the square root drops that part",
             RuntimeWarning,
             stacklevel=3,
         )
-    return np.clip(values, 0.0, None), vectors
+    return np.where(values > round_off, values, 0.0), vectors
 
 
 def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
