@@ -77,4 +77,4 @@ def test_load_rejects_other_files(tmp_path):
     with pytest.raises(InputError, match=r"junk\.npz: cannot read"):
         Statistics.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="at least 2"):
-        Statistics().update(activations(1)).cov
+        _ = Statistics().update(activations(1)).cov
