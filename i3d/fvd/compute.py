@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from i3d.fvd.embed import Embedder
 from i3d.fvd.inputs import clip_batches, list_videos, shard_videos
@@ -12,9 +15,57 @@ from i3d.fvd.stats import Statistics
 
 __all__ = ["compute_statistics"]
 
+_T = TypeVar("_T")
+# Batches read ahead of the network: enough to hide decoding behind a GPU.
+READ_AHEAD = 2
+_POLL_SECONDS = 0.1
+
 
 def _print_error(message: str) -> None:
     print(f"i3d: error: {message}", file=sys.stderr)
+
+
+def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
+    """``items``, produced by a background thread up to ``depth`` ahead.
+
+    Decoding (FFmpeg, JPEG) and array copies release the GIL, so reading
+    overlaps the network. An exception in the thread is raised here, in
+    order; closing this generator stops the thread.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(message, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as err:  # handed to the consumer, raised there
+            put(("error", err))
+
+    thread = threading.Thread(target=produce, name="i3d-fvd-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def compute_statistics(
@@ -49,7 +100,7 @@ def compute_statistics(
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), unit="video", desc="fvd", file=sys.stderr)
-    for batch_items, clips in clip_batches(items, num_frames, embedder.batch_size, on_error):
+    for batch_items, clips in read_ahead(clip_batches(items, num_frames, embedder.batch_size, on_error)):
         stats.update(embedder(clips), indices=[item.index for item in batch_items])
         if bar is not None:
             bar.update(len(batch_items))

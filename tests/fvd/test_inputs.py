@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
 
+import numpy as np
+import pytest
+
+from i3d.errors import VideoError
+from i3d.fvd.compute import read_ahead
 from i3d.fvd.inputs import clip_batches, list_videos, read_clip, shard_videos
 from i3d.video import VideoReader
 from tests.fvd.conftest import tiny_videos
@@ -39,3 +44,20 @@ def test_arrays_rows_shards_and_batches(tmp_path):
     assert [[i.index for i in b] for b, _ in batches] == [[0, 1], [2, 3], [4], [5, 6]]
     np.testing.assert_array_equal(batches[1][1], np.load(tmp_path / "a.npy")[2:4, :2])
     assert batches[3][1].shape == (2, 2, 8, 8, 3)
+
+
+def test_read_ahead_keeps_order_and_raises_in_order():
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise VideoError("x.mp4", "corrupt")
+
+    got = []
+    with pytest.raises(VideoError, match="x.mp4: corrupt"):
+        for value in read_ahead(failing()):
+            got.append(value)
+    assert got == [1]
+    endless = read_ahead(itertools.count())
+    assert next(endless) == 0
+    endless.close()  # stops the thread
