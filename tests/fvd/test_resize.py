@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from i3d.fvd.embed import preprocess_videos
 from i3d.fvd.resize import resize_bilinear_tf1, resize_frames, to_network_range
 
 F32 = np.float32
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fvd" / "tf_resize.npz"
 
 
 def tf1_resize_numpy(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
@@ -77,3 +81,18 @@ def test_leading_dimensions_are_kept():
     assert resize_frames(frames, (5, 4), "torch").shape == (2, 3, 5, 4, 3)
     with pytest.raises(ValueError, match="resize method"):
         resize_frames(frames, (5, 4), "area")
+
+
+def test_equals_tensorflow():
+    """Bit for bit what TensorFlow's own op gave (tests/fixtures/fvd, written by make_tf_resize_fixture.py)."""
+    with np.load(FIXTURE) as fixture:
+        cases = sorted(int(k[2:]) for k in fixture.files if k.startswith("in"))
+        assert len(cases) == 5
+        for k in cases:
+            videos, want = fixture[f"in{k}"], fixture[f"out{k}"]
+            size = tuple(int(v) for v in fixture[f"size{k}"])
+            got = resize_bilinear_tf1(torch.from_numpy(videos), size)[:, :, : want.shape[2]]
+            np.testing.assert_array_equal(got.numpy(), want, err_msg=f"case {k}: {videos.shape} -> {size}")
+            if size == (224, 224):  # and the reference's scaling after it
+                scaled = preprocess_videos(torch.from_numpy(videos)).permute(0, 2, 3, 4, 1)[:, :, : want.shape[2]]
+                np.testing.assert_array_equal(scaled.numpy(), 2.0 * want / np.float32(255) - np.float32(1))
