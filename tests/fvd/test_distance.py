@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ import torch
 
 from i3d.fvd.distance import frechet_distance, kernel_distance, kernel_distance_and_std, trace_sqrt_product
 from i3d.fvd.stats import Statistics
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fvd" / "tfgan.npz"
 
 
 def two_sets(n1: int, n2: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -105,3 +108,14 @@ def test_kernel_distance_needs_activations_and_enough_of_them():
     assert kernel_distance(Statistics(keep_activations=True).update(a), b) == pytest.approx(kernel_distance(a, b))
     with pytest.raises(ValueError, match="at least 6"):
         kernel_distance(a, b[:5], max_block_size=4)
+
+
+def test_equals_tfgan():
+    """tfgan's own functions' numbers (tests/fixtures/fvd, written by make_tfgan_fixture.py)."""
+    with np.load(FIXTURE) as fixture:
+        for k in range(4):
+            a, b = fixture[f"a{k}"].astype(np.float64), fixture[f"b{k}"].astype(np.float64)
+            assert frechet_distance(a, b) == pytest.approx(float(fixture[f"fid{k}"]), rel=1e-9), k
+            kid, kid_std = kernel_distance_and_std(a, b, max_block_size=int(fixture[f"block{k}"]))
+            assert kid == pytest.approx(float(fixture[f"kid{k}"]), rel=1e-9), k
+            assert kid_std == pytest.approx(float(fixture[f"kid_std{k}"]), rel=1e-9, nan_ok=True), k
