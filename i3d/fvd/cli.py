@@ -153,8 +153,7 @@ class _Session:
         _error(message)
         self.failed += 1
 
-    def statistics(self, inputs: list[str], *, keep_activations: bool, shard: tuple[int, int] = (0, 1)):
-        from i3d.fvd.compute import compute_statistics
+    def embedder_for_args(self):
         from i3d.fvd.embed import Embedder
 
         if self.embedder is None:
@@ -167,10 +166,20 @@ class _Session:
                 batch_size=args.batch,
                 progress=sys.stderr.isatty(),
             )
+        return self.embedder
+
+    def settings(self) -> dict:
+        """The ``meta`` that statistics computed now will carry."""
+        return self.embedder_for_args().settings(self.args.num_frames)
+
+    def statistics(self, inputs: list[str], *, keep_activations: bool, shard: tuple[int, int] = (0, 1)):
+        from i3d.fvd.compute import compute_statistics
+
+        embedder = self.embedder_for_args()
         start = time.perf_counter()
         stats = compute_statistics(
             inputs,
-            self.embedder,
+            embedder,
             num_frames=self.args.num_frames,
             shard=shard,
             keep_activations=keep_activations,
@@ -181,14 +190,6 @@ class _Session:
         return stats
 
 
-def _load_or_compute(session: _Session, source: str, keep_activations: bool):
-    from i3d.fvd.stats import Statistics, is_statistics_file
-
-    if is_statistics_file(source):
-        return Statistics.load(source)
-    return session.statistics([source], keep_activations=keep_activations)
-
-
 def _differences(a: dict, b: dict) -> str:
     keys = sorted(set(a) | set(b))
     return "; ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k))
@@ -196,11 +197,24 @@ def _differences(a: dict, b: dict) -> str:
 
 def run_distance(args: argparse.Namespace) -> int:
     from i3d.fvd.distance import frechet_distance, kernel_distance_and_std
+    from i3d.fvd.stats import Statistics, is_statistics_file
 
     session = _Session(args)
     try:
-        real = _load_or_compute(session, args.real, args.kvd)
-        gen = _load_or_compute(session, args.gen, args.kvd)
+        # Statistics files first: a mismatch shows before any video is embedded.
+        sources = {"REAL": args.real, "GEN": args.gen}
+        loaded = {name: Statistics.load(src) for name, src in sources.items() if is_statistics_file(src)}
+        for name, stats in loaded.items():
+            if args.kvd and stats.activations is None:
+                raise ValueError(f"{sources[name]}: holds no embeddings for --kvd (make it with `i3d fvd stats --kvd`)")
+        if len(loaded) == 1:
+            (name, stats), settings = next(iter(loaded.items())), session.settings()
+            if stats.meta != settings:
+                raise ValueError(f"{sources[name]} was embedded differently ({_differences(stats.meta, settings)})")
+        for name, src in sources.items():
+            if name not in loaded:
+                loaded[name] = session.statistics([src], keep_activations=args.kvd)
+        real, gen = loaded["REAL"], loaded["GEN"]
         if real.meta != gen.meta:
             raise ValueError(f"REAL and GEN were embedded differently ({_differences(real.meta, gen.meta)})")
         for name, stats in (("REAL", real), ("GEN", gen)):

@@ -73,13 +73,21 @@ def test_statistics_made_differently_are_refused(tmp_path, capsys):
     assert "made differently" in capsys.readouterr().err and not (tmp_path / "ab.npz").exists()
 
 
+def test_a_statistics_file_is_checked_before_anything_is_embedded(tmp_path, capsys, fvd_weights):
+    a = statistics_file(tmp_path / "a.npz", 0)
+    np.save(tmp_path / "gen.npy", np.zeros((2, 1, 2, 2, 3), np.uint8))
+    assert main(["fvd", a, str(tmp_path / "gen.npy"), "--weights", str(fvd_weights), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"i3d: error: {a} was embedded differently (") and "weights: w vs " in err
+
+
 def test_text_output_and_kvd_without_activations(tmp_path, capsys):
     a, b = statistics_file(tmp_path / "a.npz", 0), statistics_file(tmp_path / "b.npz", 1)
     assert main(["fvd", a, b]) == 0
     out = capsys.readouterr().out
     assert out.startswith("FVD ") and "real: 12 videos, gen: 12 videos, weights: w" in out
     assert main(["fvd", a, b, "--kvd"]) == 1
-    assert "did not keep them" in capsys.readouterr().err
+    assert "a.npz: holds no embeddings for --kvd" in capsys.readouterr().err
     a, b = statistics_file(tmp_path / "ka.npz", 0, keep=True), statistics_file(tmp_path / "kb.npz", 1, keep=True)
     result = run_json(capsys, a, b, "--kvd", "--kvd-block", "4")
     assert result["kvd"] is not None and result["kvd_std"] > 0  # three blocks
