@@ -46,6 +46,7 @@ def fetch_sdist(source: PipSource, folder: str | Path, *, progress: bool = True)
             ``source.sha256``.
     """
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     requirements = folder / "requirements.txt"
     requirements.write_text(f"{source.requirement} --hash=sha256:{source.sha256}\n")
     dist = folder / "dist"
