@@ -405,6 +405,8 @@ def test_offline_error_lists_every_missing_file_at_once(monkeypatch, cache, caps
         assert str(cache / path) in message
     assert "3 file(s) missing" in message and "\n" not in message
     assert "`i3d weights download tf_test pt_test`" in message and "I3D_HOME" in message and "--weights PATH" in message
+    with pytest.raises(W.OfflineError, match="3 file"):  # what predict/extract can call before any work
+        W.prefetch(["tf_test", pt, "local.pt"], progress=False)
 
     assert main(["weights", "download", "tf_test", "pt_test", "--quiet"]) == 1
     out, err_text = capsys.readouterr()

