@@ -35,8 +35,9 @@ def real() -> tuple[W.WeightsEntry, Path]:
     entry = W.get_weights(NAME)
     try:
         return entry, W.checkpoint_path(entry, progress=False)
-    except WeightsError as err:
-        pytest.skip(f"{NAME} is not cached in {W.cache_dir()} and cannot be fetched: {str(err)[:_REASON_CHARS]}")
+    except W.OfflineError as err:  # upstream and the second source both failed: say why each did
+        causes = "; ".join(sorted({f.reason for f in err.failures}) + err.others)
+        pytest.skip(f"{NAME} is not cached in {W.cache_dir()} and cannot be fetched ({causes[:_REASON_CHARS]})")
 
 
 @pytest.fixture(scope="module")
