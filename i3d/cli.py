@@ -273,41 +273,6 @@ def run_extract(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-# ---- convert and weights --------------------------------------------------------
-
-
-def add_weights_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-
-
-def run_weights_list(args: argparse.Namespace) -> int:
-    from i3d.weights import REGISTRY, cache_dir, is_cached
-
-    rows = [
-        {
-            "name": e.name,
-            "modality": e.modality,
-            "classes": f"{e.dataset} ({e.num_classes})",
-            "fps": e.transforms.fps,
-            "format": e.format,
-            "cached": is_cached(e),
-            "provenance": e.provenance,
-            "source": e.source,
-        }
-        for e in REGISTRY.values()
-    ]
-    if args.json:
-        json.dump(rows, sys.stdout, indent=1)
-        print()
-        return 0
-    print(f"cache: {cache_dir()}")
-    print(f"{'name':20} {'modality':8} {'classes':20} {'fps':>4} {'cached':6}  provenance")
-    for r in rows:
-        cached = "yes" if r["cached"] else "no"
-        print(f"{r['name']:20} {r['modality']:8} {r['classes']:20} {r['fps']:4g} {cached:6}  {r['provenance']}")
-    return 0
-
-
 # ---- the parser ---------------------------------------------------------------------
 
 
@@ -325,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     from i3d.fvd import cli as fvd_cli
     from i3d.train import cli as train_cli
     from i3d.video import cli as video_cli
+    from i3d.weights import cli as weights_cli
 
     parser = argparse.ArgumentParser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
     parser.add_argument("--version", action="version", version=f"i3d {__version__}")
@@ -348,9 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         convert_cli.run_convert,
     )
 
-    weights = sub.add_parser("weights", help="the registry of published checkpoints")
-    weights_sub = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
-    _command(weights_sub, "list", "list registered checkpoints", add_weights_list_arguments, run_weights_list)
+    weights_cli.add_weights_parser(sub)
 
     evaluate = sub.add_parser("eval", help="the official Charades evaluations")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="TASK")
