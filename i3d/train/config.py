@@ -183,7 +183,7 @@ def load_config(spec: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     for section, key in PATH_SETTINGS:
         value = config.get(section, {}).get(key)
         if value is not None:
-            config[section][key] = os.fspath(base / Path(value).expanduser())
+            config[section][key] = os.path.normpath(base / Path(value).expanduser())
     return config
 
 
@@ -197,7 +197,7 @@ def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]
                     merged[section][key] = value
     for section, key in PATH_SETTINGS:
         if merged[section][key] is not None:
-            merged[section][key] = os.fspath(Path(merged[section][key]).expanduser().absolute())
+            merged[section][key] = os.path.abspath(os.path.expanduser(merged[section][key]))
     recipe = merged["recipe"]
     recipe["lr_milestones"] = list(recipe["lr_milestones"])
     return merged

@@ -9,8 +9,11 @@ The features must be per-row vectors ``(rows, C)`` (``--layer pooled`` or
 
 Labels come from the same dataset spec as training (class folders, CSV or
 Kinetics CSV): a dataset video takes the features whose sidecar names its
-path, else, if exactly one feature file's video has the same file stem
-(name without extension; a folder's name), that one. Videos without
+path (the path under ``--root``); else the one feature file whose video
+path ends with the list's relative path (``CLASS/VIDEO.mp4``, the CSV's
+``video``, a Kinetics clip's name); else the one whose video has the same
+file stem (name without extension; a folder's name). Ambiguous matches
+count as none. Videos without
 features are reported and left out.
 
 The probe is ``Linear(C, num_classes)`` trained full-batch with L-BFGS on
@@ -31,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -120,12 +123,23 @@ def match_features(videos: VideoList, features: dict[str, Path]) -> FeatureSet:
     by_stem: dict[str, list[Path]] = {}
     for video, npy in features.items():
         by_stem.setdefault(_stem(video), []).append(npy)
+    # The list's relative path (e.g. CLASS/VIDEO.mp4) as the tail of the sidecar's path.
+    lengths = {len(PurePosixPath(v.key).parts) for v in videos.videos if v.key}
+    by_tail: dict[tuple[str, ...], list[Path]] = {}
+    for video, npy in features.items():
+        parts = PurePosixPath(video.replace("\\", "/")).parts
+        for n in lengths:
+            if len(parts) >= n:
+                by_tail.setdefault(parts[-n:], []).append(npy)
     vectors, targets, used, missing = [], [], [], []
     for video in videos.videos:
         npy = by_path.get(os.path.abspath(video.path))
-        if npy is None:
-            candidates = by_stem.get(_stem(os.fspath(video.path)), [])
-            npy = candidates[0] if len(candidates) == 1 else None
+        for candidates in (
+            by_tail.get(PurePosixPath(video.key).parts, []) if video.key else [],
+            by_stem.get(_stem(os.fspath(video.path)), []),
+        ):
+            if npy is None and len(candidates) == 1:
+                npy = candidates[0]
         if npy is None:
             missing.append(video)
             continue
