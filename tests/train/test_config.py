@@ -246,3 +246,27 @@ def test_required_settings(tmp_path, capsys):
     assert run_train(parse("--format", "folders", "--out", str(tmp_path))) == 1
     assert capsys.readouterr().err == "i3d: error: --root is required (or data.root in the config)\n"
     assert torch.tensor(0).item() == 0
+
+
+def test_eval_accuracy_of_a_saved_model(folders, tmp_path, capsys):
+    from i3d.model import InceptionI3d
+    from i3d.train.evaluate import add_accuracy_arguments, run_accuracy
+    from i3d.train.export import save_model
+
+    torch.manual_seed(0)
+    weights = save_model(InceptionI3d(num_classes=2).state_dict(), tmp_path / "model.safetensors", CLASSES)
+    # A CSV of one class only: its labels are matched to the model's classes by name.
+    csv = write_text(tmp_path / "test.csv", "video,label\ntop/v0.mp4,top\ntop/v1.mp4,top\n")
+    parser = argparse.ArgumentParser()
+    add_accuracy_arguments(parser)
+    small = ("--clip-frames", "8", "--val-clips", "1", "--short-side", "40", "--crop", "32", "--device", "cpu")
+    args = parser.parse_args(["--weights", str(weights), "--root", str(folders), "--csv", str(csv), "--json", *small])
+    assert run_accuracy(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["videos"] == 2 and result["top1"] in (0.0, 0.5, 1.0) and result["top5"] == 1.0
+    unknown = write_text(tmp_path / "unknown.csv", "video,label\ntop/v0.mp4,sideways\n")
+    args = parser.parse_args(["--weights", str(weights), "--root", str(folders), "--csv", str(unknown), *small])
+    assert run_accuracy(args) == 1
+    assert (
+        capsys.readouterr().err == f"i3d: error: {unknown}: line 2: unknown class 'sideways' (not in the class list)\n"
+    )
