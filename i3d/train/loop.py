@@ -77,7 +77,7 @@ from i3d.train.distributed import World, barrier, broadcast_buffers, broadcast_o
 from i3d.train.export import CLASSES_NAME, save_model
 from i3d.train.finetune import freeze, frozen_modules, lr_factor, parameter_groups
 from i3d.train.loss import CharadesObjective, Objective
-from i3d.train.plots import CONFUSION_JSON, plot_run
+from i3d.train.plots import CONFUSION_JSON, CONFUSION_PNG, LOSS_PNG, VALIDATION_PNG, plot_run
 from i3d.train.recipe import Recipe
 from i3d.train.runlog import RunLog, Window
 from i3d.train.validation import (
@@ -109,7 +109,18 @@ MODEL_NAME = "model.safetensors"
 # Recipe fields a resumed run may change: training for longer is continuing.
 _RESUMABLE_CHANGES = ("max_steps",)
 # Files of the output folder whose killed writers may have left temporaries.
-_OUTPUTS = (CHECKPOINT_NAME, LOG_NAME, MODEL_NAME, CLASSES_NAME, CONFUSION_JSON)
+# (config.toml is written by i3d.train.cli.)
+_OUTPUTS = (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    MODEL_NAME,
+    CLASSES_NAME,
+    CONFUSION_JSON,
+    LOSS_PNG,
+    VALIDATION_PNG,
+    CONFUSION_PNG,
+    "config.toml",
+)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +164,36 @@ def test_schedules_and_parameter_groups():
     assert any(id(p) in trained for p in model.Mixed_5b.parameters())
     with pytest.raises(ValueError, match="freeze_until must be an endpoint"):
         tiny_recipe(freeze_until="Mixed_9z")
+
+
+class FakeBoard:
+    def __init__(self):
+        self.scalars = []
+        self.closed = False
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_run_log_progress_bar_and_tensorboard(tmp_path, monkeypatch, capsys):
+    from i3d.train import runlog
+
+    board = FakeBoard()
+    monkeypatch.setattr(runlog, "_tensorboard_writer", lambda folder: board)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    log = runlog.RunLog(tmp_path / "train.jsonl", echo=True, keep_until=None, total_steps=4)
+    log.progress(1, 0.5, 3.0)
+    log.write({"event": "train", "step": 2, "loss": float("nan"), "lr": 0.1}, "step 2 line")
+    log.write({"event": "val", "step": 2, "top1": 0.75, "videos": 4})
+    log.close()
+    captured = capsys.readouterr()
+    assert "step 2 line" in captured.out and "clips_s=3.0" in captured.err  # the bar, on the terminal
+    assert board.closed and ("val/top1", 0.75, 2) in board.scalars and ("train/lr", 0.1, 2) in board.scalars
+    # Strict JSON: NaN is null.
+    assert json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])["loss"] is None
