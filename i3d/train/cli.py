@@ -12,8 +12,6 @@ status: 0 done, 1 unusable input or failed run (one line on stderr), 2 bad flags
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,10 @@ from typing import Any
 import torch
 
 from i3d.argtypes import natural_int, positive_float, positive_int
-from i3d.charades.annotations import Subset, Video, read_csv, read_split_json
-from i3d.charades.datasets import CharadesClips, CharadesVideos, source_path
 from i3d.errors import I3DError, InputError
 from i3d.runtime import PRECISIONS, default_device
 from i3d.train.checkpoint import CHECKPOINT_NAME
-from i3d.train.clips import BROKEN_POLICIES, TrainingClips, ValidationClips, index_videos
+from i3d.train.clips import BROKEN_POLICIES
 from i3d.train.config import (
     BUILTIN_CONFIGS,
     CONFIG_NAME,
@@ -37,16 +33,15 @@ from i3d.train.config import (
     recipe_of,
     write_config,
 )
-from i3d.train.datasets import DATASET_FORMATS, LabelledVideo, VideoList, read_class_folders, read_video_list
+from i3d.train.datasets import DATASET_FORMATS
 from i3d.train.distributed import World, barrier, broadcast_object, device_for, process_group, world_from_env
 from i3d.train.loop import Trainer, TrainOptions
 from i3d.train.loss import ClipObjective
 from i3d.train.probe import run_probe
 from i3d.train.recipe import SCHEDULES, Recipe
-from i3d.train.validation import ClipValidation, Validator
-from i3d.video.flow import FlowEngine, default_workers
-from i3d.video.presets import CHARADES_FLOW, Preprocess
-from i3d.video.readers import CHARADES_FPS
+from i3d.train.sources import charades_data, clip_data, cpu_share, video_lists
+from i3d.video.flow import FlowEngine
+from i3d.video.presets import CHARADES_FLOW
 from i3d.weights import REGISTRY, inception_i3d, resolve_checkpoint
 
 __all__ = ["add_train_arguments", "run_train", "resolve_config"]
@@ -417,129 +412,12 @@ def _check_resume(config: dict[str, dict[str, Any]], args: argparse.Namespace) -
         )
 
 
-# ---- Charades ------------------------------------------------------------------------------
-
-
-def _read_videos(path: Path, subset: Subset) -> list[Video]:
-    """An official CSV, or the port's JSON split (its ``subset`` videos)."""
-    if Path(path).suffix.lower() == ".json":
-        return [v for v in read_split_json(path) if v.subset == subset]
-    return read_csv(path)
-
-
-def _present(videos: list[Video], data: dict[str, Any], what: str, warn: bool) -> list[Video]:
-    """The videos whose frames (or file) are under ``--root``; a warning names the others (the port skipped them)."""
-    root = Path(data["root"])
-    found = [source_path(root, v.id, data["video_ext"]).exists() for v in videos]
-    present = [v for v, ok in zip(videos, found) if ok]
-    missing = [v.id for v, ok in zip(videos, found) if not ok]
-    if not present:
-        shown = ", ".join(missing[:_IDS_SHOWN])
-        raise I3DError(f"{root}: none of the {len(videos)} {what} videos is there (e.g. {shown})")
-    if missing and warn:
-        shown = ", ".join(missing[:_IDS_SHOWN]) + (", ..." if len(missing) > _IDS_SHOWN else "")
-        print(
-            f"warning: {len(missing)} of {len(videos)} {what} videos are not in {root}, skipped ({shown})",
-            file=sys.stderr,
-        )
-    return present
-
-
-def _readable(
-    videos: list[Video], data: dict[str, Any], preprocess: Preprocess, what: str, world: World
-) -> list[Video]:
-    """The pre-flight index of Charades videos: the readable ones (or an error, by ``on_broken``)."""
-    entries = [LabelledVideo(source_path(data["root"], v.id, data["video_ext"]), (), key=v.id) for v in videos]
-    indexed = index_videos(
-        entries,
-        preprocess,
-        source_fps=CHARADES_FPS,
-        on_broken=data["on_broken"],
-        what=what,
-        workers=_cpu_share(),
-        warn=_warning(world),
-    )
-    keep = {item.video.key for item in indexed}
-    return [v for v in videos if v.id in keep]
-
-
-def _charades_data(
-    config: dict, recipe: Recipe, world: World, val_flow: FlowEngine
-) -> tuple[CharadesClips, CharadesVideos | None]:
-    """Training clips and validation videos of the readable videos under ``--root``.
-
-    Training clips compute flow (where they must) in the loader workers, one
-    TV-L1 process each; validation shares ``val_flow``.
-    """
-    data = config["data"]
-    preprocess = recipe.preprocess(data["stream"])
-    sources = {"video_ext": data["video_ext"], "num_classes": recipe.num_classes, "flow_dir": data["flow_dir"]}
-    train = _present(_read_videos(data["train"], "training"), data, "training", world.is_main)
-    train = _readable(train, data, preprocess, "training", world)
-    train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, **sources)
-    if data["val"] is None:
-        return train_data, None
-    val = _present(_read_videos(data["val"], "testing"), data, "validation", world.is_main)
-    val = _readable(val, data, preprocess, "validation", world)
-    return train_data, CharadesVideos(data["root"], val, preprocess, flow_engine=val_flow, **sources)
-
-
-# ---- any dataset -------------------------------------------------------------------------------
-
-
-def _video_lists(data: dict[str, Any]) -> tuple[VideoList, VideoList | None]:
-    """The training and validation lists of a class-folder, CSV or Kinetics dataset."""
-    train = read_video_list(data["format"], data["root"] or ".", data["train"], data["classes"])
-    if data["val"] is not None:
-        val = read_video_list(data["format"], data["root"] or ".", data["val"], train.classes)
-    elif data["format"] == "folders" and data["val_root"] is not None:
-        val = read_class_folders(data["val_root"], None, train.classes)
-    else:
-        return train, None
-    if val.multi_label != train.multi_label and not train.multi_label:
-        raise I3DError(f"{val.source}: multi-label validation videos for single-label training videos")
-    return train, dataclasses.replace(val, multi_label=train.multi_label)
-
-
-def _preprocess(data: dict[str, Any], recipe: Recipe) -> Preprocess:
-    return Preprocess(data["stream"], fps=data["fps"], resize_short_side=data["short_side"], crop=recipe.crop)
-
-
-def _clip_data(
-    config: dict, recipe: Recipe, lists: tuple[VideoList, VideoList | None], world: World, workers: int
-) -> tuple[TrainingClips, Validator | None]:
-    data = config["data"]
-    preprocess = _preprocess(data, recipe)
-    common = {"source_fps": data["frame_fps"], "on_broken": data["on_broken"], "workers": _cpu_share()}
-    train, val = lists
-    indexed = index_videos(train.videos, preprocess, what="training", warn=_warning(world), **common)
-    train_data = TrainingClips(indexed, train, preprocess, recipe.clip_frames, data["frame_fps"])
-    if val is None:
-        return train_data, None
-    indexed = index_videos(val.videos, preprocess, what="validation", warn=_warning(world), **common)
-    val_clips = ValidationClips(
-        indexed, val, preprocess, recipe.clip_frames, data["frame_fps"], val_clips=recipe.val_clips
-    )
-    return train_data, ClipValidation(val_clips, workers)
-
-
 # ---- the command ---------------------------------------------------------------------------------
-
-
-def _cpu_share() -> int:
-    """The CPUs this process may use shared among the node's training processes."""
-    local_processes = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
-    return max(default_workers() // local_processes, 1)
 
 
 def _default_workers() -> int:
     """Loader processes: this process's share of the CPUs, at most ``_MAX_DEFAULT_WORKERS``."""
-    return min(_cpu_share(), _MAX_DEFAULT_WORKERS)
-
-
-def _warning(world: World):
-    """Rank 0 prints warnings; the others keep quiet."""
-    return (lambda line: print(line, file=sys.stderr)) if world.is_main else (lambda line: None)
+    return min(cpu_share(), _MAX_DEFAULT_WORKERS)
 
 
 def _error(message: str) -> None:
@@ -558,7 +436,7 @@ def run_train(args: argparse.Namespace) -> int:
         if config["data"]["features"]:
             return _run_probe(config, world)
         # One TV-L1 pool for every validation video; it starts only if flow is computed from video files.
-        with FlowEngine(_cpu_share()) as val_flow:
+        with FlowEngine(cpu_share()) as val_flow:
             _train(config, args, world, val_flow)
     except (I3DError, ValueError, OSError) as err:
         # Every process: an error may happen on one of them only.
@@ -570,7 +448,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _train(config: dict, args: argparse.Namespace, world: World, val_flow: FlowEngine) -> None:
     data, run = config["data"], config["run"]
     generic = data["format"] != "charades"
-    lists = _video_lists(data) if generic else None
+    lists = video_lists(data) if generic else None
     if lists is not None:
         config["recipe"]["num_classes"] = lists[0].num_classes
     recipe = recipe_of(config)
@@ -580,13 +458,13 @@ def _train(config: dict, args: argparse.Namespace, world: World, val_flow: FlowE
     workers = run["workers"] if run["workers"] is not None else _default_workers()
     if generic:
         assert lists is not None
-        train_data, validator = _clip_data(config, recipe, lists, world, workers)
+        train_data, validator = clip_data(config, recipe, lists, world, workers)
         extra: dict[str, Any] = {
             "objective": ClipObjective(lists[0].multi_label, recipe.label_smoothing),
             "classes": lists[0].classes,
         }
     else:
-        train_data, validator = _charades_data(config, recipe, world, val_flow)
+        train_data, validator = charades_data(config, recipe, world, val_flow)
         extra = {}
     options = TrainOptions(
         out=run["out"],
@@ -618,7 +496,7 @@ def _run_probe(config: dict, world: World) -> int:
     data, recipe = config["data"], recipe_of(config)
     if data["format"] == "charades":
         raise I3DError("--features needs a class-folder, CSV or Kinetics dataset (--format folders|csv|kinetics)")
-    train, val = _video_lists(data)
+    train, val = video_lists(data)
     out = Path(config["run"]["out"])
     run_probe(
         data["features"],

@@ -10,10 +10,11 @@ import shutil
 import pytest
 import torch
 
-from i3d.train.cli import _default_workers, _model, _read_videos, add_train_arguments, resolve_config, run_train
+from i3d.train.cli import _default_workers, _model, add_train_arguments, resolve_config, run_train
 from i3d.train.distributed import World
 from i3d.train.loop import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME
 from i3d.train.recipe import CHARADES_RECIPE
+from i3d.train.sources import read_videos
 from i3d.weights import inception_i3d, save_state_dict
 from tests.charades.helpers import write_csv
 
@@ -121,8 +122,8 @@ def test_the_ports_json_split(tmp_path):
             }
         )
     )
-    assert [v.id for v in _read_videos(split, "training")] == ["AAAAA"]
-    assert [v.id for v in _read_videos(split, "testing")] == ["BBBBB"]
+    assert [v.id for v in read_videos(split, "training")] == ["AAAAA"]
+    assert [v.id for v in read_videos(split, "testing")] == ["BBBBB"]
 
 
 def test_an_unreadable_training_video_is_reported_before_step_1(mini_charades, tmp_path, capsys):
