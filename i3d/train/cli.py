@@ -267,6 +267,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     _setting(
         g,
+        "--bn-momentum",
+        setting=("recipe", "bn_momentum"),
+        type=float,
+        metavar="M",
+        help="BatchNorm running-average momentum while training, e.g. 0.1 for a short run from scratch "
+        "(default: the model's, 0.01)",
+    )
+    _setting(
+        g,
         "--weight-decay",
         setting=("recipe", "weight_decay"),
         type=float,

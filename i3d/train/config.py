@@ -105,6 +105,11 @@ PATH_SETTINGS = {
     ("data", "features"),
     ("run", "out"),
 }
+# Settings whose default is unset, and the types they take.
+_UNSET_TYPES: dict[tuple[str, str], tuple[type, ...]] = {
+    ("run", "workers"): (int,),
+    ("recipe", "bn_momentum"): (int, float),
+}
 # Settings a resumed run may change: they do not change what is trained.
 RESUMABLE = {
     ("recipe", "max_steps"),
@@ -121,8 +126,8 @@ RESUMABLE = {
 def _expected_type(section: str, key: str) -> tuple[type, ...]:
     if (section, key) in PATH_SETTINGS:
         return (str,)
-    if (section, key) == ("run", "workers"):
-        return (int,)
+    if (section, key) in _UNSET_TYPES:
+        return _UNSET_TYPES[section, key]
     default = DEFAULTS[section][key]
     if default is None:
         return (str,)

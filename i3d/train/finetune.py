@@ -6,6 +6,7 @@
 * :func:`parameter_groups`: the classifier (``logits.*``) at the recipe's
   learning rate, the rest of the trainable parameters at ``trunk_lr_scale``
   times it; frozen parameters are left out of the optimizer.
+* :func:`set_bn_momentum`: the BatchNorm running-average momentum, for short runs.
 * :func:`lr_factor`: the schedule as a factor of each group's learning rate
   at a step (warm-up, then steps or cosine), for ``LambdaLR``.
 """
@@ -20,8 +21,9 @@ from torch import nn
 from i3d.model import InceptionI3d
 from i3d.train.recipe import Recipe
 
-__all__ = ["HEAD_PREFIX", "frozen_modules", "freeze", "parameter_groups", "lr_factor"]
+__all__ = ["HEAD_PREFIX", "frozen_modules", "freeze", "set_bn_momentum", "parameter_groups", "lr_factor"]
 
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 # The classifier's parameters in an InceptionI3d state dict.
 HEAD_PREFIX = "logits."
 
@@ -43,6 +45,15 @@ def freeze(modules: list[nn.Module]) -> None:
     for module in modules:
         module.requires_grad_(False)
         module.eval()
+
+
+def set_bn_momentum(model: nn.Module, momentum: float | None) -> None:
+    """Set every BatchNorm layer's running-average momentum (``None``: leave them)."""
+    if momentum is None:
+        return
+    for module in model.modules():
+        if isinstance(module, _BATCH_NORMS):
+            module.momentum = momentum
 
 
 def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:

@@ -75,7 +75,7 @@ from i3d.train.checkpoint import (
 from i3d.train.data import DROPOUT_STREAM, ClipDataset, ClipStream, batches_per_epoch, clip_loader, derive_seed
 from i3d.train.distributed import World, barrier, broadcast_buffers, broadcast_object, device_for
 from i3d.train.export import CLASSES_NAME, save_model
-from i3d.train.finetune import freeze, frozen_modules, lr_factor, parameter_groups
+from i3d.train.finetune import freeze, frozen_modules, lr_factor, parameter_groups, set_bn_momentum
 from i3d.train.loss import CharadesObjective, Objective
 from i3d.train.plots import CONFUSION_JSON, CONFUSION_PNG, LOSS_PNG, VALIDATION_PNG, plot_run
 from i3d.train.recipe import Recipe
@@ -255,6 +255,7 @@ class Trainer:
         self.out = Path(options.out)
         self.seed = options.seed
         self.module = prepare(model, self.device, options.precision)
+        set_bn_momentum(self.module, recipe.bn_momentum)
         self._frozen = frozen_modules(self.module, recipe.freeze_until)
         freeze(self._frozen)
         self._train_mode()

@@ -197,3 +197,15 @@ def test_run_log_progress_bar_and_tensorboard(tmp_path, monkeypatch, capsys):
     assert board.closed and ("val/top1", 0.75, 2) in board.scalars and ("train/lr", 0.1, 2) in board.scalars
     # Strict JSON: NaN is null.
     assert json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])["loss"] is None
+
+
+def test_bn_momentum_is_set_for_training_only_when_asked(tmp_path, folders):
+    videos = read_class_folders(folders)
+    kept = make_trainer(videos, tmp_path / "a")
+    assert kept.module.bn.momentum == 0.1  # TinyNet's own
+    recipe = tiny_recipe(num_classes=2, clip_frames=CLIP_FRAMES, bn_momentum=0.5)
+    train, _ = clip_data(videos)
+    trainer = Trainer(TinyNet(2), train, recipe, TrainOptions(out=tmp_path / "b", workers=0, echo=False))
+    assert trainer.module.bn.momentum == 0.5
+    with pytest.raises(ValueError, match="bn_momentum must be in"):
+        tiny_recipe(bn_momentum=2.0)
