@@ -372,10 +372,12 @@ class Trainer:
                     self._log_train(window, lr, self.step * recipe.accumulation_steps / per_epoch)
                     window = Window(self.objective.names)
                 periodic = options.val_every and self.step % options.val_every == 0
+                paused = time.perf_counter()
                 if self.validator is not None and (periodic or final):
                     validation = self._validate()
                 if self.step % options.checkpoint_every == 0 or final:
                     self._checkpoint()
+                window.started += time.perf_counter() - paused  # clips/s of training alone
         finally:
             del batches  # stops the loader's worker processes
         return validation
