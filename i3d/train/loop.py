@@ -69,7 +69,6 @@ from i3d.train.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
     plain_scheduler_state,
-    restore_scheduler_state,
     save_checkpoint,
 )
 from i3d.train.data import DROPOUT_STREAM, ClipDataset, ClipStream, batches_per_epoch, clip_loader, derive_seed
@@ -546,12 +545,14 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as err:
             raise CheckpointError(path, f"its optimizer state does not fit this run ({err})") from None
-        self.scheduler.load_state_dict(restore_scheduler_state(state["scheduler"]))
-        if differences:  # forced: the new learning rates from the saved step on
-            self.scheduler.base_lrs = base_lrs
-            for group, base in zip(self.optimizer.param_groups, base_lrs):
-                group["initial_lr"] = base
-                group["lr"] = base * lr_factor(self.recipe, int(state["step"]))
+        # The schedule is a function of the step: set it, rather than load a
+        # scheduler state (which checkpoints of the MultiStepLR days hold).
+        step = int(state["step"])
+        self.scheduler.base_lrs = base_lrs
+        self.scheduler.last_epoch = step
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
+            group["initial_lr"] = base
+            group["lr"] = base * lr_factor(self.recipe, step)
         if self.scaler.is_enabled() and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.step = self._saved_step = int(state["step"])

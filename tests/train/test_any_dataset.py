@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from i3d.errors import I3DError
+from i3d.train.checkpoint import load_checkpoint, save_checkpoint
 from i3d.train.clips import TrainingClips, ValidationClips, clip_starts, index_videos
 from i3d.train.datasets import read_class_folders, read_video_csv
 from i3d.train.export import CLASSES_NAME, read_class_names
@@ -86,6 +87,11 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(folders, tmp_path)
     straight.fit()
     first = make_trainer(videos, tmp_path / "resumed", steps=2, plots=False)
     first.fit()
+    # A checkpoint of the MultiStepLR days resumes too: the schedule is a function of the step.
+    path = tmp_path / "resumed" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    state["scheduler"] = {"milestones": {2: 1, 4: 1}, "gamma": 0.1, "last_epoch": 2, "base_lrs": [0.1]}
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, path)
     resumed = make_trainer(videos, tmp_path / "resumed", steps=4, plots=False, resume=True)
     assert resumed.fit().start_step == 2
     for name, tensor in straight.module.state_dict().items():
