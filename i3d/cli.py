@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(
         sub,
         "train",
-        "fine-tune on Charades with the published recipe",
+        "fine-tune on class folders, CSV lists, Kinetics or Charades (its published recipe by default)",
         train_cli.add_train_arguments,
         train_cli.run_train,
     )

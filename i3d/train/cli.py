@@ -1,35 +1,50 @@
-"""``i3d train``: fine-tune I3D on Charades frames, a thin layer over :mod:`i3d.train.loop`.
+"""``i3d train``: fine-tune I3D on Charades or any labelled videos, a thin layer over :mod:`i3d.train.loop`.
 
 ``add_train_arguments(parser)`` / ``run_train(args) -> int`` are wired into
-``i3d.cli``. Under ``torchrun`` every process runs the same command; rank 0
-prints and writes, except errors: every process prints its own, as
-``rank K: ...``, since some happen on one process only. Exit status: 0 done,
-1 unusable input or failed run (one line on stderr), 2 bad flags.
+``i3d.cli``. Settings come from the defaults, a ``--config`` TOML file and
+the flags, in that order (:mod:`i3d.train.config`); the resolved config is
+written to ``OUT/config.toml``. Under ``torchrun`` every process runs the
+same command; rank 0 prints and writes, except errors: every process prints
+its own, as ``rank K: ...``, since some happen on one process only. Exit
+status: 0 done, 1 unusable input or failed run (one line on stderr), 2 bad flags.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from i3d.argtypes import natural_int, positive_float, positive_int
-from i3d.charades.annotations import Subset, Video, read_csv, read_split_json
-from i3d.charades.datasets import CharadesClips, CharadesVideos, source_path
-from i3d.errors import I3DError
+from i3d.errors import I3DError, InputError
 from i3d.runtime import PRECISIONS, default_device
 from i3d.train.checkpoint import CHECKPOINT_NAME
+from i3d.train.clips import BROKEN_POLICIES
+from i3d.train.config import (
+    BUILTIN_CONFIGS,
+    CONFIG_NAME,
+    DEFAULTS,
+    differences,
+    load_config,
+    merge,
+    recipe_of,
+    write_config,
+)
+from i3d.train.datasets import DATASET_FORMATS
 from i3d.train.distributed import World, barrier, broadcast_object, device_for, process_group, world_from_env
-from i3d.train.loop import DEFAULT_VAL_CHUNK_FRAMES, Trainer, TrainOptions
-from i3d.train.recipe import CHARADES_RECIPE, Recipe
-from i3d.video.flow import FlowEngine, default_workers
+from i3d.train.loop import Trainer, TrainOptions
+from i3d.train.loss import ClipObjective
+from i3d.train.probe import run_probe
+from i3d.train.recipe import SCHEDULES, Recipe
+from i3d.train.sources import charades_data, clip_data, cpu_share, video_lists
+from i3d.video.flow import FlowEngine
+from i3d.video.presets import CHARADES_FLOW
 from i3d.weights import REGISTRY, inception_i3d, resolve_checkpoint
 
-__all__ = ["add_train_arguments", "run_train"]
+__all__ = ["add_train_arguments", "run_train", "resolve_config"]
 
 # Loader processes per training process, unless told: enough to keep a GPU
 # fed with JPEG decoding, never more than the machine has.
@@ -38,170 +53,380 @@ _NO_WEIGHTS = "none"
 # How many missing ids an error or warning names.
 _IDS_SHOWN = 3
 
+# Flag destination -> (table, setting) of the config.
+_FLAGS: dict[str, tuple[str, str]] = {}
+
+
+def _setting(group: Any, *flags: str, setting: tuple[str, str], **kwargs: Any) -> None:
+    """A flag that overrides a config setting; its default is the config's (so ``None`` here)."""
+    dest = f"{setting[0]}_{setting[1]}"
+    _FLAGS[dest] = setting
+    if "choices" not in kwargs:
+        kwargs.setdefault("metavar", setting[1].upper())
+    group.add_argument(*flags, dest=dest, default=None, **kwargs)
+
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``i3d train``."""
-    r = CHARADES_RECIPE
-    data = p.add_argument_group("data")
-    data.add_argument(
-        "--root",
-        required=True,
-        type=Path,
-        metavar="FRAMES",
-        help="folder of frame folders ROOT/ID/ID-000001.jpg (Charades_v1_rgb; Charades_v1_flow with --stream flow)",
+    data, recipe, run = DEFAULTS["data"], DEFAULTS["recipe"], DEFAULTS["run"]
+    flow = CHARADES_FLOW
+    p.add_argument(
+        "--config",
+        metavar="FILE|NAME",
+        help=f"TOML file of settings that the flags override (see i3d/train/config.py), or a shipped one: "
+        f"{', '.join(BUILTIN_CONFIGS)} (the defaults)",
     )
-    data.add_argument(
+    g = p.add_argument_group("data")
+    _setting(
+        g,
+        "--format",
+        setting=("data", "format"),
+        choices=DATASET_FORMATS,
+        help="dataset layout: charades (Charades CSV/JSON and frame folders ROOT/ID/), folders (ROOT/CLASS/VIDEO.mp4 "
+        "or ROOT/CLASS/VIDEO/ frame folders), csv (header video,label[,start,end]; labels ';'-separated for "
+        f"multi-label), kinetics (label,youtube_id,time_start,time_end,split) (default: {data['format']})",
+    )
+    _setting(g, "--root", setting=("data", "root"), metavar="DIR", help="folder of the videos or frame folders")
+    _setting(
+        g,
         "--csv",
-        required=True,
-        type=Path,
+        "--train",
+        setting=("data", "train"),
         metavar="FILE",
-        help="training videos: Charades_v1_train.csv, or the PyTorch port's charades.json (its 'training' videos)",
+        help="training list: Charades_v1_train.csv or the port's charades.json; a video,label CSV; a Kinetics CSV; "
+        "or, for --format folders, a split file of CLASS/VIDEO lines (default there: every video under --root)",
     )
-    data.add_argument(
+    _setting(
+        g,
         "--val-csv",
-        type=Path,
+        "--val",
+        setting=("data", "val"),
         metavar="FILE",
-        help="validation videos, scored with the official classification mAP: Charades_v1_test.csv, or "
-        "charades.json (its 'testing' videos); default: no validation",
+        help="validation list in the same format (Charades: Charades_v1_test.csv or charades.json, scored with the "
+        "official mAP); default: no validation",
     )
-    data.add_argument("--stream", choices=("rgb", "flow"), default="rgb", help="input modality (default: rgb)")
-    data.add_argument("--video-ext", metavar="EXT", help="read video files ROOT/ID.EXT (e.g. .mp4), not frame folders")
-    flow = r.preprocess("flow")
-    data.add_argument(
+    _setting(
+        g,
+        "--val-root",
+        setting=("data", "val_root"),
+        metavar="DIR",
+        help="--format folders: class folders of the validation videos (without --val-csv)",
+    )
+    _setting(
+        g,
+        "--classes",
+        setting=("data", "classes"),
+        metavar="FILE",
+        help="class names, one per line, in index order (default: the sorted labels or class folders)",
+    )
+    _setting(g, "--stream", setting=("data", "stream"), choices=("rgb", "flow"), help="input modality (default: rgb)")
+    _setting(
+        g,
+        "--video-ext",
+        setting=("data", "video_ext"),
+        metavar="EXT",
+        help="Charades: read video files ROOT/ID.EXT (e.g. .mp4), not frame folders",
+    )
+    _setting(
+        g,
         "--flow-dir",
-        type=Path,
+        setting=("data", "flow_dir"),
         metavar="DIR",
         help="flow of the video files (--stream flow --video-ext): DIR/ID.npy, else TV-L1 runs for every clip "
         "(training clips start at random frames and never fill DIR); precompute it with 'i3d flow --format npy "
         f"--fps {flow.fps:g} --short-side {flow.resize_short_side} --out DIR ROOT/*.mp4' ({flow.fps:g}, not "
         "i3d flow's default, Kinetics' 25: the cache must match the frames)",
     )
+    _setting(
+        g,
+        "--fps",
+        setting=("data", "fps"),
+        type=positive_float,
+        help=f"other than Charades: frames per second clips are resampled to (default: {data['fps']:g})",
+    )
+    _setting(
+        g,
+        "--short-side",
+        setting=("data", "short_side"),
+        type=positive_int,
+        metavar="PX",
+        help=f"other than Charades: frames resized to this short side, then cropped (default: {data['short_side']})",
+    )
+    _setting(
+        g,
+        "--frame-fps",
+        setting=("data", "frame_fps"),
+        type=positive_float,
+        help=f"other than Charades: the rate frame folders were extracted at (default: {data['frame_fps']:g})",
+    )
+    _setting(
+        g,
+        "--on-broken",
+        setting=("data", "on_broken"),
+        choices=BROKEN_POLICIES,
+        help="a video that cannot be read (missing, corrupt, a gap in its frames), found by the pre-flight index "
+        "before step 1: error stops there, skip leaves it out with a warning (default: error)",
+    )
+    _setting(
+        g,
+        "--features",
+        setting=("data", "features"),
+        metavar="DIR",
+        help="train a linear probe on the features i3d extract wrote there (.npy + JSON sidecars, --layer pooled), "
+        "labelled by the dataset list, instead of the network (see i3d/train/probe.py)",
+    )
 
-    recipe = p.add_argument_group("recipe (defaults: the PyTorch port's Charades fine-tuning)")
-    recipe.add_argument(
+    g = p.add_argument_group("recipe (defaults: the PyTorch port's Charades fine-tuning)")
+    _setting(
+        g,
         "--weights",
+        setting=("model", "weights"),
         metavar="NAME|PATH",
         help=f"starting weights: registry name, .pt/.safetensors file, or '{_NO_WEIGHTS}' for a random start "
-        f"(default: {r.rgb_weights} or {r.flow_weights}); the classifier is replaced by a {r.num_classes}-class one",
+        f"(default: {recipe['rgb_weights']} or {recipe['flow_weights']}); the classifier is replaced by one "
+        "for the dataset's classes",
     )
-    recipe.add_argument(
-        "--steps", type=positive_int, default=r.max_steps, metavar="N", help=f"optimizer steps ({r.max_steps})"
+    _setting(
+        g,
+        "--steps",
+        setting=("recipe", "max_steps"),
+        type=positive_int,
+        metavar="N",
+        help=f"optimizer steps ({recipe['max_steps']})",
     )
-    recipe.add_argument(
+    _setting(
+        g,
         "--batch",
+        setting=("recipe", "batch_size"),
         type=positive_int,
-        default=r.batch_size,
         metavar="N",
-        help=f"clips per forward pass over all processes, a multiple of their number (default: {r.batch_size})",
+        help=f"clips per forward pass over all processes, a multiple of their number (default: {recipe['batch_size']})",
     )
-    recipe.add_argument(
+    _setting(
+        g,
         "--accumulate",
+        setting=("recipe", "accumulation_steps"),
         type=positive_int,
-        default=r.accumulation_steps,
         metavar="K",
-        help=f"forward passes per optimizer step (default: {r.accumulation_steps}, "
-        f"so {r.clips_per_step} clips a step with the default --batch)",
+        help=f"forward passes per optimizer step (default: {recipe['accumulation_steps']})",
     )
-    recipe.add_argument(
-        "--lr", type=positive_float, default=r.learning_rate, help=f"initial learning rate ({r.learning_rate})"
+    _setting(
+        g,
+        "--lr",
+        setting=("recipe", "learning_rate"),
+        type=positive_float,
+        help=f"initial learning rate, of the classifier (default: {recipe['learning_rate']})",
     )
-    recipe.add_argument(
-        "--clip-frames",
+    _setting(
+        g,
+        "--trunk-lr-scale",
+        setting=("recipe", "trunk_lr_scale"),
+        type=float,
+        metavar="X",
+        help="the trunk's learning rate is --lr times this, e.g. 0.1 (default: 1)",
+    )
+    _setting(
+        g,
+        "--schedule",
+        setting=("recipe", "schedule"),
+        choices=SCHEDULES,
+        help="steps: times lr_gamma at each of lr_milestones; cosine: half a cosine down to 0 at --steps "
+        f"(default: {recipe['schedule']})",
+    )
+    _setting(
+        g,
+        "--milestones",
+        setting=("recipe", "lr_milestones"),
         type=positive_int,
-        default=r.clip_frames,
+        nargs="+",
+        metavar="STEP",
+        help=f"--schedule steps: steps after which the rate drops (default: {' '.join(map(str, recipe['lr_milestones']))})",
+    )
+    _setting(
+        g,
+        "--warmup-steps",
+        setting=("recipe", "warmup_steps"),
+        type=natural_int,
         metavar="N",
-        help=f"frames per training clip (default: {r.clip_frames})",
+        help="the learning rate grows linearly over these first steps (default: 0)",
     )
-    recipe.add_argument(
-        "--crop",
+    _setting(
+        g,
+        "--freeze-until",
+        setting=("recipe", "freeze_until"),
+        metavar="ENDPOINT",
+        help="do not train the trunk up to and including this endpoint, e.g. Mixed_4f (BatchNorm statistics kept)",
+    )
+    _setting(
+        g,
+        "--label-smoothing",
+        setting=("recipe", "label_smoothing"),
+        type=float,
+        metavar="S",
+        help="label smoothing of the clip losses, in [0, 1) (default: 0)",
+    )
+    _setting(
+        g,
+        "--bn-momentum",
+        setting=("recipe", "bn_momentum"),
+        type=float,
+        metavar="M",
+        help="BatchNorm running-average momentum while training, e.g. 0.1 for a short run from scratch "
+        "(default: the model's, 0.01)",
+    )
+    _setting(
+        g,
+        "--weight-decay",
+        setting=("recipe", "weight_decay"),
+        type=float,
+        help=f"SGD weight decay (default: {recipe['weight_decay']:g})",
+    )
+    _setting(
+        g,
+        "--clip-frames",
+        setting=("recipe", "clip_frames"),
         type=positive_int,
-        default=r.crop,
+        metavar="N",
+        help=f"frames per training and validation clip (default: {recipe['clip_frames']})",
+    )
+    _setting(
+        g,
+        "--crop",
+        setting=("recipe", "crop"),
+        type=positive_int,
         metavar="PX",
-        help=f"side of the square crop, at most {r.preprocess('rgb').resize_short_side} (default: {r.crop})",
+        help=f"side of the square crop, at most the frames' short side (default: {recipe['crop']})",
+    )
+    _setting(
+        g,
+        "--val-clips",
+        setting=("recipe", "val_clips"),
+        type=positive_int,
+        metavar="N",
+        help="other than Charades: centre-cropped clips per validation video, evenly spaced, scores averaged "
+        f"(default: {recipe['val_clips']})",
     )
 
-    run = p.add_argument_group("run")
-    run.add_argument(
-        "--out", required=True, type=Path, metavar="DIR", help="output: checkpoint.pt, train.jsonl, model.safetensors"
+    g = p.add_argument_group("run")
+    _setting(
+        g, "--out", setting=("run", "out"), metavar="DIR", help="output: checkpoint.pt, train.jsonl, model.safetensors"
     )
-    run.add_argument(
+    g.add_argument(
         "--resume",
         action="store_true",
-        help="continue from DIR/checkpoint.pt if there is one (else start); without it, a checkpoint there is an error",
+        help="continue from DIR/checkpoint.pt if there is one (else start); without it, a checkpoint there is an "
+        "error; a config that differs from DIR/config.toml is refused",
     )
-    run.add_argument(
-        "--seed", type=natural_int, default=0, help="run seed: clip sampling, augmentation, dropout (default: 0)"
+    g.add_argument(
+        "--force-config",
+        action="store_true",
+        help="with --resume: go on with settings that differ from the run's config.toml",
     )
-    run.add_argument(
+    _setting(
+        g,
+        "--seed",
+        setting=("run", "seed"),
+        type=natural_int,
+        help="run seed: clip sampling, augmentation, dropout (default: 0)",
+    )
+    _setting(
+        g,
         "--workers",
+        setting=("run", "workers"),
         type=natural_int,
         metavar="N",
         help="loader processes per training process (default: the CPUs this process may use, shared among "
         f"the node's training processes, at most {_MAX_DEFAULT_WORKERS})",
     )
-    run.add_argument(
-        "--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if available, else cpu)"
+    _setting(
+        g,
+        "--device",
+        setting=("run", "device"),
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if available, else cpu)",
     )
-    run.add_argument(
+    _setting(
+        g,
         "--precision",
+        setting=("run", "precision"),
         choices=PRECISIONS,
-        default="fp32",
         help="fp32: exact (default); tf32; bf16 or fp16: autocast (fp16 with gradient scaling, CUDA only)",
     )
-    run.add_argument(
-        "--checkpoint-every", type=positive_int, default=100, metavar="N", help="steps between checkpoints (100)"
+    _setting(
+        g,
+        "--checkpoint-every",
+        setting=("run", "checkpoint_every"),
+        type=positive_int,
+        metavar="N",
+        help=f"steps between checkpoints ({run['checkpoint_every']})",
     )
-    run.add_argument(
+    _setting(
+        g,
         "--val-every",
+        setting=("run", "val_every"),
         type=natural_int,
-        default=0,
         metavar="N",
         help="steps between validations; 0: only at the end (default: 0)",
     )
-    run.add_argument("--log-every", type=positive_int, default=10, metavar="N", help="steps per log line (10)")
-    run.add_argument(
-        "--val-chunk",
+    _setting(
+        g,
+        "--log-every",
+        setting=("run", "log_every"),
         type=positive_int,
-        default=DEFAULT_VAL_CHUNK_FRAMES,
         metavar="N",
-        help=f"frames per network call in validation: bounds memory, not the result ({DEFAULT_VAL_CHUNK_FRAMES})",
+        help=f"steps per log line ({run['log_every']})",
     )
+    _setting(
+        g,
+        "--val-chunk",
+        setting=("run", "val_chunk"),
+        type=positive_int,
+        metavar="N",
+        help=f"Charades: frames per network call in validation: bounds memory, not the result ({run['val_chunk']})",
+    )
+    g.add_argument("--no-plots", action="store_true", help="no PNG plots at the end")
 
 
-def _read_videos(path: Path, subset: Subset) -> list[Video]:
-    """An official CSV, or the port's JSON split (its ``subset`` videos)."""
-    if path.suffix.lower() == ".json":
-        return [v for v in read_split_json(path) if v.subset == subset]
-    return read_csv(path)
+# ---- settings ---------------------------------------------------------------------------
 
 
-def _present(videos: list[Video], args: argparse.Namespace, what: str, warn: bool) -> list[Video]:
-    """The videos whose frames (or file) are under ``--root``; a warning names the others (the port skipped them)."""
-    root = args.root
-    found = [source_path(root, v.id, args.video_ext).exists() for v in videos]
-    present = [v for v, ok in zip(videos, found) if ok]
-    missing = [v.id for v, ok in zip(videos, found) if not ok]
-    if not present:
-        shown = ", ".join(missing[:_IDS_SHOWN])
-        raise I3DError(f"{root}: none of the {len(videos)} {what} videos is there (e.g. {shown})")
-    if missing and warn:
-        shown = ", ".join(missing[:_IDS_SHOWN]) + (", ..." if len(missing) > _IDS_SHOWN else "")
-        print(
-            f"warning: {len(missing)} of {len(videos)} {what} videos are not in {root}, skipped ({shown})",
-            file=sys.stderr,
+def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Defaults, then ``--config``, then the flags given (see :mod:`i3d.train.config`)."""
+    layers = [load_config(args.config)] if args.config else []
+    flags: dict[str, dict[str, Any]] = {}
+    for dest, (section, key) in _FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            flags.setdefault(section, {})[key] = value
+    config = merge(*layers, flags)
+    for key in ("root", "train") if config["data"]["format"] == "charades" else ("root",):
+        if config["data"][key] is None and not (key == "root" and config["data"]["features"]):
+            flag = {"root": "--root", "train": "--csv"}[key]
+            raise I3DError(f"{flag} is required (or data.{key} in the config)")
+    if config["run"]["out"] is None:
+        raise I3DError("--out is required (or run.out in the config)")
+    return config
+
+
+def _check_resume(config: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    """``--resume`` goes on only with the run's own config, unless forced."""
+    saved_path = Path(config["run"]["out"]) / CONFIG_NAME
+    if not (args.resume and (Path(config["run"]["out"]) / CHECKPOINT_NAME).exists() and saved_path.exists()):
+        return
+    changed = differences(config, load_config(saved_path))
+    if changed and not args.force_config:
+        raise InputError(
+            saved_path,
+            "the run was made with other settings (now vs then: " + "; ".join(changed) + "); "
+            "resume with the same settings, or pass --force-config",
         )
-    return present
 
 
-def _cpu_share() -> int:
-    """The CPUs this process may use shared among the node's training processes."""
-    local_processes = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
-    return max(default_workers() // local_processes, 1)
+# ---- the command ---------------------------------------------------------------------------------
 
 
 def _default_workers() -> int:
     """Loader processes: this process's share of the CPUs, at most ``_MAX_DEFAULT_WORKERS``."""
-    return min(_cpu_share(), _MAX_DEFAULT_WORKERS)
+    return min(cpu_share(), _MAX_DEFAULT_WORKERS)
 
 
 def _error(message: str) -> None:
@@ -216,34 +441,12 @@ def run_train(args: argparse.Namespace) -> int:
         _error(str(err))
         return 1
     try:
+        config = resolve_config(args)
+        if config["data"]["features"]:
+            return _run_probe(config, world)
         # One TV-L1 pool for every validation video; it starts only if flow is computed from video files.
-        with FlowEngine(_cpu_share()) as val_flow:
-            recipe = dataclasses.replace(
-                CHARADES_RECIPE,
-                max_steps=args.steps,
-                batch_size=args.batch,
-                accumulation_steps=args.accumulate,
-                learning_rate=args.lr,
-                clip_frames=args.clip_frames,
-                crop=args.crop,
-            )
-            device = device_for(torch.device(args.device) if args.device else default_device(), world)
-            _check(args, recipe, device, world)
-            train_data, val_data = _datasets(args, recipe, world, val_flow)
-            options = TrainOptions(
-                out=args.out,
-                resume=args.resume,
-                seed=args.seed,
-                workers=args.workers if args.workers is not None else _default_workers(),
-                device=device,
-                precision=args.precision,
-                checkpoint_every=args.checkpoint_every,
-                val_every=args.val_every,
-                log_every=args.log_every,
-                val_chunk_frames=args.val_chunk,
-            )
-            with process_group(device) as world:
-                Trainer(_model(args, recipe, world), train_data, recipe, options, val_data).fit()
+        with FlowEngine(cpu_share()) as val_flow:
+            _train(config, args, world, val_flow)
     except (I3DError, ValueError, OSError) as err:
         # Every process: an error may happen on one of them only.
         _error(f"rank {world.rank}: {err}" if world.distributed else str(err))
@@ -251,43 +454,97 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace, recipe: Recipe, device: torch.device, world: World) -> None:
+def _train(config: dict, args: argparse.Namespace, world: World, val_flow: FlowEngine) -> None:
+    data, run = config["data"], config["run"]
+    generic = data["format"] != "charades"
+    lists = video_lists(data) if generic else None
+    if lists is not None:
+        config["recipe"]["num_classes"] = lists[0].num_classes
+    recipe = recipe_of(config)
+    device = device_for(torch.device(run["device"]) if run["device"] else default_device(), world)
+    _check(data, recipe, run, device, world)
+    _check_resume(config, args)
+    workers = run["workers"] if run["workers"] is not None else _default_workers()
+    if generic:
+        assert lists is not None
+        train_data, validator = clip_data(config, recipe, lists, world, workers)
+        extra: dict[str, Any] = {
+            "objective": ClipObjective(lists[0].multi_label, recipe.label_smoothing),
+            "classes": lists[0].classes,
+        }
+    else:
+        train_data, validator = charades_data(config, recipe, world, val_flow)
+        extra = {}
+    options = TrainOptions(
+        out=run["out"],
+        resume=args.resume,
+        seed=run["seed"],
+        workers=workers,
+        device=device,
+        precision=run["precision"],
+        checkpoint_every=run["checkpoint_every"],
+        val_every=run["val_every"],
+        log_every=run["log_every"],
+        val_chunk_frames=run["val_chunk"],
+        force_config=args.force_config,
+        plots=not args.no_plots,
+    )
+    with process_group(device) as world:
+        model = _model(config, recipe, world, args.resume)
+        trainer = Trainer(model, train_data, recipe, options, validator, **extra)
+        out = Path(run["out"])
+        # Not over the config of a run that fit() will refuse to touch (a checkpoint without --resume).
+        if world.is_main and (args.resume or not (out / CHECKPOINT_NAME).exists()):
+            write_config(config, out / CONFIG_NAME)
+        trainer.fit()
+
+
+def _run_probe(config: dict, world: World) -> int:
+    if not world.is_main:
+        return 0
+    data, recipe = config["data"], recipe_of(config)
+    if data["format"] == "charades":
+        raise I3DError("--features needs a class-folder, CSV or Kinetics dataset (--format folders|csv|kinetics)")
+    train, val = video_lists(data)
+    out = Path(config["run"]["out"])
+    run_probe(
+        data["features"],
+        train,
+        val,
+        out,
+        stream=data["stream"],
+        label_smoothing=recipe.label_smoothing,
+        weight_decay=recipe.weight_decay,
+    )
+    config["recipe"]["num_classes"] = train.num_classes
+    write_config(config, out / CONFIG_NAME)
+    return 0
+
+
+def _check(data: dict, recipe: Recipe, run: dict, device: torch.device, world: World) -> None:
     """Refuse, before any work, what cannot run."""
-    short_side = recipe.preprocess(args.stream).resize_short_side
+    if data["format"] == "charades":
+        short_side = recipe.preprocess(data["stream"]).resize_short_side
+    else:
+        short_side = data["short_side"]
     if recipe.crop > short_side:
         raise I3DError(f"--crop {recipe.crop} is larger than the frames' short side {short_side}")
     if recipe.batch_size % world.world_size:
         raise I3DError(f"--batch {recipe.batch_size} is not divisible by the {world.world_size} processes")
-    if args.precision == "fp16" and device.type != "cuda":
+    if run["precision"] == "fp16" and device.type != "cuda":
         raise I3DError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    if not args.root.is_dir():
-        raise I3DError(f"{args.root}: no such folder")
+    if data["root"] is not None and not Path(data["root"]).is_dir():
+        raise I3DError(f"{data['root']}: no such folder")
 
 
-def _datasets(
-    args: argparse.Namespace, recipe: Recipe, world: World, val_flow: FlowEngine
-) -> tuple[CharadesClips, CharadesVideos | None]:
-    """Training clips and validation videos of the videos present under ``--root``.
-
-    Training clips compute flow (where they must) in the loader workers, one
-    TV-L1 process each; validation shares ``val_flow``.
-    """
-    preprocess = recipe.preprocess(args.stream)
-    sources = {"video_ext": args.video_ext, "num_classes": recipe.num_classes, "flow_dir": args.flow_dir}
-    train = _present(_read_videos(args.csv, "training"), args, "training", world.is_main)
-    train_data = CharadesClips(args.root, train, preprocess, recipe.clip_frames, **sources)
-    if args.val_csv is None:
-        return train_data, None
-    val = _present(_read_videos(args.val_csv, "testing"), args, "validation", world.is_main)
-    return train_data, CharadesVideos(args.root, val, preprocess, flow_engine=val_flow, **sources)
-
-
-def _model(args: argparse.Namespace, recipe: Recipe, world: World) -> torch.nn.Module:
+def _model(config: dict, recipe: Recipe, world: World, resume: bool = False) -> torch.nn.Module:
     """The network to train; its starting weights are not read when a checkpoint will replace them."""
-    channels = recipe.preprocess(args.stream).channels
+    stream = config["data"]["stream"]
+    channels = 3 if stream == "rgb" else 2
+    out = Path(config["run"]["out"])
     # Rank 0's view: the other processes may not see its output folder, and all must agree.
-    resuming = broadcast_object(args.resume and (args.out / CHECKPOINT_NAME).exists(), world)
-    weights = args.weights or recipe.weights(args.stream)
+    resuming = broadcast_object(resume and (out / CHECKPOINT_NAME).exists(), world)
+    weights = config["model"]["weights"] or recipe.weights(stream)
     if resuming or weights == _NO_WEIGHTS:
         weights = None
     elif weights in REGISTRY and world.distributed:

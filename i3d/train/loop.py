@@ -1,4 +1,4 @@
-"""Fine-tuning on Charades: the training loop, validation, checkpoints and resume.
+"""Fine-tuning I3D: the training loop, checkpoints and resume.
 
 ::
 
@@ -7,10 +7,17 @@
     val = CharadesVideos(root, read_csv("Charades_v1_test.csv"), CHARADES_RECIPE.preprocess("rgb"))
     Trainer(model, train, CHARADES_RECIPE, TrainOptions(out="runs/rgb"), val_data=val).fit()
 
+Any labelled videos train the same way with a clip objective and clip
+validation (what ``i3d train`` builds from a class-folder or CSV dataset)::
+
+    Trainer(model, TrainingClips(...), recipe, options, val_data=ClipValidation(ValidationClips(...)),
+            objective=ClipObjective(multi_label=False), classes=video_list.classes).fit()
+
 One optimizer step sums the gradients of ``recipe.accumulation_steps``
 batches of ``recipe.batch_size`` clips (shared out among the processes of a
 ``torchrun`` job, which train under DistributedDataParallel); the learning
-rate follows ``MultiStepLR``, stepped once per optimizer step.
+rate follows the recipe's schedule (:func:`i3d.train.finetune.lr_factor`),
+stepped once per optimizer step.
 
 Reproducibility: a run is a function of its seed. Clip sampling and
 augmentation are seeded by each clip's place in the data stream
@@ -18,16 +25,23 @@ augmentation are seeded by each clip's place in the data stream
 stopped after any checkpoint and resumed with ``resume=True`` ends with the
 same weights as one that ran straight through (up to the non-determinism of
 the device's kernels; exact on the CPU), whatever the number of loader
-workers.
+workers. Resuming first removes the temporary files a run killed while
+writing left in the output folder (``.checkpoint.pt.*.tmp`` and the like).
 
 Outputs, written by rank 0 only, in ``options.out``:
 
 * ``checkpoint.pt``: the whole training state (:mod:`i3d.train.checkpoint`),
   every ``checkpoint_every`` steps and at the end;
 * ``train.jsonl``: one JSON object per line, ``{"event": "start" | "train" |
-  "val" | "checkpoint" | "end", "step": ..., ...}``; a resumed run drops the
-  lines past its checkpoint's step, so the file reads as one run;
-* ``model.safetensors``: the final weights, for :func:`i3d.weights.inception_i3d`.
+  "val" | "skipped" | "checkpoint" | "end", "step": ..., ...}``
+  (:mod:`i3d.train.runlog`); validation records carry the validator's
+  numbers (``map``/``wap`` for Charades; ``top1``, ``top5``,
+  ``mean_class_acc`` or ``map`` for clip validation);
+* ``model.safetensors`` (and ``classes.txt`` when the classes are known):
+  the final weights, for :func:`i3d.weights.inception_i3d`
+  (:mod:`i3d.train.export`);
+* ``confusion.json`` and PNG plots (:mod:`i3d.train.plots`) where matplotlib
+  is installed; TensorBoard events where tensorboard is.
 """
 
 from __future__ import annotations
@@ -38,37 +52,43 @@ import math
 import os
 import sys
 import time
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from i3d.atomic import open_atomic
+from i3d.atomic import open_atomic, remove_stale
 from i3d.charades.datasets import CharadesVideos
-from i3d.charades.metrics import EvalResult, SubmissionWarning, evaluate_classification
-from i3d.charades.submission import video_scores
 from i3d.errors import CheckpointError, I3DError
-from i3d.model import InceptionI3d
-from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, precision_context, prepare
-from i3d.streaming import LOGITS, run_chunks
+from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, prepare
 from i3d.train.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
     plain_scheduler_state,
-    restore_scheduler_state,
     save_checkpoint,
 )
 from i3d.train.data import DROPOUT_STREAM, ClipDataset, ClipStream, batches_per_epoch, clip_loader, derive_seed
-from i3d.train.distributed import World, barrier, broadcast_buffers, broadcast_object, device_for, gather_objects
-from i3d.train.loss import charades_loss
+from i3d.train.distributed import World, barrier, broadcast_buffers, broadcast_object, device_for
+from i3d.train.export import CLASSES_NAME, save_model
+from i3d.train.finetune import freeze, frozen_modules, lr_factor, parameter_groups, set_bn_momentum
+from i3d.train.loss import CharadesObjective, Objective
+from i3d.train.plots import CONFUSION_JSON, CONFUSION_PNG, LOSS_PNG, VALIDATION_PNG, plot_run
 from i3d.train.recipe import Recipe
-from i3d.video import InputStream
-from i3d.weights import load_weights, save_state_dict
+from i3d.train.runlog import RunLog, Window
+from i3d.train.validation import (
+    DEFAULT_VAL_CHUNK_FRAMES,
+    CharadesValidation,
+    Validation,
+    ValidationOutcome,
+    Validator,
+    validate,
+    video_logits,
+)
+from i3d.weights import load_weights
 
 __all__ = [
     "Trainer",
@@ -85,10 +105,21 @@ __all__ = [
 
 LOG_NAME = "train.jsonl"
 MODEL_NAME = "model.safetensors"
-# Frames per network call in validation: bounds memory, not the result.
-DEFAULT_VAL_CHUNK_FRAMES = 256
 # Recipe fields a resumed run may change: training for longer is continuing.
 _RESUMABLE_CHANGES = ("max_steps",)
+# Files of the output folder whose killed writers may have left temporaries.
+# (config.toml is written by i3d.train.cli.)
+_OUTPUTS = (
+    CHECKPOINT_NAME,
+    LOG_NAME,
+    MODEL_NAME,
+    CLASSES_NAME,
+    CONFUSION_JSON,
+    LOSS_PNG,
+    VALIDATION_PNG,
+    CONFUSION_PNG,
+    "config.toml",
+)
 
 
 @dataclass(frozen=True)
@@ -108,8 +139,11 @@ class TrainOptions:
         checkpoint_every: optimizer steps between checkpoints.
         val_every: optimizer steps between validations (0: only at the end).
         log_every: optimizer steps per log line (losses averaged over them).
-        val_chunk_frames: frames per network call in validation.
-        echo: print the log lines on stdout too.
+        val_chunk_frames: frames per network call in whole-video validation.
+        echo: print the log lines on stdout too (and a progress bar on a terminal).
+        force_config: resume even if the checkpoint's recipe differs.
+        tensorboard: write TensorBoard events where the package is installed.
+        plots: write PNG plots at the end where matplotlib is installed.
     """
 
     out: str | os.PathLike[str]
@@ -123,6 +157,9 @@ class TrainOptions:
     log_every: int = 10
     val_chunk_frames: int = DEFAULT_VAL_CHUNK_FRAMES
     echo: bool = True
+    force_config: bool = False
+    tensorboard: bool = True
+    plots: bool = True
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every", "log_every", "val_chunk_frames"):
@@ -132,25 +169,6 @@ class TrainOptions:
             raise ValueError("workers, val_every and seed must be >= 0")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-
-
-@dataclass(frozen=True)
-class Validation:
-    """The official classification evaluation of the validation videos.
-
-    Attributes:
-        result: mAP and the rest, over the videos that have actions.
-        videos: videos run through the network.
-        skipped: one-line errors of videos that could not be read (they
-            score ``-inf``, as a submission missing them would).
-    """
-
-    result: EvalResult
-    videos: int
-    skipped: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.result.to_json(), "videos": self.videos, "skipped": len(self.skipped)}
 
 
 @dataclass(frozen=True)
@@ -167,7 +185,7 @@ class TrainResult:
     step: int
     start_step: int
     out: Path
-    validation: Validation | None = None
+    validation: ValidationOutcome | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -178,136 +196,25 @@ class TrainResult:
         return self.out / MODEL_NAME
 
 
-def video_logits(
-    model: nn.Module,
-    stream: InputStream,
-    device: torch.device,
-    precision: Precision = "fp32",
-    chunk_frames: int = DEFAULT_VAL_CHUNK_FRAMES,
-) -> torch.Tensor:
-    """Per-frame logits ``(C, T')`` of a whole video, float32 on the CPU.
-
-    Args:
-        model: in eval mode; an :class:`InceptionI3d` runs streamed (memory
-            bounded by ``chunk_frames``, same result as one pass), any other
-            module ``(1, C, T, H, W) -> (1, K, T')`` in one pass.
-        stream: the video as network input (``stream.chunks(n)`` gives
-            ``(C, t, H, W)`` pieces in order).
-    """
-    chunks = (chunk.unsqueeze(0).to(device) for chunk in stream.chunks(chunk_frames))
-    with precision_context(device, precision):
-        if isinstance(model, InceptionI3d):
-            logits = torch.cat(list(run_chunks(model, chunks, stream.num_frames, LOGITS)), dim=2)
-        else:
-            logits = model(torch.cat(list(chunks), dim=2))
-    return logits[0].float().cpu()
-
-
-def validate(
-    model: nn.Module,
-    videos: CharadesVideos,
-    *,
-    device: torch.device,
-    precision: Precision = "fp32",
-    chunk_frames: int = DEFAULT_VAL_CHUNK_FRAMES,
-    world: World | None = None,
-) -> Validation:
-    """Charades classification mAP (``Charades_v1_classify.m``) of ``model`` on whole videos.
-
-    A video's score for a class is the maximum over time of its per-frame
-    logits. Videos without actions are not run: the official evaluation
-    ignores their scores. Under several processes each runs its share of
-    the videos and every process gets the result. The model is left in
-    eval mode.
-    """
-    world = world or World()
-    model.eval()
-    scores: dict[str, Any] = {}
-    skipped: list[str] = []
-    for index in range(world.rank, len(videos), world.world_size):
-        if not videos.videos[index].actions:
-            continue
-        try:
-            item = videos[index]
-            scores[item.video.id] = video_scores(video_logits(model, item.stream, device, precision, chunk_frames))
-        except I3DError as err:
-            skipped.append(str(err))
-    merged: dict[str, Any] = {}
-    all_skipped: list[str] = []
-    for part_scores, part_skipped in gather_objects((scores, skipped), world):
-        merged.update(part_scores)
-        all_skipped.extend(part_skipped)
-    with warnings.catch_warnings():
-        # The skipped videos are reported with their causes instead.
-        warnings.simplefilter("ignore", SubmissionWarning)
-        result = evaluate_classification(videos.videos, merged, videos.num_classes)
-    return Validation(result, len(merged), tuple(all_skipped))
-
-
-class _Log:
-    """Rank 0's JSON-lines log, echoed to stdout as readable lines."""
-
-    def __init__(self, path: Path, echo: bool, keep_until: int | None) -> None:
-        self.path = path
-        self.echo = echo
-        path.parent.mkdir(parents=True, exist_ok=True)
-        kept = self._records_until(keep_until) if keep_until is not None else []
-        with open_atomic(path) as f:
-            f.write("".join(json.dumps(r) + "\n" for r in kept))
-        self.file: IO[str] = open(path, "a", encoding="utf-8")
-
-    def _records_until(self, step: int) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        records = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            if isinstance(record, dict) and record.get("step", 0) <= step:
-                records.append(record)
-        return records
-
-    def write(self, record: dict[str, Any], line: str | None = None, stream: IO[str] | None = None) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.echo and line is not None:
-            print(line, file=stream or sys.stdout, flush=True)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-@dataclass
-class _Window:
-    """Sums over the optimizer steps since the last log line."""
-
-    steps: int = 0
-    loss: float = 0.0
-    localization: float = 0.0
-    classification: float = 0.0
-    started: float = field(default_factory=time.perf_counter)
-
-    def add(self, terms: list[float]) -> None:
-        self.steps += 1
-        self.loss += terms[0]
-        self.localization += terms[1]
-        self.classification += terms[2]
-
-
 class Trainer:
-    """Fine-tune a per-frame video classifier on Charades clips.
+    """Fine-tune a video classifier.
 
     Args:
-        model: ``(B, C, T, H, W) -> (B, num_classes, T')`` per-frame logits,
+        model: ``(B, C, T, H, W) -> (B, num_classes, T')`` per-time logits,
             e.g. :func:`i3d.weights.inception_i3d` with ``num_classes=157``;
             moved to the device and trained in place.
-        train_data: training clips, e.g. :class:`CharadesClips` with
-            ``recipe.clip_frames`` frames (see :class:`i3d.train.data.ClipDataset`).
+        train_data: training clips with ``recipe.clip_frames`` frames, e.g.
+            :class:`~i3d.charades.datasets.CharadesClips` or
+            :class:`~i3d.train.clips.TrainingClips` (see
+            :class:`i3d.train.data.ClipDataset`).
         recipe: hyper-parameters.
         options: where and how to run.
-        val_data: whole videos for the periodic validation, or ``None``.
+        val_data: the periodic validation: a :class:`~i3d.train.validation.Validator`,
+            Charades videos (scored by :class:`~i3d.train.validation.CharadesValidation`),
+            or ``None``.
+        objective: the loss of a batch (default: Charades' per-frame loss
+            with the recipe's weights).
+        classes: class names, saved with the final model.
 
     Under ``torchrun`` (an initialized process group, see
     :func:`i3d.train.distributed.process_group`) every process builds the
@@ -320,36 +227,60 @@ class Trainer:
         train_data: ClipDataset,
         recipe: Recipe,
         options: TrainOptions,
-        val_data: CharadesVideos | None = None,
+        val_data: Validator | CharadesVideos | None = None,
+        *,
+        objective: Objective | None = None,
+        classes: Sequence[str] | None = None,
     ) -> None:
         for name in ("clip_frames", "num_classes"):
             have = getattr(train_data, name, getattr(recipe, name))
             if have != getattr(recipe, name):
                 raise ValueError(f"the training set has {name}={have}, the recipe {getattr(recipe, name)}")
+        if classes is not None and len(classes) != recipe.num_classes:
+            raise ValueError(f"{len(classes)} class names for {recipe.num_classes} classes")
         self.recipe = recipe
         self.options = options
         self.train_data = train_data
-        self.val_data = val_data
+        if isinstance(val_data, CharadesVideos):
+            val_data = CharadesValidation(val_data, options.val_chunk_frames)
+        self.validator: Validator | None = val_data
+        self.objective: Objective = objective or CharadesObjective(
+            recipe.localization_weight, recipe.classification_weight
+        )
+        self.classes = tuple(classes) if classes is not None else None
         self.world = World.current()
         device = torch.device(options.device) if options.device is not None else default_device()
         self.device = device_for(device, self.world)
         self.out = Path(options.out)
         self.seed = options.seed
-        self.module = prepare(model, self.device, options.precision).train()
+        self.module = prepare(model, self.device, options.precision)
+        set_bn_momentum(self.module, recipe.bn_momentum)
+        self._frozen = frozen_modules(self.module, recipe.freeze_until)
+        freeze(self._frozen)
+        self._train_mode()
         self.optimizer = torch.optim.SGD(
-            self.module.parameters(),
+            parameter_groups(self.module, recipe),
             lr=recipe.learning_rate,
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, list(recipe.lr_milestones), gamma=recipe.lr_gamma
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        self._log: _Log | None = None
+        self._log: RunLog | None = None
         self._saved_step: int | None = None
+        self._last_validation: ValidationOutcome | None = None
+
+    def _lr_factor(self, step: int) -> float:
+        # Reads self.recipe at each step: a resumed run may train for longer.
+        return lr_factor(self.recipe, step)
+
+    def _train_mode(self) -> None:
+        """Training mode, except the frozen trunk (its BatchNorm statistics stay as loaded)."""
+        self.module.train()
+        for module in self._frozen:
+            module.eval()
 
     # ---- public -------------------------------------------------------------
 
@@ -365,7 +296,14 @@ class Trainer:
         """
         start = self._restore()
         if self.world.is_main:
-            self._log = _Log(self.out / LOG_NAME, self.options.echo, keep_until=start if start else None)
+            self._log = RunLog(
+                self.out / LOG_NAME,
+                self.options.echo,
+                keep_until=start if start else None,
+                total_steps=self.recipe.max_steps,
+                start_step=start,
+                tensorboard=self.options.tensorboard,
+            )
             self._log.write(
                 {
                     "event": "start",
@@ -384,7 +322,7 @@ class Trainer:
             with self._precision():
                 if self.step < self.recipe.max_steps:
                     validation = self._train()
-            if self.val_data is not None and not any(v["step"] == self.step for v in self.history):
+            if self.validator is not None and not any(v["step"] == self.step for v in self.history):
                 validation = self._validate()
                 self._saved_step = None  # so that the checkpoint records it
             self._finish()
@@ -396,7 +334,7 @@ class Trainer:
 
     # ---- steps ----------------------------------------------------------------
 
-    def _train(self) -> Validation | None:
+    def _train(self) -> ValidationOutcome | None:
         recipe, options, world = self.recipe, self.options, self.world
         network: nn.Module = self.module
         if world.distributed:
@@ -413,7 +351,7 @@ class Trainer:
         per_epoch = batches_per_epoch(len(self.train_data), recipe.batch_size)
         loader = clip_loader(self.train_data, stream, workers=options.workers, pin_memory=self.device.type == "cuda")
         batches = iter(loader)
-        window = _Window()
+        window = Window(self.objective.names)
         validation = None
         try:
             while self.step < recipe.max_steps:
@@ -426,15 +364,19 @@ class Trainer:
                         f"step {self.step}: the loss is {terms[0]}; lower the learning rate or check the inputs "
                         f"(the checkpoint in {self.out} is from before)"
                     )
+                if self._log is not None:
+                    self._log.progress(self.step, terms[0], window.rate(recipe.clips_per_step))
                 final = self.step == recipe.max_steps
                 if self.step % options.log_every == 0 or final:
                     self._log_train(window, lr, self.step * recipe.accumulation_steps / per_epoch)
-                    window = _Window()
+                    window = Window(self.objective.names)
                 periodic = options.val_every and self.step % options.val_every == 0
-                if self.val_data is not None and (periodic or final):
+                paused = time.perf_counter()
+                if self.validator is not None and (periodic or final):
                     validation = self._validate()
                 if self.step % options.checkpoint_every == 0 or final:
                     self._checkpoint()
+                window.started += time.perf_counter() - paused  # clips/s of training alone
         finally:
             del batches  # stops the loader's worker processes
         return validation
@@ -442,16 +384,15 @@ class Trainer:
     def _optimizer_step(self, network: nn.Module, batches: Iterator) -> list[float]:
         """Forward and backward ``accumulation_steps`` batches, then one SGD step.
 
-        Returns the mean ``[total, localization, classification]`` loss over
-        the batches and the processes.
+        Returns the mean of each loss term (``objective.names``) over the
+        batches and the processes.
         """
-        recipe = self.recipe
-        accumulate = recipe.accumulation_steps
-        sums = torch.zeros(3, device=self.device)
+        accumulate = self.recipe.accumulation_steps
+        sums = torch.zeros(len(self.objective.names), device=self.device)
         for micro in range(accumulate):
-            clips, labels = next(batches)
+            clips, targets = next(batches)
             clips = clips.to(self.device, non_blocking=True)
-            labels = labels.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
             # Gradients are averaged across processes only on the last batch.
             last = micro == accumulate - 1
             ddp = isinstance(network, DistributedDataParallel)
@@ -459,9 +400,9 @@ class Trainer:
             with sync:
                 with self._dropout_rng(micro), autocast(self.device, self.options.precision):
                     logits = network(clips)
-                terms = charades_loss(logits, labels, recipe.localization_weight, recipe.classification_weight)
-                self.scaler.scale(terms.total / accumulate).backward()
-            sums += torch.stack([t.detach() for t in terms])
+                terms = self.objective(logits, targets)
+                self.scaler.scale(terms[0] / accumulate).backward()
+            sums += torch.stack([t.detach().float() for t in terms])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -487,55 +428,36 @@ class Trainer:
 
     # ---- validation, logs, checkpoints -----------------------------------------------
 
-    def _validate(self) -> Validation:
-        assert self.val_data is not None
+    def _validate(self) -> ValidationOutcome:
+        assert self.validator is not None
         broadcast_buffers(self.module, self.world)
         started = time.perf_counter()
-        validation = validate(
-            self.module,
-            self.val_data,
-            device=self.device,
-            precision=self.options.precision,
-            chunk_frames=self.options.val_chunk_frames,
-            world=self.world,
-        )
-        self.module.train()
+        validation = self.validator(self.module, device=self.device, precision=self.options.precision, world=self.world)
+        self._train_mode()
+        self._last_validation = validation
         record = {"event": "val", "step": self.step, **validation.to_json()}
-        self.history.append({k: record[k] for k in ("step", "map", "wap", "classes", "videos", "skipped")})
+        self.history.append({k: v for k, v in record.items() if k not in ("event", "per_class")})
         if self._log is not None:
             for message in validation.skipped:
                 skipped = {"event": "skipped", "step": self.step, "error": message}
                 self._log.write(skipped, f"warning: {message}", sys.stderr)
             elapsed = time.perf_counter() - started
             self._log.write(
-                {**record, "seconds": elapsed},
-                f"val step {self.step}: mAP {_percent(validation.result.map)} wAP {_percent(validation.result.wap)} "
-                f"over {validation.result.classes} classes, {validation.videos} videos ({elapsed:.0f} s)",
+                {**record, "seconds": elapsed}, f"val step {self.step}: {validation.summary()} ({elapsed:.0f} s)"
             )
         return validation
 
-    def _log_train(self, window: _Window, lr: float, epoch: float) -> None:
+    def _log_train(self, window: Window, lr: float, epoch: float) -> None:
         if self._log is None:
             return
-        rate = window.steps * self.recipe.clips_per_step / max(time.perf_counter() - window.started, 1e-9)
-        loss, localization, classification = (
-            x / window.steps for x in (window.loss, window.localization, window.classification)
-        )
-        record = {
-            "event": "train",
-            "step": self.step,
-            "epoch": epoch,
-            "lr": lr,
-            # Strict JSON has no NaN: a non-finite loss (skipped fp16 steps) is null.
-            "loss": _finite_or_none(loss),
-            "localization": _finite_or_none(localization),
-            "classification": _finite_or_none(classification),
-            "clips_per_s": rate,
-        }
+        rate = window.rate(self.recipe.clips_per_step)
+        means = window.means()
+        # Strict JSON has no NaN: a non-finite loss (skipped fp16 steps) is written as null.
+        record = {"event": "train", "step": self.step, "epoch": epoch, "lr": lr, **means, "clips_per_s": rate}
+        terms = " ".join(f"{name} {value:.4f}" for name, value in means.items())
         self._log.write(
             record,
-            f"step {self.step}/{self.recipe.max_steps} epoch {epoch:.2f} lr {lr:.3g} loss {loss:.4f} "
-            f"(loc {localization:.4f} cls {classification:.4f}) {rate:.1f} clips/s",
+            f"step {self.step}/{self.recipe.max_steps} epoch {epoch:.2f} lr {lr:.3g} {terms} {rate:.1f} clips/s",
         )
 
     def _state(self) -> dict[str, Any]:
@@ -564,8 +486,15 @@ class Trainer:
         if self.world.is_main:
             if self._saved_step != self.step:
                 self._checkpoint()
-            save_state_dict(self.module.state_dict(), self.out / MODEL_NAME)
+            save_model(self.module.state_dict(), self.out / MODEL_NAME, self.classes)
+            confusion = getattr(self._last_validation, "confusion", None)
+            if confusion is not None and self.classes is not None:
+                with open_atomic(self.out / CONFUSION_JSON) as f:
+                    json.dump({"step": self.step, "classes": list(self.classes), "confusion": confusion}, f)
             assert self._log is not None
+            if self.options.plots:
+                for path in plot_run(self.out, LOG_NAME):
+                    self._log.write({"event": "plot", "step": self.step, "path": str(path)})
             self._log.write(
                 {"event": "end", "step": self.step, "model": str(self.out / MODEL_NAME)},
                 f"step {self.step}: model written to {self.out / MODEL_NAME}",
@@ -577,6 +506,10 @@ class Trainer:
         path = self.out / CHECKPOINT_NAME
         # Rank 0 alone may see the file; every process must take the same branch.
         outcome: tuple[str, Any] = ("fresh", None)
+        if self.world.is_main and self.options.resume:
+            # A run killed while writing left these; the resumed run is their only writer now.
+            for name in _OUTPUTS:
+                remove_stale(self.out / name)
         if self.world.is_main and path.exists():
             if not self.options.resume:
                 message = f"{path} exists; pass resume (--resume) to continue that run, or another output folder"
@@ -599,25 +532,30 @@ class Trainer:
         except (TypeError, ValueError) as err:
             raise CheckpointError(path, f"bad recipe ({err})") from None
         differences = self.recipe.differences(saved, ignore=_RESUMABLE_CHANGES)
-        if differences:
+        if differences and not self.options.force_config:
             raise CheckpointError(
                 path,
-                "written with another recipe (now vs then: " + "; ".join(differences) + "); use another output folder",
+                "written with another recipe (now vs then: "
+                + "; ".join(differences)
+                + "); use another output folder, or --force-config to go on with the new one",
             )
         load_weights(self.module, state["model"], str(path))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(restore_scheduler_state(state["scheduler"]))
+        base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:
+            raise CheckpointError(path, f"its optimizer state does not fit this run ({err})") from None
+        # The schedule is a function of the step: set it, rather than load a
+        # scheduler state (which checkpoints of the MultiStepLR days hold).
+        step = int(state["step"])
+        self.scheduler.base_lrs = base_lrs
+        self.scheduler.last_epoch = step
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
+            group["initial_lr"] = base
+            group["lr"] = base * lr_factor(self.recipe, step)
         if self.scaler.is_enabled() and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.step = self._saved_step = int(state["step"])
         self.seed = int(state["seed"])
         self.history = list(state["validation"])
         return self.step
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _percent(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{100 * x:.2f}%"

@@ -1,4 +1,11 @@
-"""The Charades training loss: per-frame localization plus clip classification.
+"""Training losses: Charades' per-frame loss, and clip losses for any labelled videos.
+
+:class:`CharadesObjective` and :class:`ClipObjective` share the
+:class:`Objective` protocol the trainer calls: ``objective(logits, target)``
+returns the weighted total first, then the terms it logs, named by
+``objective.names``.
+
+The Charades loss is per-frame localization plus clip classification.
 
 I3D gives one logit per class every 8 input frames or so. The localization
 term brings those back to every frame of the clip by linear interpolation and
@@ -10,12 +17,21 @@ averaged over their elements (train_i3d.py:101-111 of the PyTorch port).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossTerms", "charades_loss", "upsample_logits"]
+__all__ = [
+    "LossTerms",
+    "Objective",
+    "CharadesObjective",
+    "ClipObjective",
+    "charades_loss",
+    "clip_scores",
+    "upsample_logits",
+]
 
 
 class LossTerms(NamedTuple):
@@ -69,3 +85,53 @@ def charades_loss(
     classification = F.binary_cross_entropy_with_logits(per_frame.amax(dim=2), labels.amax(dim=2))
     total = localization_weight * localization + classification_weight * classification
     return LossTerms(total, localization, classification)
+
+
+class Objective(Protocol):
+    """A training loss: ``(logits (B, K, T'), target) -> (total, term, ...)``, 0-d float32 tensors."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]: ...
+
+
+@dataclass(frozen=True)
+class CharadesObjective:
+    """:func:`charades_loss` on per-frame labels ``(B, K, T)``."""
+
+    localization_weight: float = 0.5
+    classification_weight: float = 0.5
+    names: ClassVar[tuple[str, ...]] = ("loss", "localization", "classification")
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(charades_loss(logits, target, self.localization_weight, self.classification_weight))
+
+
+def clip_scores(logits: torch.Tensor) -> torch.Tensor:
+    """A clip's class scores: per-time logits ``(B, K, T')`` averaged over time, ``(B, K)`` float32."""
+    if logits.dim() != 3:
+        raise ValueError(f"expected per-time logits (B, K, T'), got shape {tuple(logits.shape)}")
+    return logits.float().mean(dim=2)
+
+
+@dataclass(frozen=True)
+class ClipObjective:
+    """One label set per clip, on the time-averaged logits (:func:`clip_scores`).
+
+    Single-label targets ``(B,)`` int64: softmax cross-entropy. Multi-label
+    targets ``(B, K)`` multi-hot: binary cross-entropy averaged over the
+    elements. ``label_smoothing`` ``s`` mixes the targets with the uniform
+    distribution (``torch.nn.functional.cross_entropy``'s rule); for
+    multi-label targets each 0/1 becomes ``s/2`` / ``1 - s/2``.
+    """
+
+    multi_label: bool = False
+    label_smoothing: float = 0.0
+    names: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scores = clip_scores(logits)
+        if self.multi_label:
+            smoothed = target.float() * (1 - self.label_smoothing) + self.label_smoothing / 2
+            return (F.binary_cross_entropy_with_logits(scores, smoothed),)
+        return (F.cross_entropy(scores, target.long(), label_smoothing=self.label_smoothing),)

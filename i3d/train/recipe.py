@@ -14,9 +14,12 @@ from typing import Any
 
 from i3d.charades.annotations import NUM_CLASSES
 from i3d.charades.datasets import CLIP_FRAMES
+from i3d.model import ENDPOINTS
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, Modality, Preprocess
 
-__all__ = ["Recipe", "CHARADES_RECIPE"]
+__all__ = ["Recipe", "CHARADES_RECIPE", "SCHEDULES"]
+
+SCHEDULES: tuple[str, ...] = ("steps", "cosine")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,29 @@ class Recipe:
             both readings agree.
         rgb_weights, flow_weights: registry names of the starting points
             (train_i3d.py:57 ``rgb_imagenet.pt``, :54 ``flow_imagenet.pt``).
+
+    Fine-tuning options (not in the port; their defaults change nothing):
+
+    Attributes:
+        schedule: ``"steps"`` (the learning rate times ``lr_gamma`` at each
+            of ``lr_milestones``) or ``"cosine"`` (from ``learning_rate`` down
+            to 0 at ``max_steps``, half a cosine).
+        warmup_steps: the learning rate grows linearly over these first
+            steps, ``(step + 1) / warmup_steps`` of the schedule's.
+        trunk_lr_scale: the trunk's learning rate is ``learning_rate`` times
+            this; the classifier (``logits``) gets ``learning_rate``.
+        freeze_until: an endpoint such as ``"Mixed_4f"``: the trunk up to and
+            including it is not trained (no gradients, BatchNorm statistics
+            kept); ``""``: train everything.
+        label_smoothing: for clip losses (not Charades'), see
+            :class:`i3d.train.loss.ClipObjective`.
+        val_clips: clips per validation video, their scores averaged (not
+            Charades', which runs whole videos), see :mod:`i3d.train.clips`.
+        bn_momentum: the BatchNorm layers' running-average momentum while
+            training; ``None`` keeps the model's (I3D's 0.01, TensorFlow's
+            decay 0.99). A short run from scratch wants more, e.g. 0.1: at
+            0.01 the running statistics that evaluation uses are still far
+            from the batches' after a few hundred steps.
     """
 
     learning_rate: float = 0.1
@@ -79,9 +105,24 @@ class Recipe:
     dropout_keep_prob: float = 0.5
     rgb_weights: str = "rgb_imagenet"
     flow_weights: str = "flow_imagenet"
+    schedule: str = "steps"
+    warmup_steps: int = 0
+    trunk_lr_scale: float = 1.0
+    freeze_until: str = ""
+    label_smoothing: float = 0.0
+    val_clips: int = 3
+    bn_momentum: float | None = None
 
     def __post_init__(self) -> None:
-        positive_ints = ("batch_size", "accumulation_steps", "max_steps", "clip_frames", "crop", "num_classes")
+        positive_ints = (
+            "batch_size",
+            "accumulation_steps",
+            "max_steps",
+            "clip_frames",
+            "crop",
+            "num_classes",
+            "val_clips",
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -104,6 +145,21 @@ class Recipe:
             raise ValueError("loss weights must be >= 0")
         if not 0 < self.dropout_keep_prob <= 1:
             raise ValueError(f"dropout_keep_prob must be in (0, 1], got {self.dropout_keep_prob}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        warmup = self.warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup!r}")
+        if not 0 <= self.trunk_lr_scale < float("inf"):
+            raise ValueError(f"trunk_lr_scale must be a finite number >= 0, got {self.trunk_lr_scale}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum <= 1:
+            raise ValueError(f"bn_momentum must be in [0, 1], got {self.bn_momentum}")
+        if self.freeze_until and self.freeze_until not in ENDPOINTS:
+            raise ValueError(
+                f"freeze_until must be an endpoint ({', '.join(ENDPOINTS[:-2])}), got {self.freeze_until!r}"
+            )
 
     @property
     def clips_per_step(self) -> int:

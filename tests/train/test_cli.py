@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 
 import pytest
 import torch
 
-from i3d.train.cli import _default_workers, _model, _read_videos, add_train_arguments, run_train
+from i3d.train.cli import _default_workers, _model, add_train_arguments, resolve_config, run_train
 from i3d.train.distributed import World
 from i3d.train.loop import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME
 from i3d.train.recipe import CHARADES_RECIPE
+from i3d.train.sources import read_videos
 from i3d.weights import inception_i3d, save_state_dict
 from tests.charades.helpers import write_csv
 
@@ -66,7 +66,8 @@ def test_train_i3d_end_to_end(mini_charades, tmp_path, capsys):
     assert run_train(args) == 1
     warning, error = capsys.readouterr().err.splitlines()
     assert warning.startswith("warning: 1 of 5") and error.startswith("i3d: error: ") and "exists; pass resume" in error
-    assert run_train(tiny_args(mini_charades, out, "--csv", str(csv), "--resume")) == 0
+    resume = tiny_args(mini_charades, out, "--csv", str(csv), "--val-csv", str(mini_charades.val_csv), "--resume")
+    assert run_train(resume) == 0
 
 
 def test_starting_weights_from_a_file(tmp_path):
@@ -74,12 +75,12 @@ def test_starting_weights_from_a_file(tmp_path):
     kinetics = inception_i3d(num_classes=400)
     path = save_state_dict(kinetics.state_dict(), tmp_path / "k400.safetensors")
     args = parse("--root", ".", "--csv", "x", "--out", str(tmp_path), "--weights", str(path))
-    model = _model(args, CHARADES_RECIPE, World())
+    model = _model(resolve_config(args), CHARADES_RECIPE, World())
     assert model.num_classes == 157
     trunk = "Mixed_5c.b3b.conv3d.weight"
     assert torch.equal(model.state_dict()[trunk], kinetics.state_dict()[trunk])
     args = parse("--root", ".", "--csv", "x", "--out", "o", "--stream", "flow", "--weights", "none")
-    flow = _model(args, CHARADES_RECIPE, World())
+    flow = _model(resolve_config(args), CHARADES_RECIPE, World())
     assert (flow.in_channels, flow.num_classes, flow.dropout_keep_prob) == (2, 157, 0.5)
 
 
@@ -121,20 +122,26 @@ def test_the_ports_json_split(tmp_path):
             }
         )
     )
-    assert [v.id for v in _read_videos(split, "training")] == ["AAAAA"]
-    assert [v.id for v in _read_videos(split, "testing")] == ["BBBBB"]
+    assert [v.id for v in read_videos(split, "training")] == ["AAAAA"]
+    assert [v.id for v in read_videos(split, "testing")] == ["BBBBB"]
 
 
-def test_an_unreadable_training_video_is_a_one_line_error(mini_charades, tmp_path, capsys):
+def test_an_unreadable_training_video_is_reported_before_step_1(mini_charades, tmp_path, capsys):
     root = tmp_path / "frames"
     shutil.copytree(mini_charades.root, root)
-    for video in mini_charades.train:
-        (root / video.id / f"{video.id}-000001.jpg").write_bytes(b"not a JPEG")
-    # One loader worker process: the error crosses from it to the training process.
-    args = tiny_args(mini_charades, tmp_path / "out", "--root", str(root), "--workers", "1")
-    assert run_train(args) == 1
+    (root / "TRN02" / "TRN02-000001.jpg").write_bytes(b"not a JPEG")
+    (root / "TRN03" / "TRN03-000005.jpg").unlink()  # a gap in the numbering
+    out = tmp_path / "out"
+    assert run_train(tiny_args(mini_charades, out, "--root", str(root), "--workers", "1")) == 1
     err = capsys.readouterr().err
-    assert re.fullmatch(rf"i3d: error: {re.escape(str(root))}/(TRN0\d)/\1-000001\.jpg: cannot read frame image\n", err)
+    expected = f"i3d: error: {root}/TRN02/TRN02-000001.jpg: cannot read frame image (and 1 more); found before training"
+    assert err.startswith(expected) and err.count("\n") == 1
+    assert not (out / LOG_NAME).exists()  # not a single step
+
+    # --on-broken skip: both left out with a warning each, the others train.
+    assert run_train(tiny_args(mini_charades, out, "--root", str(root), "--on-broken", "skip")) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipped training video: " in err and "TRN03-000005.jpg is missing" in err
 
 
 def test_under_torchrun_every_rank_prints_its_error(mini_charades, tmp_path, capsys, monkeypatch):
