@@ -63,7 +63,13 @@ def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, frame folders or DeepMind .npy arrays")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="INPUT",
+        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
+        "paths (one per line) or glob patterns",
+    )
     _add_weights(p)
     p.add_argument(
         "--stream",
@@ -88,10 +94,16 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from i3d.predict import Classifier
+    from i3d.video.listing import check_source, expand_inputs
 
     if args.top < 1 or args.chunk < 1:
         _error("--top and --chunk must be >= 1")
         return 2
+    try:
+        videos = expand_inputs(args.videos)
+    except I3DError as err:
+        _error(str(err))
+        return 1
     weights, flow_weights = _stream_weights(args)
     try:
         classifier = Classifier(
@@ -109,8 +121,9 @@ def run_predict(args: argparse.Namespace) -> int:
         _error(str(err))
         return 1
     results, failed = [], 0
-    for video in args.videos:
+    for video in videos:
         try:
+            check_source(video)
             prediction = classifier.predict(video, top=args.top)
         except I3DError as err:
             _error(str(err))
@@ -142,9 +155,17 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="video files, frame folders, folders of videos, or .txt files listing paths (one per line)",
+        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
+        "paths (one per line) or glob patterns",
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (created if needed); the features of INPUT go to OUT/NAME.STREAM.FORMAT with a "
+        "NAME.STREAM.FORMAT.json sidecar, NAME being INPUT's path relative to the deepest folder holding every "
+        "input, extension kept (vids/a/b.mp4 and vids/c/b.mp4 give OUT/a/b.mp4.rgb.npy and OUT/c/b.mp4.rgb.npy)",
+    )
     p.add_argument(
         "--charades-csv",
         type=Path,
@@ -205,6 +226,12 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the SHA-256 of every complete output against its sidecar and redo those that differ "
+        "(reruns otherwise check sizes only)",
+    )
 
 
 def _parse_shard(text: str | None) -> tuple[int, int]:
@@ -240,8 +267,14 @@ def run_extract(args: argparse.Namespace) -> int:
         except I3DError as err:
             _error(str(err))
             return 1
-    inputs = E.expand_inputs(args.inputs, ids=ids)
-    names = E.output_names(inputs)  # over all inputs, so that shards agree
+    try:
+        inputs = E.expand_inputs(args.inputs, ids=ids)
+        names = E.output_names(inputs)  # over all inputs, so that shards agree
+        E.check_collisions(names)  # before any work, on every shard
+        E.check_output_dir(args.out)
+    except I3DError as err:
+        _error(str(err))
+        return 1
     rank, world = E.distributed_shard()
     mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
@@ -266,11 +299,24 @@ def run_extract(args: argparse.Namespace) -> int:
         _error(str(err))
         return 1
     workers = args.workers if args.workers is not None else int(extractor.device.type == "cuda")
-    summary = E.extract_all(
-        mine, args.out, extractor, fmt=args.format, names=names, workers=workers, progress=sys.stderr.isatty()
-    )
+    try:
+        summary = E.extract_all(
+            mine,
+            args.out,
+            extractor,
+            fmt=args.format,
+            names=names,
+            workers=workers,
+            progress=sys.stderr.isatty(),
+            verify=args.verify,
+        )
+    except I3DError as err:
+        _error(str(err))
+        return 1
+    if summary.stopped:
+        print(f"i3d extract: {summary.stopped}", file=sys.stderr)
     print(f"i3d extract: {summary.line()}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
 
 
 # ---- convert and weights --------------------------------------------------------

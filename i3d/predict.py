@@ -15,8 +15,8 @@ import torch
 
 from i3d import weights as W
 from i3d.model import InceptionI3d
-from i3d.runtime import Precision, default_device, precision_context, prepare
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, StreamingI3d
+from i3d.runtime import Precision, default_device, prepare
+from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, stream_outputs
 from i3d.video import Preprocess, open_input
 
 __all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
@@ -128,13 +128,13 @@ class Classifier:
         total = None
         for model in self.models:
             source = open_input(path, model.preprocess, flow_dir=self.flow_dir)
-            stream = StreamingI3d(model.net, source.num_frames, LOGITS)
-            outputs = []
-            for chunk in source.chunks(self.chunk_frames):  # decoding stays outside the precision context
-                with precision_context(self.device, self.precision):
-                    y = stream.push(chunk.unsqueeze(0).to(self.device, non_blocking=True))
-                if y is not None:
-                    outputs.append(y.float())
+            chunks = source.chunks(self.chunk_frames)  # decoding stays outside the precision context
+            outputs = [
+                y.float()
+                for y in stream_outputs(
+                    model.net, chunks, source.num_frames, LOGITS, device=self.device, precision=self.precision
+                )
+            ]
             per_time = torch.cat(outputs, dim=2)  # (1, num_classes, T')
             averaged = per_time[0].mean(dim=1).cpu()  # (num_classes,)
             total = averaged if total is None else total + averaged

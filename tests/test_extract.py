@@ -98,16 +98,16 @@ def test_formats_roundtrip_and_skip(tmp_path, weights, fmt):
     out = tmp_path / "out"
     summary = E.extract_all([str(src)], out, ex, fmt=fmt, progress=False)
     assert summary.done == [str(src)] and not summary.failed
-    assert E.is_complete(out, "clip", "rgb", fmt)
-    meta = json.loads((out / "clip_rgb.json").read_text())
+    assert E.is_complete(out, "clip.npy", "rgb", fmt)
+    meta = json.loads((out / f"clip.npy.rgb.{fmt}.json").read_text())
     assert meta["shape"] == [2, 1024] and meta["frames"] == 17 and meta["weights_sha256"]
     assert meta["row_spans"] == [[0.0, 16.0], [8.0, 17.0]] and meta["layer"] == "pooled"
     again = E.extract_all([str(src)], out, ex, fmt=fmt, progress=False)
     assert again.skipped == [str(src)] and not again.done
     # A truncated data file is not complete: it is redone.
-    data = out / f"clip_rgb.{fmt}"
+    data = out / f"clip.npy.rgb.{fmt}"
     data.write_bytes(data.read_bytes()[:100])
-    assert not E.is_complete(out, "clip", "rgb", fmt)
+    assert not E.is_complete(out, "clip.npy", "rgb", fmt)
     assert E.extract_all([str(src)], out, ex, fmt=fmt, progress=False).done == [str(src)]
 
 
@@ -124,7 +124,9 @@ def test_expand_shard_and_names(tmp_path):
     assert inputs == [str(tmp_path / "videos" / n) for n in ("ID1", "a.avi", "b.mp4")] + ["/x/one.mp4", "/y/one.mp4"]
     assert E.expand_inputs([tmp_path], ids=["A", "B"]) == [str(tmp_path / "A"), str(tmp_path / "B")]
     names = E.output_names(inputs)
-    assert names[inputs[0]] == "ID1" and names["/x/one.mp4"] == "x__one" and names["/y/one.mp4"] == "y__one"
+    assert names[inputs[0]] == str(tmp_path / "videos" / "ID1").lstrip("/")
+    assert names["/x/one.mp4"] == "x/one.mp4" and names["/y/one.mp4"] == "y/one.mp4"
+    assert E.output_names(inputs[:3]) == {inputs[0]: "ID1", inputs[1]: "a.avi", inputs[2]: "b.mp4"}
     items = [f"v{i}" for i in range(23)]
     parts = [E.shard_inputs(items, i, 4) for i in range(4)]
     assert sorted(sum(parts, [])) == sorted(items)
@@ -152,10 +154,10 @@ def test_cli_good_and_bad_inputs(tmp_path, weights, capsys):
         lines = [line for line in err.splitlines() if path in line]
         assert len(lines) == 1, path  # one line each, naming the file
     assert sorted(p.name for p in out.iterdir()) == [
-        "good0_rgb.json",
-        "good0_rgb.npy",
-        "good1_rgb.json",
-        "good1_rgb.npy",
+        "good0.npy.rgb.npy",
+        "good0.npy.rgb.npy.json",
+        "good1.npy.rgb.npy",
+        "good1.npy.rgb.npy.json",
     ]
 
 
@@ -165,7 +167,7 @@ def test_cli_shards_cover_inputs(tmp_path, weights, capsys):
     for shard in ("0/2", "1/2"):
         base = ["extract", *inputs, "--out", str(out), "--weights", str(weights), "--device", "cpu"]
         assert main([*base, "--shard", shard, "--workers", "0"]) == 0
-    assert sorted(p.name for p in out.glob("*.npy")) == [f"v{i}_rgb.npy" for i in range(5)]
+    assert sorted(p.name for p in out.glob("*.npy")) == [f"v{i}.npy.rgb.npy" for i in range(5)]
     assert "done 2, skipped 0" in capsys.readouterr().err
     assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--shard", "2/2"]) == 2
 
@@ -178,7 +180,7 @@ def test_worker_processes(tmp_path, weights):
     assert summary.done == inputs[:3] and [f for f, _ in summary.failed] == inputs[3:]
     for i in range(3):
         inline = ex.extract(inputs[i])["rgb"].data
-        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}_rgb.npy"), inline)
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}.npy.rgb.npy"), inline)
 
 
 def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
@@ -189,15 +191,17 @@ def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (out / "v0_rgb.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        while not (out / "v0.npy.rgb.npy.json").exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)  # mid-way through a later video
     finally:
         proc.wait()
-    for data in out.glob("*_rgb.npy"):  # whatever exists under an output name is whole
+    for data in out.glob("*.rgb.npy"):  # whatever exists under an output name is whole
         assert np.load(data).shape == (7, 1024)
     assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--workers", "0"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"v{i}_rgb.{e}" for i in range(4) for e in ("npy", "json"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"v{i}.npy.rgb.npy{e}" for i in range(4) for e in ("", ".json")
+    )
 
 
 def test_real_clip_decodes_and_extracts(upstream, weights, tmp_path):
@@ -217,21 +221,23 @@ def test_outputs_of_other_settings_are_never_reused(tmp_path, weights, capsys):
     assert main(base) == 0
     assert main([*base, "--layer", "Mixed_4f"]) == 1
     err = capsys.readouterr().err
-    assert "clip_rgb.npy: made with other settings (layer 'pooled'" in err and "failed 1" in err
-    assert np.load(out / "clip_rgb.npy").shape == (2, 1024)  # untouched
+    assert "clip.npy.rgb.npy: made with other settings (layer 'pooled'" in err and "failed 1" in err
+    assert np.load(out / "clip.npy.rgb.npy").shape == (2, 1024)  # untouched
 
 
 def test_unexpected_errors_of_one_input_do_not_stop_the_batch(tmp_path, weights, monkeypatch):
     good = str(write_npy(tmp_path / "good.npy", 9, size=16))
     bad = str(write_npy(tmp_path / "bad.npy", 9, size=16))
-    real_open = E.open_input
+    from i3d.extract import pipeline
+
+    real_open = pipeline.open_input
 
     def flaky_open(path, *args, **kwargs):
         if str(path) == bad:
             raise RuntimeError("decoder exploded")  # not an I3DError
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(E, "open_input", flaky_open)
+    monkeypatch.setattr(pipeline, "open_input", flaky_open)
     ex = E.Extractor(weights=weights, device="cpu")
     summary = E.extract_all([bad, good], tmp_path / "out", ex, progress=False, log=io.StringIO())
     assert summary.done == [good] and summary.failed == [(bad, f"{bad}: RuntimeError: decoder exploded")]
@@ -252,4 +258,4 @@ def test_flow_stream_takes_weights_flag(tmp_path, capsys):
     np.save(src, np.random.default_rng(0).uniform(-1, 1, (1, 9, 16, 16, 2)).astype(np.float32))
     argv = ["extract", str(src), "--out", str(tmp_path / "out"), "--stream", "flow", "--weights", str(flow)]
     assert main([*argv, "--device", "cpu"]) == 0
-    assert np.load(tmp_path / "out" / "f_flow.npy").shape == (1, 1024)
+    assert np.load(tmp_path / "out" / "f.npy.flow.npy").shape == (1, 1024)

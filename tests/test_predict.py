@@ -95,7 +95,9 @@ def test_joint_stream_adds_logits(rgb_weights, flow_weights, tmp_path):
     joint = Classifier("joint", flow_dir=tmp_path / "flow", **common)
     both = rgb.logits(video) + flow.logits(video)
     assert torch.allclose(joint.logits(video), both, rtol=1e-5, atol=1e-5 * both.abs().max().item())
-    assert (tmp_path / "flow" / "moving.npy").exists()  # the flow cache was written and reused
+    from i3d.video.inputs import flow_cache_key
+
+    assert (tmp_path / "flow" / f"{flow_cache_key(video)}.npy").exists()  # the flow cache was written and reused
 
 
 def test_cli_stream_and_weights_errors(rgb_weights, flow_weights, tmp_path, capsys):
