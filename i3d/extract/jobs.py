@@ -172,9 +172,8 @@ def extract_all(
                     result = _NOT_DONE
                 else:
                     try:
-                        result = _run_job(
-                            extractor, job, messages, output_paths(out, names[job.path], job.stream, fmt), fmt, summary
-                        )
+                        paths = output_paths(out, names[job.path], job.stream, fmt)
+                        result = _run_job(extractor, job, messages, paths, fmt, summary, verify)
                     except _DiskFull as full:
                         report(f"{full.path}: no space left on device")
                         summary.stopped = "no space left on device"
@@ -209,7 +208,13 @@ def _finish(messages: Iterator[Message], workers: int) -> None:
 
 
 def _run_job(
-    extractor: Extractor, job: Job, messages: Iterator[Message], paths: OutputPaths, fmt: str, summary: Summary
+    extractor: Extractor,
+    job: Job,
+    messages: Iterator[Message],
+    paths: OutputPaths,
+    fmt: str,
+    summary: Summary,
+    verify: bool,
 ) -> str:
     """Make one (input, stream) output under its lock; return :data:`_DONE`,
     :data:`_BUSY`, :data:`_SKIPPED` or a one-line error."""
@@ -223,7 +228,7 @@ def _run_job(
     try:
         settings = extractor.settings(job.stream)
         try:
-            if check_output(paths, fmt, settings):
+            if check_output(paths, fmt, settings, verify=verify):
                 return _SKIPPED  # made by another run since this one looked
         except InputError as err:
             return str(err)

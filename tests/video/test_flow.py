@@ -16,7 +16,7 @@ from i3d.atomic import atomic_dir
 from i3d.video import FlowEngine, load_input, open_input, tvl1_flow, write_flow_frames
 from i3d.video import flow as flow_module
 from i3d.video.flow import PAIRS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
-from i3d.video.inputs import flow_cache_key, compute_flow
+from i3d.video.inputs import compute_flow, flow_cache_key
 from i3d.video.presets import Preprocess
 from i3d.video.readers import FlowArrayReader, FrameFolderReader
 from i3d.video.transforms import crop, horizontal_flip, normalize, resize_flow_field
