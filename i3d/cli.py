@@ -47,6 +47,30 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    from i3d.argtypes import positive_float, positive_int
+
+    p.add_argument(
+        "--fps",
+        type=positive_float,
+        default=None,
+        help="resample videos to this rate instead of the weights' (e.g. 10 or 15 to save time; features then "
+        "cover more seconds per row and differ from DeepMind's)",
+    )
+    p.add_argument(
+        "--short-side",
+        type=positive_int,
+        default=None,
+        help="resize frames so that their short side has this many pixels instead of the weights' (256)",
+    )
+    p.add_argument(
+        "--crop",
+        type=positive_int,
+        default=None,
+        help="side of the centre crop instead of the weights' (224); any value changes the results",
+    )
+
+
 def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
     """``(rgb, flow)`` weights; ``--stream flow --weights X`` means that X is
     the flow network."""
@@ -90,6 +114,15 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         help=f"frames per network call; bounds memory, results do not depend on it (default: {DEFAULT_CHUNK_FRAMES})",
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    _add_overrides(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the results to FILE: JSON lines (.jsonl, one object per video) or CSV (.csv, one row per "
+        "video and class: video,rank,label,index,prob,logit)",
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -98,6 +131,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1 or args.chunk < 1:
         _error("--top and --chunk must be >= 1")
+        return 2
+    if args.out is not None and args.out.suffix.lower() not in (".jsonl", ".csv"):
+        _error(f"--out {args.out}: the name must end in .jsonl or .csv")
         return 2
     try:
         videos = expand_inputs(args.videos)
@@ -115,12 +151,17 @@ def run_predict(args: argparse.Namespace) -> int:
             precision=args.precision,
             chunk_frames=args.chunk,
             flow_dir=args.flow_dir,
+            fps=args.fps,
+            short_side=args.short_side,
+            crop=args.crop,
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
     results, failed = [], 0
+    if not args.json:
+        print(f"  {'prob':>9}  {'logit':>9}  label")
     for video in videos:
         try:
             check_source(video)
@@ -133,16 +174,39 @@ def run_predict(args: argparse.Namespace) -> int:
             _error(f"{video}: {type(err).__name__}: {err}")
             failed += 1
             continue
-        if args.json:
-            results.append(prediction.to_json())
-        else:
+        results.append(prediction.to_json())
+        if not args.json:
             print(prediction.video)
             for t in prediction.top:
                 print(f"  {t.prob:9.6f}  {t.logit:9.4f}  {t.label}")
     if args.json:
         json.dump(results, sys.stdout, indent=1)
         print()
+    if args.out is not None:
+        try:
+            _write_predictions(args.out, results)
+        except OSError as err:
+            _error(f"{args.out}: cannot write ({err.strerror or err})")
+            return 1
     return 1 if failed else 0
+
+
+def _write_predictions(path: Path, results: list[dict]) -> None:
+    """JSON lines or CSV by the extension, written atomically."""
+    import csv
+
+    from i3d.atomic import open_atomic
+
+    with open_atomic(path) as f:
+        if path.suffix.lower() == ".jsonl":
+            for result in results:
+                f.write(json.dumps(result) + "\n")
+            return
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video", "rank", "label", "index", "prob", "logit"])
+        for result in results:
+            for rank, top in enumerate(result["top"], 1):
+                writer.writerow([result["video"], rank, top["label"], top["index"], top["prob"], top["logit"]])
 
 
 # ---- extract ---------------------------------------------------------------------
@@ -212,7 +276,9 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "--shard",
         default=None,
         metavar="I/N",
-        help="process part I of N (0-based) of the input list; under torchrun each rank takes its own part of it",
+        help="process part I of N (0-based) of the input list; under torchrun each rank takes its own part of it; "
+        "auto: the part of this task of a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT), else of "
+        "this Slurm task (SLURM_PROCID, SLURM_NTASKS), else of this torchrun rank (RANK, WORLD_SIZE)",
     )
     p.add_argument(
         "--workers",
@@ -226,6 +292,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    _add_overrides(p)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -234,9 +301,29 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _parse_shard(text: str | None) -> tuple[int, int]:
+def _auto_shard(env: dict[str, str]) -> tuple[int, int]:
+    """``(index, count)`` of this task from Slurm's or torchrun's environment."""
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def _parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[int, int]:
+    import os
+
     if text is None:
         return 0, 1
+    if text == "auto":
+        try:
+            index, count = _auto_shard(dict(os.environ) if env is None else env)
+        except ValueError:
+            raise ValueError("--shard auto: the Slurm or torchrun variables are not integers") from None
+        if not 0 <= index < count:
+            raise ValueError(f"--shard auto: task {index} of {count} from the environment")
+        return index, count
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
@@ -275,7 +362,7 @@ def run_extract(args: argparse.Namespace) -> int:
     except I3DError as err:
         _error(str(err))
         return 1
-    rank, world = E.distributed_shard()
+    rank, world = E.distributed_shard() if args.shard != "auto" else (0, 1)  # auto already took the rank's part
     mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
     weights, flow_weights = _stream_weights(args)
@@ -293,6 +380,9 @@ def run_extract(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             flow_dir=args.flow_dir,
+            fps=args.fps,
+            short_side=args.short_side,
+            crop=args.crop,
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:

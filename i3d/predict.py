@@ -18,6 +18,7 @@ from i3d.model import InceptionI3d
 from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, stream_outputs
 from i3d.video import Preprocess, open_input
+from i3d.video.presets import with_overrides
 
 __all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
 
@@ -82,6 +83,8 @@ class Classifier:
         chunk_frames: frames per network call; memory, not results, depends
             on it.
         flow_dir: a cache folder of flow frames (see :mod:`i3d.video.flow`).
+        fps, short_side, crop: override these fields of the weights'
+            preprocessing (:class:`i3d.video.Preprocess`).
     """
 
     def __init__(
@@ -95,6 +98,9 @@ class Classifier:
         precision: Precision = "fp32",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         flow_dir: str | os.PathLike[str] | None = None,
+        fps: float | None = None,
+        short_side: int | None = None,
+        crop: int | None = None,
         progress: bool = True,
     ) -> None:
         if stream not in ("rgb", "flow", "joint"):
@@ -110,6 +116,8 @@ class Classifier:
             self.models.append(_load(rgb_weights, 3, self.device, precision, progress))
         if stream in ("flow", "joint"):
             self.models.append(_load(flow_weights, 2, self.device, precision, progress))
+        for model in self.models:
+            model.preprocess = with_overrides(model.preprocess, fps=fps, short_side=short_side, crop=crop)
         sizes = {m.net.num_classes for m in self.models}
         if len(sizes) != 1:
             raise W.WeightsError(f"the RGB and flow weights have different classes: {sorted(sizes)}")

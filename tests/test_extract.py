@@ -259,3 +259,63 @@ def test_flow_stream_takes_weights_flag(tmp_path, capsys):
     argv = ["extract", str(src), "--out", str(tmp_path / "out"), "--stream", "flow", "--weights", str(flow)]
     assert main([*argv, "--device", "cpu"]) == 0
     assert np.load(tmp_path / "out" / "f.npy.flow.npy").shape == (1, 1024)
+
+
+def test_input_model_recursion_globs_and_empty_sets(tmp_path, capsys):
+    from i3d.video.listing import NoInputs
+
+    for rel in ("top.mp4", "cam1/a.mp4", "cam1/deep/b.avi", "cam2/a.mp4", ".hidden/x.mp4", "cam2/notes.md"):
+        (tmp_path / "v" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "v" / rel).write_bytes(b"x")
+    frames = tmp_path / "v" / "cam2" / "ID9"
+    frames.mkdir()
+    (frames / "ID9-000001.jpg").write_bytes(b"x")
+    found = E.expand_inputs([tmp_path / "v"])  # folders are searched recursively, hidden entries skipped
+    rels = ["cam1/a.mp4", "cam1/deep/b.avi", "cam2/ID9", "cam2/a.mp4", "top.mp4"]
+    assert found == [str(tmp_path / "v" / r) for r in rels]
+    assert E.output_names(found) == {str(tmp_path / "v" / r): r for r in rels}
+    assert E.expand_inputs([str(tmp_path / "v" / "**" / "a.mp4")]) == [str(tmp_path / "v" / r) for r in rels[::3]]
+    assert E.expand_inputs([tmp_path / "v" / "top.mp4", str(tmp_path / "v" / "." / "top.mp4")]) == [
+        str(tmp_path / "v" / "top.mp4")
+    ]  # one input, however spelled
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(NoInputs, match="empty: no video files or frame folders in it or its subfolders"):
+        E.expand_inputs([tmp_path / "empty"])
+    with pytest.raises(NoInputs, match=r"\*\.webm: the pattern matches no video files"):
+        E.expand_inputs([str(tmp_path / "v" / "*.webm")])
+    assert main(["extract", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "empty: no video files" in err
+
+
+def test_fps_short_side_and_crop_overrides(tmp_path, weights, capsys):
+    from tests.video.helpers import encode, indexed_frames
+
+    video = encode(tmp_path / "clip.mp4", indexed_frames(20, height=40, width=48), rate=25)
+    small = ["--short-side", "36", "--crop", "32", "--device", "cpu", "--weights", str(weights)]
+    out = tmp_path / "out"
+    assert main(["extract", str(video), "--out", str(out), *small]) == 0
+    meta = json.loads((out / "clip.mp4.rgb.npy.json").read_text())
+    assert meta["frames"] == 20 and meta["preprocess"]["resize_short_side"] == 36 and meta["preprocess"]["crop"] == 32
+    # Another rate is another output: never taken for the earlier one.
+    assert main(["extract", str(video), "--out", str(out), *small, "--fps", "12.5"]) == 1
+    assert "made with other settings (preprocess" in capsys.readouterr().err
+    assert main(["extract", str(video), "--out", str(tmp_path / "half"), *small, "--fps", "12.5"]) == 0
+    meta = json.loads((tmp_path / "half" / "clip.mp4.rgb.npy.json").read_text())
+    assert meta["frames"] == 10 and meta["fps"] == 12.5 and meta["preprocess"]["fps"] == 12.5
+    argv = ["extract", str(video), "--out", str(out), "--short-side", "32", "--crop", "64", "--weights", str(weights)]
+    assert main(argv) == 1
+    assert "crop 64 is larger than the short side 32" in capsys.readouterr().err
+
+
+def test_shard_auto_from_slurm_and_torchrun():
+    from i3d.cli import _parse_shard
+
+    assert _parse_shard(
+        "auto", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}
+    ) == (2, 4)
+    assert _parse_shard("auto", {"SLURM_PROCID": "1", "SLURM_NTASKS": "3"}) == (1, 3)
+    assert _parse_shard("auto", {"RANK": "2", "WORLD_SIZE": "8"}) == (2, 8)
+    assert _parse_shard("auto", {}) == (0, 1)
+    with pytest.raises(ValueError, match="task 3 of 2"):
+        _parse_shard("auto", {"SLURM_PROCID": "3", "SLURM_NTASKS": "2"})

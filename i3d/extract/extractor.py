@@ -20,6 +20,7 @@ from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, OUTPUTS, POOLED, output_length, run_clips, stream_outputs
 from i3d.video import Preprocess, open_input
 from i3d.video.listing import check_source
+from i3d.video.presets import with_overrides
 
 __all__ = ["Extractor", "LAYERS", "STREAMS", "DEFAULT_CLIP_LEN", "DEFAULT_BATCH", "Mode"]
 
@@ -61,6 +62,9 @@ class Extractor:
         flow_dir: cache folder of flow frames, read and written.
         transforms: preprocessing per stream (``{"rgb": preset}``) instead
             of the weights' own.
+        fps, short_side, crop: override these fields of every stream's
+            preprocessing (recorded in the sidecar's ``preprocess``, so an
+            output made with other values is never reused).
     """
 
     def __init__(
@@ -79,6 +83,9 @@ class Extractor:
         precision: Precision = "fp32",
         flow_dir: str | os.PathLike[str] | None = None,
         transforms: dict[str, Preprocess] | None = None,
+        fps: float | None = None,
+        short_side: int | None = None,
+        crop: int | None = None,
         progress: bool = False,
     ) -> None:
         if not streams or any(s not in STREAMS for s in streams):
@@ -98,7 +105,8 @@ class Extractor:
         self.flow_dir = flow_dir
         self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
         for net in self.nets:
-            net.preprocess = (transforms or {}).get(net.stream, net.preprocess)
+            preprocess = (transforms or {}).get(net.stream, net.preprocess)
+            net.preprocess = with_overrides(preprocess, fps=fps, short_side=short_side, crop=crop)
 
     def _load(self, stream: str, spec: str | os.PathLike[str], progress: bool) -> _Net:
         channels = 3 if stream == "rgb" else 2
