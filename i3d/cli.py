@@ -71,6 +71,15 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
+        "otherwise); errors and the summary are still printed",
+    )
+
+
 def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
     """``(rgb, flow)`` weights; ``--stream flow --weights X`` means that X is
     the flow network."""
@@ -115,6 +124,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
     _add_overrides(p)
+    _add_quiet(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -159,21 +169,27 @@ def run_predict(args: argparse.Namespace) -> int:
     except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
+    from i3d.progress import Progress
+
+    progress = Progress("i3d predict", len(videos), quiet=args.quiet)
     results, failed = [], 0
     if not args.json:
         print(f"  {'prob':>9}  {'logit':>9}  label")
     for video in videos:
         try:
             check_source(video)
-            prediction = classifier.predict(video, top=args.top)
+            prediction = classifier.predict(video, top=args.top, progress=progress)
         except I3DError as err:
+            progress.clear()
             _error(str(err))
             failed += 1
             continue
         except (ValueError, RuntimeError, OSError) as err:  # e.g. out of memory: report, go on
+            progress.clear()
             _error(f"{video}: {type(err).__name__}: {err}")
             failed += 1
             continue
+        progress.clear()
         results.append(prediction.to_json())
         if not args.json:
             print(prediction.video)
@@ -293,6 +309,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
     _add_overrides(p)
+    _add_quiet(p)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -397,7 +414,7 @@ def run_extract(args: argparse.Namespace) -> int:
             fmt=args.format,
             names=names,
             workers=workers,
-            progress=sys.stderr.isatty(),
+            progress=not args.quiet,
             verify=args.verify,
         )
     except I3DError as err:

@@ -7,6 +7,7 @@ for the joint model, adds the RGB and flow averages before the softmax.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ import torch
 
 from i3d import weights as W
 from i3d.model import InceptionI3d
+from i3d.progress import Progress
 from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, stream_outputs
 from i3d.video import Preprocess, open_input
@@ -131,12 +133,16 @@ class Classifier:
         if len(self.labels) != num_classes:
             raise W.WeightsError(f"{len(self.labels)} labels for {num_classes} classes")
 
-    def logits(self, path: str | os.PathLike[str]) -> torch.Tensor:
-        """Time-averaged logits ``(num_classes,)``, summed over the streams."""
+    def logits(self, path: str | os.PathLike[str], progress: Progress | None = None) -> torch.Tensor:
+        """Time-averaged logits ``(num_classes,)``, summed over the streams;
+        frames done reported to ``progress``."""
         total = None
         for model in self.models:
             source = open_input(path, model.preprocess, flow_dir=self.flow_dir)
             chunks = source.chunks(self.chunk_frames)  # decoding stays outside the precision context
+            if progress is not None:
+                progress.start(f"{path} ({model.preprocess.modality})", source.num_frames)
+                chunks = _counted(chunks, progress)
             outputs = [
                 y.float()
                 for y in stream_outputs(
@@ -149,9 +155,15 @@ class Classifier:
         assert total is not None
         return total
 
-    def predict(self, path: str | os.PathLike[str], top: int = 5) -> Prediction:
-        logits = self.logits(path)
+    def predict(self, path: str | os.PathLike[str], top: int = 5, progress: Progress | None = None) -> Prediction:
+        logits = self.logits(path, progress)
         probs = torch.softmax(logits, dim=0)
         order = torch.argsort(logits, descending=True, stable=True)[:top]
         best = [TopClass(self.labels[i], int(i), float(probs[i]), float(logits[i])) for i in order.tolist()]
         return Prediction(str(Path(path)), logits, best)
+
+
+def _counted(chunks: Iterator[torch.Tensor], progress: Progress) -> Iterator[torch.Tensor]:
+    for chunk in chunks:  # (C, t, H, W)
+        yield chunk
+        progress.advance(chunk.shape[1])  # the network has taken it

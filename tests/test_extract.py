@@ -319,3 +319,20 @@ def test_shard_auto_from_slurm_and_torchrun():
     assert _parse_shard("auto", {}) == (0, 1)
     with pytest.raises(ValueError, match="task 3 of 2"):
         _parse_shard("auto", {"SLURM_PROCID": "3", "SLURM_NTASKS": "2"})
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, weights):
+    from i3d.progress import Progress
+
+    src = write_npy(tmp_path / "clip.npy", 30)
+    log = io.StringIO()
+    reporter = Progress("i3d extract", 0, stream=log, terminal=False, interval=0.0)
+    ex = E.Extractor(weights=weights, device="cpu", chunk=8)
+    assert E.extract_all([str(src)], tmp_path / "out", ex, progress=reporter, log=log).done == [str(src)]
+    lines = log.getvalue().splitlines()
+    assert lines and all(line.startswith("i3d extract: [1/1] clip.npy (rgb): ") for line in lines)
+    assert "\r" not in log.getvalue() and "30/30 frames" in lines[-1] and "frames/s" in lines[-1]
+    assert any("ETA" in line for line in lines[:-1])
+    quiet = io.StringIO()
+    E.extract_all([str(src)], tmp_path / "out2", ex, progress=False, log=quiet)
+    assert quiet.getvalue() == ""

@@ -41,6 +41,7 @@ from i3d.extract.writers import (
     write_npy_rows,
     write_sidecar,
 )
+from i3d.progress import Progress
 from i3d.video.listing import check_collisions, check_source, output_names
 
 __all__ = ["Summary", "OutputError", "extract_all", "check_output_dir", "DISK_FULL"]
@@ -105,7 +106,7 @@ def extract_all(
     fmt: str = "npy",
     names: dict[str, str] | None = None,
     workers: int = 0,
-    progress: bool = True,
+    progress: bool | Progress = True,
     log: TextIO | None = None,
     verify: bool = False,
 ) -> Summary:
@@ -118,6 +119,8 @@ def extract_all(
             ``inputs``; give those of the whole list when ``inputs`` is a
             shard of it).
         workers: decoding processes (0: inline).
+        progress: report frames done, rate and ETA to ``log`` (see
+            :class:`i3d.progress.Progress`), or use this reporter.
         verify: check the checksum of every complete output, redo mismatches.
 
     Returns:
@@ -128,8 +131,6 @@ def extract_all(
         OutputError: ``out_dir`` is not a writable folder.
         NameCollision: two inputs would share an output.
     """
-    from tqdm import tqdm
-
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     log = log or sys.stderr
@@ -138,7 +139,12 @@ def extract_all(
     out = check_output_dir(out_dir)
     summary = Summary()
 
+    reporter = (
+        progress if isinstance(progress, Progress) else Progress("i3d extract", 0, stream=log, quiet=not progress)
+    )
+
     def report(message: str) -> None:
+        reporter.clear()
         print(f"i3d extract: {message}", file=log, flush=True)
 
     jobs: list[Job] = []
@@ -158,10 +164,9 @@ def extract_all(
             summary.skipped.append(path)
         flow_dir = str(extractor.flow_dir) if extractor.flow_dir is not None else None
         jobs.extend(Job(path, s, extractor.preprocess(s), flow_dir) for s in missing)
-    todo = list(dict.fromkeys(job.path for job in jobs))
     prefetch = Prefetch(jobs, extractor.chunk, workers)
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="video", disable=not progress, file=log)
+    reporter.total = len(jobs)
     state: dict[str, str] = {}  # input -> _DONE, _SKIPPED, _BUSY, _NOT_DONE or its error
     try:
         for index, job in enumerate(jobs):
@@ -173,7 +178,8 @@ def extract_all(
                 else:
                     try:
                         paths = output_paths(out, names[job.path], job.stream, fmt)
-                        result = _run_job(extractor, job, messages, paths, fmt, summary, verify)
+                        reporter.start(f"{names[job.path]} ({job.stream})", 0)
+                        result = _run_job(extractor, job, messages, paths, fmt, summary, verify, reporter)
                     except _DiskFull as full:
                         report(f"{full.path}: no space left on device")
                         summary.stopped = "no space left on device"
@@ -187,10 +193,8 @@ def extract_all(
             if index + 1 == len(jobs) or jobs[index + 1].path != job.path:  # the input's last job
                 _record(summary, job.path, state[job.path])
                 summary.seconds = time.perf_counter() - start
-                bar.set_postfix_str(f"{summary.frames / max(summary.seconds, 1e-9):.1f} frames/s")
-                bar.update(1)
     finally:
-        bar.close()
+        reporter.clear()
         prefetch.close()
     if summary.stopped is not None:
         summary.stopped = f"{summary.stopped}: {len(summary.not_done)} inputs not done; free space and rerun to resume"
@@ -215,6 +219,7 @@ def _run_job(
     fmt: str,
     summary: Summary,
     verify: bool,
+    reporter: Progress,
 ) -> str:
     """Make one (input, stream) output under its lock; return :data:`_DONE`,
     :data:`_BUSY`, :data:`_SKIPPED` or a one-line error."""
@@ -235,7 +240,7 @@ def _run_job(
         for path in (paths.data, paths.sidecar):
             remove_stale(path)  # left by a run killed while writing it: its lock is gone
         paths.sidecar.unlink(missing_ok=True)  # the output is incomplete from here until its new sidecar
-        return _compute_and_write(extractor, job, messages, paths, fmt, summary)
+        return _compute_and_write(extractor, job, messages, paths, fmt, summary, reporter)
     except OSError as err:
         return _write_error(paths.data, err)
     finally:
@@ -249,7 +254,13 @@ def _write_error(path: Path, err: OSError) -> str:
 
 
 def _compute_and_write(
-    extractor: Extractor, job: Job, messages: Iterator[Message], paths: OutputPaths, fmt: str, summary: Summary
+    extractor: Extractor,
+    job: Job,
+    messages: Iterator[Message],
+    paths: OutputPaths,
+    fmt: str,
+    summary: Summary,
+    reporter: Progress,
 ) -> str:
     first = next(messages)
     if isinstance(first, Failed):
@@ -257,11 +268,13 @@ def _compute_and_write(
     if not isinstance(first, Started):
         return f"{job.path}: decoding sent {type(first).__name__} before the frame count"
     frames, fps = first.frames, first.fps
+    reporter.frames = frames
 
     def chunks() -> Iterator[torch.Tensor]:
         for message in messages:
             if isinstance(message, Chunk):
                 yield torch.from_numpy(message.frames)  # (C, t, H, W)
+                reporter.advance(message.frames.shape[1])  # the network has taken the chunk
             elif isinstance(message, Failed):
                 raise _WorkerFailed(message.message)
             elif isinstance(message, Finished):

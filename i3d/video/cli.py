@@ -14,6 +14,7 @@ import sys
 from i3d.argtypes import positive_float, positive_int
 from i3d.atomic import check_output_dir
 from i3d.errors import I3DError
+from i3d.progress import Progress
 from i3d.video.flow import FLOW_FORMATS, FlowEngine
 from i3d.video.inputs import compute_flow
 from i3d.video.listing import check_collisions, check_source, expand_inputs, output_names
@@ -69,6 +70,12 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
         default=CHARADES_FPS,
         help=f"frame rate of RGB frame folders given as VIDEO (default: {CHARADES_FPS:g}, Charades)",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
+        "otherwise); errors are still printed",
+    )
 
 
 def run_flow(args: argparse.Namespace) -> int:
@@ -92,6 +99,7 @@ def run_flow(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     failures = 0
+    progress = Progress("i3d flow", len(videos), quiet=args.quiet)
     with FlowEngine(args.workers) as engine:
         for video in videos:
             folder, name = os.path.split(names[video])
@@ -106,12 +114,15 @@ def run_flow(args: argparse.Namespace) -> int:
                     engine=engine,
                     source_fps=args.source_fps,
                     name=name,
+                    progress=progress,
                 )
             except I3DError as err:
+                progress.clear()
                 print(f"error: {err}", file=sys.stderr)
                 failures += 1
                 continue
             except OSError as err:
+                progress.clear()
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
                     print(
                         f"error: {out / names[video]}: no space left on device; free space and rerun", file=sys.stderr
@@ -120,5 +131,6 @@ def run_flow(args: argparse.Namespace) -> int:
                 print(f"error: {video}: cannot write flow ({err.strerror or err})", file=sys.stderr)
                 failures += 1
                 continue
+            progress.clear()
             print(written)
     return 1 if failures else 0

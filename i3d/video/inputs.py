@@ -35,6 +35,7 @@ import torch
 
 from i3d.atomic import open_atomic
 from i3d.errors import VideoError
+from i3d.progress import Progress
 from i3d.video.flow import (
     MIN_FLOW_FRAMES,
     NPY_DTYPE,
@@ -417,6 +418,12 @@ class _FlowCacheEntry:
         write_flow_record(self.entry, self.record)
 
 
+def _counted(fields: Iterator[np.ndarray], progress: Progress) -> Iterator[np.ndarray]:
+    for field in fields:
+        yield field
+        progress.advance(1)
+
+
 def _open_cache(path: Path, rgb: VideoReader | FrameFolderReader) -> FlowArrayReader | FrameFolderReader:
     """Open stored flow for ``rgb`` and check that it matches its frames."""
     stored: FlowArrayReader | FrameFolderReader
@@ -486,6 +493,7 @@ def compute_flow(
     engine: FlowEngine | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
     name: str | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Compute TV-L1 flow for a video (or RGB frame folder) and write it under ``out_dir``.
 
@@ -496,6 +504,10 @@ def compute_flow(
     size, modification time, ``fps``, ``short_side``). It serves as
     ``flow_dir`` cache to :func:`open_input` for that source (with a preset
     of the same ``fps`` and ``resize_short_side``) while the record matches.
+
+    Args:
+        name: the output's name (default :func:`source_name`).
+        progress: where fields done are reported.
 
     Returns:
         The output path.
@@ -514,6 +526,9 @@ def compute_flow(
     engine = engine or FlowEngine()
     try:
         with contextlib.closing(engine.fields(_gray_frames(source))) as fields:
+            if progress is not None:
+                progress.start(path, source.num_frames)
+                fields = _counted(fields, progress)
             entry = write_flow_frames(
                 fields, out_dir, name or source_name(path), format=format, num_frames=source.num_frames
             )
