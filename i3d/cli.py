@@ -289,6 +289,14 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
     p.add_argument(
+        "--layout",
+        choices=E.LAYOUTS,
+        default="i3d",
+        help="i3d: OUT/NAME.STREAM.FORMAT (default); port: OUT/ID.npy of shape (T', 1, 1, 1024), ID being the "
+        "file stem or folder name, as the PyTorch port's extract_features.py saved pooled features (needs "
+        "--layer pooled, --mode full, --format npy, one stream)",
+    )
+    p.add_argument(
         "--shard",
         default=None,
         metavar="I/N",
@@ -359,6 +367,10 @@ def run_extract(args: argparse.Namespace) -> int:
             raise ValueError("--chunk, --clip-len, --step and --batch must be >= 1")
         if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
+        if args.layout == "port" and (
+            args.layer != E.POOLED or args.mode != "full" or args.format != "npy" or args.stream == "both"
+        ):
+            raise ValueError("--layout port needs --layer pooled, --mode full, --format npy and one --stream")
     except ValueError as err:
         _error(str(err))
         return 2
@@ -373,7 +385,8 @@ def run_extract(args: argparse.Namespace) -> int:
             return 1
     try:
         inputs = E.expand_inputs(args.inputs, ids=ids)
-        names = E.output_names(inputs)  # over all inputs, so that shards agree
+        # Over all inputs, so that shards agree.
+        names = E.port_names(inputs) if args.layout == "port" else E.output_names(inputs)
         E.check_collisions(names)  # before any work, on every shard
         E.check_output_dir(args.out)
     except I3DError as err:
@@ -416,8 +429,9 @@ def run_extract(args: argparse.Namespace) -> int:
             workers=workers,
             progress=not args.quiet,
             verify=args.verify,
+            layout=args.layout,
         )
-    except I3DError as err:
+    except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
     if summary.stopped:

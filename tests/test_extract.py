@@ -38,6 +38,7 @@ def model(weights) -> InceptionI3d:
 
 
 def write_npy(path: Path, frames: int, size: int = 32, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     np.save(path, rng.uniform(-1, 1, (1, frames, size, size, 3)).astype(np.float32))
     return path
@@ -336,3 +337,21 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, weights):
     quiet = io.StringIO()
     E.extract_all([str(src)], tmp_path / "out2", ex, progress=False, log=quiet)
     assert quiet.getvalue() == ""
+
+
+def test_port_layout(tmp_path, weights, capsys):
+    inputs = [write_npy(tmp_path / "a" / f"{name}.npy", 20, size=16, seed=i) for i, name in enumerate(("x", "y"))]
+    out = tmp_path / "port"
+    base = ["--weights", str(weights), "--device", "cpu"]
+    assert main(["extract", *map(str, inputs), "--out", str(out), "--layout", "port", *base]) == 0
+    for path in inputs:
+        got = np.load(out / f"{path.stem}.npy")
+        assert got.shape == (2, 1, 1, 1024)  # (T', 1, 1, 1024), as the port saved them
+        np.testing.assert_array_equal(
+            got[:, 0, 0], E.Extractor(weights=weights, device="cpu").extract(path)["rgb"].data
+        )
+    other = write_npy(tmp_path / "b" / "x.npy", 20, size=16)
+    assert main(["extract", str(inputs[0]), str(other), "--out", str(out), "--layout", "port", *base]) == 1
+    err = capsys.readouterr().err
+    assert str(inputs[0]) in err and str(other) in err and "'x'" in err
+    assert main(["extract", str(other), "--out", str(out), "--layout", "port", "--format", "npz", *base]) == 2

@@ -29,9 +29,25 @@ from __future__ import annotations
 
 from i3d.atomic import OutputError, check_output_dir
 from i3d.extract.extractor import DEFAULT_BATCH, DEFAULT_CLIP_LEN, LAYERS, STREAMS, Extractor, Mode
-from i3d.extract.inputs import check_collisions, distributed_shard, expand_inputs, output_names, shard_inputs
-from i3d.extract.jobs import Summary, extract_all
-from i3d.extract.writers import FORMATS, Features, OutputPaths, file_sha256, is_complete, output_paths, save_features
+from i3d.extract.inputs import (
+    check_collisions,
+    distributed_shard,
+    expand_inputs,
+    output_names,
+    port_names,
+    shard_inputs,
+)
+from i3d.extract.jobs import Summary, check_port_layout, extract_all
+from i3d.extract.writers import (
+    FORMATS,
+    LAYOUTS,
+    Features,
+    OutputPaths,
+    file_sha256,
+    is_complete,
+    output_paths,
+    save_features,
+)
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
 
 __all__ = [
@@ -46,6 +62,9 @@ __all__ = [
     "shard_inputs",
     "distributed_shard",
     "output_names",
+    "port_names",
+    "check_port_layout",
+    "LAYOUTS",
     "output_paths",
     "check_collisions",
     "check_output_dir",

@@ -9,9 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from i3d.video.inputs import source_name
 from i3d.video.listing import check_collisions, expand_inputs, output_names
 
-__all__ = ["expand_inputs", "output_names", "check_collisions", "shard_inputs", "distributed_shard"]
+__all__ = ["expand_inputs", "output_names", "port_names", "check_collisions", "shard_inputs", "distributed_shard"]
+
+
+def port_names(inputs: Sequence[str]) -> dict[str, str]:
+    """Names of the ``port`` layout: the video id (file stem or folder name),
+    as the PyTorch port named its feature files; two inputs of one id are
+    refused by :func:`check_collisions`."""
+    return {i: source_name(i) for i in inputs}
 
 
 def shard_inputs(inputs: Sequence[str], index: int, count: int) -> list[str]:

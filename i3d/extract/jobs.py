@@ -30,6 +30,7 @@ import torch
 from i3d.atomic import OutputError, OutputLock, check_output_dir, remove_stale
 from i3d.errors import I3DError, InputError
 from i3d.extract.extractor import Extractor
+from i3d.extract.inputs import port_names
 from i3d.extract.pipeline import Chunk, Failed, Finished, Job, Message, Prefetch, Started
 from i3d.extract.writers import (
     FORMATS,
@@ -42,6 +43,7 @@ from i3d.extract.writers import (
     write_sidecar,
 )
 from i3d.progress import Progress
+from i3d.streaming import POOLED
 from i3d.video.listing import check_collisions, check_source, output_names
 
 __all__ = ["Summary", "OutputError", "extract_all", "check_output_dir", "DISK_FULL"]
@@ -109,6 +111,7 @@ def extract_all(
     progress: bool | Progress = True,
     log: TextIO | None = None,
     verify: bool = False,
+    layout: str = "i3d",
 ) -> Summary:
     """Extract every input's features into ``out_dir``; skip complete ones.
 
@@ -122,6 +125,9 @@ def extract_all(
         progress: report frames done, rate and ETA to ``log`` (see
             :class:`i3d.progress.Progress`), or use this reporter.
         verify: check the checksum of every complete output, redo mismatches.
+        layout: ``"i3d"`` or ``"port"`` (:data:`i3d.extract.writers.LAYOUTS`;
+            pooled features of one stream in ``.npy`` only, ``names`` then
+            default to :func:`i3d.extract.inputs.port_names`).
 
     Returns:
         The :class:`Summary`; failing inputs are also reported to ``log``
@@ -134,7 +140,9 @@ def extract_all(
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     log = log or sys.stderr
-    names = names or output_names(inputs)
+    if layout == "port":
+        check_port_layout(extractor, fmt)
+    names = names or (port_names(inputs) if layout == "port" else output_names(inputs))
     check_collisions({i: names[i] for i in inputs})
     out = check_output_dir(out_dir)
     summary = Summary()
@@ -154,7 +162,9 @@ def extract_all(
             missing = [
                 s
                 for s in extractor.streams
-                if not check_output(output_paths(out, names[path], s, fmt), fmt, extractor.settings(s), verify=verify)
+                if not check_output(
+                    output_paths(out, names[path], s, fmt, layout), fmt, extractor.settings(s), verify=verify
+                )
             ]
         except InputError as err:
             report(str(err))
@@ -177,7 +187,7 @@ def extract_all(
                     result = _NOT_DONE
                 else:
                     try:
-                        paths = output_paths(out, names[job.path], job.stream, fmt)
+                        paths = output_paths(out, names[job.path], job.stream, fmt, layout)
                         reporter.start(f"{names[job.path]} ({job.stream})", 0)
                         result = _run_job(extractor, job, messages, paths, fmt, summary, verify, reporter)
                     except _DiskFull as full:
@@ -199,6 +209,17 @@ def extract_all(
     if summary.stopped is not None:
         summary.stopped = f"{summary.stopped}: {len(summary.not_done)} inputs not done; free space and rerun to resume"
     return summary
+
+
+def check_port_layout(extractor: Extractor, fmt: str) -> None:
+    """The ``port`` layout holds what the port saved: pooled features of
+    the whole video (``full`` mode), one stream, ``.npy``.
+
+    Raises:
+        ValueError: other settings.
+    """
+    if extractor.layer != POOLED or extractor.mode != "full" or fmt != "npy" or len(extractor.streams) != 1:
+        raise ValueError("--layout port needs --layer pooled, --mode full, --format npy and one --stream")
 
 
 def _finish(messages: Iterator[Message], workers: int) -> None:
@@ -282,6 +303,8 @@ def _compute_and_write(
 
     try:
         rows = extractor.rows(job.stream, frames, chunks())
+        if paths.layout == "port":
+            rows = (r[:, None, None, :] for r in rows)  # (t, 1024) -> (t, 1, 1, 1024), the port's layout
         if fmt == "npy":
             shape, size, digest = write_npy_rows(paths.data, rows, extractor.num_rows(job.stream, frames))
         else:

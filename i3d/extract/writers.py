@@ -37,6 +37,7 @@ from i3d.errors import InputError
 
 __all__ = [
     "FORMATS",
+    "LAYOUTS",
     "Features",
     "OutputPaths",
     "output_paths",
@@ -50,6 +51,9 @@ __all__ = [
 ]
 
 FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
+# i3d: OUT/<name>.<stream>.<format>; port: OUT/<video id>.npy of (T', 1, 1, 1024), as the
+# PyTorch port's extract_features.py saved pooled features.
+LAYOUTS: tuple[str, ...] = ("i3d", "port")
 _READ_BLOCK = 1 << 20  # bytes per read when checksumming a file back
 
 
@@ -71,14 +75,18 @@ class Features:
 class OutputPaths:
     data: Path
     sidecar: Path
+    layout: str = "i3d"
 
 
-def output_paths(out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str) -> OutputPaths:
-    """The data file and sidecar of input ``name``'s ``stream`` in ``fmt``."""
+def output_paths(out_dir: str | os.PathLike[str], name: str, stream: str, fmt: str, layout: str = "i3d") -> OutputPaths:
+    """The data file and sidecar of input ``name``'s ``stream`` in ``fmt``;
+    with the ``port`` layout, ``OUT/<name>.npy`` (one stream per folder)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    data = Path(out_dir) / f"{name}.{stream}.{fmt}"
-    return OutputPaths(data, data.with_name(data.name + ".json"))
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    data = Path(out_dir) / (f"{name}.{stream}.{fmt}" if layout == "i3d" else f"{name}.{fmt}")
+    return OutputPaths(data, data.with_name(data.name + ".json"), layout)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
