@@ -440,6 +440,35 @@ def run_extract(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+# ---- verify ------------------------------------------------------------------------
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, metavar="OUT", help="an output folder of `i3d extract`")
+    p.add_argument("--quiet", action="store_true", help="print only the outputs that do not match")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Check every output's size and SHA-256 against its sidecar; exit 1 if
+    any differs (`i3d extract ... --verify` redoes those)."""
+    from i3d.extract import verify_outputs
+
+    if not args.out.is_dir():
+        _error(f"{args.out}: is not a folder")
+        return 1
+    good = bad = 0
+    for data, problem in verify_outputs(args.out):
+        if problem is None:
+            good += 1
+            if not args.quiet:
+                print(f"ok  {data}")
+        else:
+            bad += 1
+            print(f"BAD {data}: {problem}")
+    print(f"i3d verify: {good} good, {bad} bad", file=sys.stderr)
+    return 1 if bad else 0
+
+
 # ---- convert and weights --------------------------------------------------------
 
 
@@ -497,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
     _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
+    _command(
+        sub, "verify", "check extracted features against their sidecars' checksums", add_verify_arguments, run_verify
+    )
     _command(
         sub,
         "train",

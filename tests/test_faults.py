@@ -384,3 +384,16 @@ def test_input_list_that_is_not_utf8_or_a_fifo(tmp_path, weights, capsys):
     os.mkfifo(fifo)
     rc, err = cli(extract(weights, str(fifo), "--out", str(tmp_path / "out")), capsys)
     assert rc == 1 and err.strip() == f"i3d: error: {fifo}: is a FIFO, not a video file or folder"
+
+
+def test_verify_command_finds_damaged_outputs(tmp_path, weights, capsys):
+    inputs = [write_npy(tmp_path / f"v{i}.npy", seed=i) for i in range(2)]
+    out = tmp_path / "out"
+    assert cli(extract(weights, *inputs, "--out", str(out)), capsys)[0] == 0
+    assert main(["verify", str(out)]) == 0
+    assert "2 good, 0 bad" in capsys.readouterr().err
+    data = out / "v1.npy.rgb.npy"
+    data.write_bytes(data.read_bytes()[:-1] + b"\x7f")
+    assert main(["verify", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"BAD {data}: SHA-256 differs from the sidecar's" and "1 good, 1 bad" in captured.err

@@ -47,6 +47,7 @@ from i3d.extract.writers import (
     is_complete,
     output_paths,
     save_features,
+    verify_outputs,
 )
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
 
@@ -71,6 +72,7 @@ __all__ = [
     "is_complete",
     "save_features",
     "file_sha256",
+    "verify_outputs",
     "FORMATS",
     "LAYERS",
     "STREAMS",

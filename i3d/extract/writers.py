@@ -48,6 +48,7 @@ __all__ = [
     "write_npy_rows",
     "write_sidecar",
     "file_sha256",
+    "verify_outputs",
 ]
 
 FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
@@ -262,3 +263,25 @@ def write_sidecar(paths: OutputPaths, meta: dict, size: int, sha256: str) -> Non
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(paths.sidecar.parent)
+
+
+def verify_outputs(out_dir: str | os.PathLike[str]) -> Iterator[tuple[Path, str | None]]:
+    """Check every output under ``out_dir`` against its sidecar: yields
+    ``(data file, None)`` for a good one, ``(data file, what is wrong)``
+    otherwise (missing, other size, other SHA-256)."""
+    for sidecar in sorted(Path(out_dir).rglob("*.json")):
+        meta = read_sidecar(OutputPaths(sidecar.with_suffix(""), sidecar))
+        if meta is None or "sha256" not in meta or "bytes" not in meta:
+            continue  # not an output's sidecar (or one from before checksums)
+        data = sidecar.with_name(sidecar.name[: -len(".json")])
+        try:
+            size = data.stat().st_size
+        except OSError:
+            yield data, "missing"
+            continue
+        if size != meta["bytes"]:
+            yield data, f"{size} bytes, the sidecar says {meta['bytes']}"
+        elif file_sha256(data) != meta["sha256"]:
+            yield data, "SHA-256 differs from the sidecar's"
+        else:
+            yield data, None
