@@ -335,8 +335,12 @@ def open_input(
         record = flow_source_record(path, source.fps, preprocess.resize_short_side, source.num_frames)
         cached = _find_cache(Path(flow_dir), path, record)
         if cached is not None:
-            stored = _open_cache(cached, source)
-            return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
+            try:
+                stored = _open_cache(cached, source)
+            except VideoError:
+                pass  # damaged since its record was written: recomputed below, never reused
+            else:
+                return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
         cache = _FlowCacheEntry(Path(flow_dir), flow_cache_key(path), record)
     return InputStream(
         path, preprocess, mode="compute_flow", reader=source, geometry=geometry, flow_engine=flow_engine, cache=cache
