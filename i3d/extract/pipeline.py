@@ -31,7 +31,18 @@ from i3d.errors import I3DError
 from i3d.video import FlowEngine, Preprocess, open_input
 from i3d.video.listing import check_source
 
-__all__ = ["Job", "Started", "Chunk", "Finished", "Failed", "Message", "Prefetch", "produce"]
+__all__ = [
+    "Job",
+    "Started",
+    "Chunk",
+    "Finished",
+    "Failed",
+    "Message",
+    "Prefetch",
+    "produce",
+    "send_message",
+    "receive_message",
+]
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ def _worker(jobs: list[tuple[int, Job]], chunk: int, conn) -> None:
     def send() -> None:
         try:
             while (item := outbox.get()) is not None:
-                _send(conn, *item)
+                send_message(conn, *item)
         except OSError:  # the consumer closed the pipe: it wants nothing more
             os._exit(0)
 
@@ -129,7 +140,8 @@ class _ChunkHeader:
     dtype: str
 
 
-def _send(conn, index: int, message: Message) -> None:
+def send_message(conn, index: int, message: Message) -> None:
+    """Send job ``index``'s ``message`` through a ``multiprocessing`` connection."""
     if isinstance(message, Chunk):
         array = np.ascontiguousarray(message.frames)
         conn.send((index, _ChunkHeader(array.shape, array.dtype.str)))
@@ -138,7 +150,12 @@ def _send(conn, index: int, message: Message) -> None:
         conn.send((index, message))
 
 
-def _receive(conn) -> tuple[int, Message]:
+def receive_message(conn) -> tuple[int, Message]:
+    """The next ``(job index, message)`` from :func:`send_message`.
+
+    Raises:
+        EOFError: the sender is gone.
+    """
     index, message = conn.recv()
     if isinstance(message, _ChunkHeader):
         dtype = np.dtype(message.dtype)
@@ -194,7 +211,7 @@ class Prefetch:
                         continue
                     if not slot.conn.poll(0):
                         raise EOFError
-                job_index, message = _receive(slot.conn)
+                job_index, message = receive_message(slot.conn)
             except (EOFError, OSError):
                 yield Failed(f"{self.jobs[index].path}: decoding worker died ({self._death(slot)}); it was replaced")
                 self.slots[w] = self._replace(slot, index + self.workers)
