@@ -183,19 +183,17 @@ def extract_all(
             messages = prefetch.messages(index)
             current = state.get(job.path)
             if current in (None, _DONE, _SKIPPED):  # nothing went wrong for this input yet
-                if summary.stopped is not None:
-                    result = _NOT_DONE
-                else:
-                    try:
-                        paths = output_paths(out, names[job.path], job.stream, fmt, layout)
-                        reporter.start(f"{names[job.path]} ({job.stream})", 0)
-                        result = _run_job(extractor, job, messages, paths, fmt, summary, verify, reporter)
-                    except _DiskFull as full:
-                        report(f"{full.path}: no space left on device")
-                        summary.stopped = "no space left on device"
-                        result = _NOT_DONE
-                    if result not in _STATES:
-                        report(result)
+                try:
+                    paths = output_paths(out, names[job.path], job.stream, fmt, layout)
+                    reporter.start(f"{names[job.path]} ({job.stream})", 0)
+                    result = _run_job(extractor, job, messages, paths, fmt, summary, verify, reporter)
+                except _DiskFull as full:
+                    # Nothing more can be written: stop now (closing the pipeline stops decoding).
+                    report(f"{full.path}: no space left on device")
+                    summary.stopped = "no space left on device"
+                    break
+                if result not in _STATES:
+                    report(result)
                 if result == _SKIPPED and current == _DONE:
                     result = _DONE
                 state[job.path] = result
@@ -207,6 +205,8 @@ def extract_all(
         reporter.clear()
         prefetch.close()
     if summary.stopped is not None:
+        recorded = set(summary.done) | set(summary.skipped) | set(summary.busy) | {p for p, _ in summary.failed}
+        summary.not_done = [p for p in dict.fromkeys(job.path for job in jobs) if p not in recorded]
         summary.stopped = f"{summary.stopped}: {len(summary.not_done)} inputs not done; free space and rerun to resume"
     return summary
 
