@@ -51,6 +51,7 @@ def test_predict_json_on_real_inputs(upstream, rgb_weights, cricket_npy, tmp_pat
     broken.write_bytes(clip.read_bytes()[:3000])  # the header and little else
     videos = [str(cricket_npy), str(broken), str(clip)]
     argv = ["predict", *videos, "--weights", str(rgb_weights), "--labels", str(label_file), "--json", "--top", "3"]
+    argv.append("--quiet")  # no progress lines: stderr holds the errors only
     rc = main([*argv, "--device", "cpu"])
     out, err = capsys.readouterr()
     assert rc == 1

@@ -82,7 +82,7 @@ def test_a_dead_tvl1_worker_fails_its_video_only(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [f"error: {videos[1]}: TV-L1 worker process died (killed, or out of memory?)"]
     assert captured.out.split() == [str(out / "one"), str(out / "three")]
-    assert sorted(p.name for p in out.iterdir()) == ["one", "three"]
+    assert sorted(p.name for p in out.iterdir()) == ["one", "one.json", "three", "three.json"]
 
 
 @pytest.mark.parametrize("flag", [["--workers", "0"], ["--fps", "inf"], ["--short-side", "x"]])
