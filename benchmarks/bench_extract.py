@@ -47,7 +47,7 @@ import av
 import numpy as np
 import torch
 
-from i3d.extract import DEFAULT_CHUNK_FRAMES, LAYERS, Extractor, extract_all, output_names
+from i3d.extract import DEFAULT_CHUNK_FRAMES, LAYERS, Extractor, extract_all, output_names, output_paths
 from i3d.model import InceptionI3d
 from i3d.runtime import PRECISIONS, Precision
 from i3d.streaming import POOLED
@@ -163,7 +163,7 @@ def extract_one(extractor: Extractor, video: Path, out: Path, workers: int) -> n
     if summary.failed or not summary.done:
         raise RuntimeError(f"extraction failed: {summary.failed}")
     name = output_names([str(video)])[str(video)]
-    return np.load(out / f"{name}_{OUTPUT_STREAM}.npy", mmap_mode="r")
+    return np.load(output_paths(out, name, OUTPUT_STREAM, "npy").data, mmap_mode="r")
 
 
 # ---- throughput -------------------------------------------------------------------------

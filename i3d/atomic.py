@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from i3d.errors import I3DError
+
 # Read and write for everyone the umask lets through, as open() would create it
 # (tempfile.mkstemp would make it private to the owner).
 _NEW_FILE_MODE = 0o666
@@ -126,3 +128,96 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename in folder ``path`` durable (where the OS allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+class OutputLock:
+    """An exclusive OS lock on ``path`` (``fcntl.flock`` on a hidden lock
+    file next to it) held while ``path`` is being made.
+
+    The kernel drops the lock when its process dies, however it dies, so a
+    lock that cannot be taken always has a live owner, and the temporary
+    files of an output whose lock is ours belong to a dead run
+    (:func:`remove_stale` may delete them). The lock file is removed on
+    :meth:`release`; :meth:`acquire` checks that the file it locked is still
+    the one under the name, so that a run that opened it just before the
+    removal retries instead of locking a removed file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        path = Path(path)
+        self.path = path.with_name(f".{path.name}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if free; ``False`` if another live process holds it."""
+        import fcntl
+
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _NEW_FILE_MODE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)  # removed by its previous owner meanwhile: lock the new one
+
+    def release(self) -> None:
+        if self._fd is not None:
+            # Removed while still locked: whoever opens the name next gets a new file.
+            Path(self.path).unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class OutputError(I3DError):
+    """An output folder cannot be used."""
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the output folder ``path`` if needed and check, before any
+    work, that files can be made in it.
+
+    Raises:
+        OutputError: one line: not a folder, cannot be created, read-only.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: is not a folder (the output must be a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = _create_temporary(out / ".i3d-write-test")
+        os.close(fd)
+        probe.unlink()
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write in the output folder ({err.strerror or err})") from None
+    return out

@@ -47,6 +47,39 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    from i3d.argtypes import positive_float, positive_int
+
+    p.add_argument(
+        "--fps",
+        type=positive_float,
+        default=None,
+        help="resample videos to this rate instead of the weights' (e.g. 10 or 15 to save time; features then "
+        "cover more seconds per row and differ from DeepMind's)",
+    )
+    p.add_argument(
+        "--short-side",
+        type=positive_int,
+        default=None,
+        help="resize frames so that their short side has this many pixels instead of the weights' (256)",
+    )
+    p.add_argument(
+        "--crop",
+        type=positive_int,
+        default=None,
+        help="side of the centre crop instead of the weights' (224); any value changes the results",
+    )
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
+        "otherwise); errors and the summary are still printed",
+    )
+
+
 def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
     """``(rgb, flow)`` weights; ``--stream flow --weights X`` means that X is
     the flow network."""
@@ -63,7 +96,13 @@ def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, frame folders or DeepMind .npy arrays")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="INPUT",
+        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
+        "paths (one per line) or glob patterns",
+    )
     _add_weights(p)
     p.add_argument(
         "--stream",
@@ -84,14 +123,33 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         help=f"frames per network call; bounds memory, results do not depend on it (default: {DEFAULT_CHUNK_FRAMES})",
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    _add_overrides(p)
+    _add_quiet(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the results to FILE: JSON lines (.jsonl, one object per video) or CSV (.csv, one row per "
+        "video and class: video,rank,label,index,prob,logit)",
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from i3d.predict import Classifier
+    from i3d.video.listing import check_source, expand_inputs
 
     if args.top < 1 or args.chunk < 1:
         _error("--top and --chunk must be >= 1")
         return 2
+    if args.out is not None and args.out.suffix.lower() not in (".jsonl", ".csv"):
+        _error(f"--out {args.out}: the name must end in .jsonl or .csv")
+        return 2
+    try:
+        videos = expand_inputs(args.videos)
+    except I3DError as err:
+        _error(str(err))
+        return 1
     weights, flow_weights = _stream_weights(args)
     try:
         classifier = Classifier(
@@ -103,33 +161,68 @@ def run_predict(args: argparse.Namespace) -> int:
             precision=args.precision,
             chunk_frames=args.chunk,
             flow_dir=args.flow_dir,
+            fps=args.fps,
+            short_side=args.short_side,
+            crop=args.crop,
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
+    from i3d.progress import Progress
+
+    progress = Progress("i3d predict", len(videos), quiet=args.quiet)
     results, failed = [], 0
-    for video in args.videos:
+    if not args.json:
+        print(f"  {'prob':>9}  {'logit':>9}  label")
+    for video in videos:
         try:
-            prediction = classifier.predict(video, top=args.top)
+            check_source(video)
+            prediction = classifier.predict(video, top=args.top, progress=progress)
         except I3DError as err:
+            progress.clear()
             _error(str(err))
             failed += 1
             continue
         except (ValueError, RuntimeError, OSError) as err:  # e.g. out of memory: report, go on
+            progress.clear()
             _error(f"{video}: {type(err).__name__}: {err}")
             failed += 1
             continue
-        if args.json:
-            results.append(prediction.to_json())
-        else:
+        progress.clear()
+        results.append(prediction.to_json())
+        if not args.json:
             print(prediction.video)
             for t in prediction.top:
                 print(f"  {t.prob:9.6f}  {t.logit:9.4f}  {t.label}")
     if args.json:
         json.dump(results, sys.stdout, indent=1)
         print()
+    if args.out is not None:
+        try:
+            _write_predictions(args.out, results)
+        except OSError as err:
+            _error(f"{args.out}: cannot write ({err.strerror or err})")
+            return 1
     return 1 if failed else 0
+
+
+def _write_predictions(path: Path, results: list[dict]) -> None:
+    """JSON lines or CSV by the extension, written atomically."""
+    import csv
+
+    from i3d.atomic import open_atomic
+
+    with open_atomic(path) as f:
+        if path.suffix.lower() == ".jsonl":
+            for result in results:
+                f.write(json.dumps(result) + "\n")
+            return
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video", "rank", "label", "index", "prob", "logit"])
+        for result in results:
+            for rank, top in enumerate(result["top"], 1):
+                writer.writerow([result["video"], rank, top["label"], top["index"], top["prob"], top["logit"]])
 
 
 # ---- extract ---------------------------------------------------------------------
@@ -142,9 +235,17 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="video files, frame folders, folders of videos, or .txt files listing paths (one per line)",
+        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
+        "paths (one per line) or glob patterns",
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (created if needed); the features of INPUT go to OUT/NAME.STREAM.FORMAT with a "
+        "NAME.STREAM.FORMAT.json sidecar, NAME being INPUT's path relative to the deepest folder holding every "
+        "input, extension kept (vids/a/b.mp4 and vids/c/b.mp4 give OUT/a/b.mp4.rgb.npy and OUT/c/b.mp4.rgb.npy)",
+    )
     p.add_argument(
         "--charades-csv",
         type=Path,
@@ -188,10 +289,20 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
     p.add_argument(
+        "--layout",
+        choices=E.LAYOUTS,
+        default="i3d",
+        help="i3d: OUT/NAME.STREAM.FORMAT (default); port: OUT/ID.npy of shape (T', 1, 1, 1024), ID being the "
+        "file stem or folder name, as the PyTorch port's extract_features.py saved pooled features (needs "
+        "--layer pooled, --mode full, --format npy, one stream)",
+    )
+    p.add_argument(
         "--shard",
         default=None,
         metavar="I/N",
-        help="process part I of N (0-based) of the input list; under torchrun each rank takes its own part of it",
+        help="process part I of N (0-based) of the input list; under torchrun each rank takes its own part of it; "
+        "auto: the part of this task of a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT), else of "
+        "this Slurm task (SLURM_PROCID, SLURM_NTASKS), else of this torchrun rank (RANK, WORLD_SIZE)",
     )
     p.add_argument(
         "--workers",
@@ -205,11 +316,39 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    _add_overrides(p)
+    _add_quiet(p)
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the SHA-256 of every complete output against its sidecar and redo those that differ "
+        "(reruns otherwise check sizes only)",
+    )
 
 
-def _parse_shard(text: str | None) -> tuple[int, int]:
+def _auto_shard(env: dict[str, str]) -> tuple[int, int]:
+    """``(index, count)`` of this task from Slurm's or torchrun's environment."""
+    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+
+
+def _parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[int, int]:
+    import os
+
     if text is None:
         return 0, 1
+    if text == "auto":
+        try:
+            index, count = _auto_shard(dict(os.environ) if env is None else env)
+        except ValueError:
+            raise ValueError("--shard auto: the Slurm or torchrun variables are not integers") from None
+        if not 0 <= index < count:
+            raise ValueError(f"--shard auto: task {index} of {count} from the environment")
+        return index, count
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
@@ -228,6 +367,10 @@ def run_extract(args: argparse.Namespace) -> int:
             raise ValueError("--chunk, --clip-len, --step and --batch must be >= 1")
         if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
+        if args.layout == "port" and (
+            args.layer != E.POOLED or args.mode != "full" or args.format != "npy" or args.stream == "both"
+        ):
+            raise ValueError("--layout port needs --layer pooled, --mode full, --format npy and one --stream")
     except ValueError as err:
         _error(str(err))
         return 2
@@ -240,9 +383,16 @@ def run_extract(args: argparse.Namespace) -> int:
         except I3DError as err:
             _error(str(err))
             return 1
-    inputs = E.expand_inputs(args.inputs, ids=ids)
-    names = E.output_names(inputs)  # over all inputs, so that shards agree
-    rank, world = E.distributed_shard()
+    try:
+        inputs = E.expand_inputs(args.inputs, ids=ids)
+        # Over all inputs, so that shards agree.
+        names = E.port_names(inputs) if args.layout == "port" else E.output_names(inputs)
+        E.check_collisions(names)  # before any work, on every shard
+        E.check_output_dir(args.out)
+    except I3DError as err:
+        _error(str(err))
+        return 1
+    rank, world = E.distributed_shard() if args.shard != "auto" else (0, 1)  # auto already took the rank's part
     mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
     weights, flow_weights = _stream_weights(args)
@@ -260,17 +410,63 @@ def run_extract(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             flow_dir=args.flow_dir,
+            fps=args.fps,
+            short_side=args.short_side,
+            crop=args.crop,
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:
         _error(str(err))
         return 1
     workers = args.workers if args.workers is not None else int(extractor.device.type == "cuda")
-    summary = E.extract_all(
-        mine, args.out, extractor, fmt=args.format, names=names, workers=workers, progress=sys.stderr.isatty()
-    )
+    try:
+        summary = E.extract_all(
+            mine,
+            args.out,
+            extractor,
+            fmt=args.format,
+            names=names,
+            workers=workers,
+            progress=not args.quiet,
+            verify=args.verify,
+            layout=args.layout,
+        )
+    except (I3DError, ValueError) as err:
+        _error(str(err))
+        return 1
+    if summary.stopped:
+        print(f"i3d extract: {summary.stopped}", file=sys.stderr)
     print(f"i3d extract: {summary.line()}", file=sys.stderr)
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
+
+
+# ---- verify ------------------------------------------------------------------------
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, metavar="OUT", help="an output folder of `i3d extract`")
+    p.add_argument("--quiet", action="store_true", help="print only the outputs that do not match")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Check every output's size and SHA-256 against its sidecar; exit 1 if
+    any differs (`i3d extract ... --verify` redoes those)."""
+    from i3d.extract import verify_outputs
+
+    if not args.out.is_dir():
+        _error(f"{args.out}: is not a folder")
+        return 1
+    good = bad = 0
+    for data, problem in verify_outputs(args.out):
+        if problem is None:
+            good += 1
+            if not args.quiet:
+                print(f"ok  {data}")
+        else:
+            bad += 1
+            print(f"BAD {data}: {problem}")
+    print(f"i3d verify: {good} good, {bad} bad", file=sys.stderr)
+    return 1 if bad else 0
 
 
 # ---- the parser ---------------------------------------------------------------------
@@ -297,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
     _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
+    _command(
+        sub, "verify", "check extracted features against their sidecars' checksums", add_verify_arguments, run_verify
+    )
     _command(
         sub,
         "train",

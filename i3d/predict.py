@@ -7,6 +7,7 @@ for the joint model, adds the RGB and flow averages before the softmax.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,9 +16,11 @@ import torch
 
 from i3d import weights as W
 from i3d.model import InceptionI3d
-from i3d.runtime import Precision, default_device, precision_context, prepare
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, StreamingI3d
+from i3d.progress import Progress
+from i3d.runtime import Precision, default_device, prepare
+from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, stream_outputs
 from i3d.video import Preprocess, open_input
+from i3d.video.presets import with_overrides
 
 __all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
 
@@ -82,6 +85,8 @@ class Classifier:
         chunk_frames: frames per network call; memory, not results, depends
             on it.
         flow_dir: a cache folder of flow frames (see :mod:`i3d.video.flow`).
+        fps, short_side, crop: override these fields of the weights'
+            preprocessing (:class:`i3d.video.Preprocess`).
     """
 
     def __init__(
@@ -95,6 +100,9 @@ class Classifier:
         precision: Precision = "fp32",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         flow_dir: str | os.PathLike[str] | None = None,
+        fps: float | None = None,
+        short_side: int | None = None,
+        crop: int | None = None,
         progress: bool = True,
     ) -> None:
         if stream not in ("rgb", "flow", "joint"):
@@ -110,6 +118,8 @@ class Classifier:
             self.models.append(_load(rgb_weights, 3, self.device, precision, progress))
         if stream in ("flow", "joint"):
             self.models.append(_load(flow_weights, 2, self.device, precision, progress))
+        for model in self.models:
+            model.preprocess = with_overrides(model.preprocess, fps=fps, short_side=short_side, crop=crop)
         sizes = {m.net.num_classes for m in self.models}
         if len(sizes) != 1:
             raise W.WeightsError(f"the RGB and flow weights have different classes: {sorted(sizes)}")
@@ -123,27 +133,37 @@ class Classifier:
         if len(self.labels) != num_classes:
             raise W.WeightsError(f"{len(self.labels)} labels for {num_classes} classes")
 
-    def logits(self, path: str | os.PathLike[str]) -> torch.Tensor:
-        """Time-averaged logits ``(num_classes,)``, summed over the streams."""
+    def logits(self, path: str | os.PathLike[str], progress: Progress | None = None) -> torch.Tensor:
+        """Time-averaged logits ``(num_classes,)``, summed over the streams;
+        frames done reported to ``progress``."""
         total = None
         for model in self.models:
             source = open_input(path, model.preprocess, flow_dir=self.flow_dir)
-            stream = StreamingI3d(model.net, source.num_frames, LOGITS)
-            outputs = []
-            for chunk in source.chunks(self.chunk_frames):  # decoding stays outside the precision context
-                with precision_context(self.device, self.precision):
-                    y = stream.push(chunk.unsqueeze(0).to(self.device, non_blocking=True))
-                if y is not None:
-                    outputs.append(y.float())
+            chunks = source.chunks(self.chunk_frames)  # decoding stays outside the precision context
+            if progress is not None:
+                progress.start(f"{path} ({model.preprocess.modality})", source.num_frames)
+                chunks = _counted(chunks, progress)
+            outputs = [
+                y.float()
+                for y in stream_outputs(
+                    model.net, chunks, source.num_frames, LOGITS, device=self.device, precision=self.precision
+                )
+            ]
             per_time = torch.cat(outputs, dim=2)  # (1, num_classes, T')
             averaged = per_time[0].mean(dim=1).cpu()  # (num_classes,)
             total = averaged if total is None else total + averaged
         assert total is not None
         return total
 
-    def predict(self, path: str | os.PathLike[str], top: int = 5) -> Prediction:
-        logits = self.logits(path)
+    def predict(self, path: str | os.PathLike[str], top: int = 5, progress: Progress | None = None) -> Prediction:
+        logits = self.logits(path, progress)
         probs = torch.softmax(logits, dim=0)
         order = torch.argsort(logits, descending=True, stable=True)[:top]
         best = [TopClass(self.labels[i], int(i), float(probs[i]), float(logits[i])) for i in order.tolist()]
         return Prediction(str(Path(path)), logits, best)
+
+
+def _counted(chunks: Iterator[torch.Tensor], progress: Progress) -> Iterator[torch.Tensor]:
+    for chunk in chunks:  # (C, t, H, W)
+        yield chunk
+        progress.advance(chunk.shape[1])  # the network has taken it

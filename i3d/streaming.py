@@ -13,14 +13,26 @@ reassociation (max |difference| ~1e-6), for every chunk size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 
 from i3d.model import ChunkTooSmall, InceptionI3d, Span, SpanStage
+from i3d.runtime import Precision, precision_context
 
-__all__ = ["StreamingI3d", "OUTPUTS", "DEFAULT_CHUNK_FRAMES", "output_length", "run_chunks"]
+__all__ = [
+    "StreamingI3d",
+    "OUTPUTS",
+    "POOLED",
+    "LOGITS",
+    "DEFAULT_CHUNK_FRAMES",
+    "output_length",
+    "run_chunks",
+    "stream_outputs",
+    "run_clips",
+]
 
 # Frames run through the network at a time by the commands. Activations of a
 # 224x224 clip take about 10 MB per frame in float32 inference, so 128
@@ -136,15 +148,98 @@ def output_length(model: InceptionI3d, total_frames: int, output: str = POOLED) 
 def run_chunks(
     model: InceptionI3d, chunks: Iterable[torch.Tensor], total_frames: int, output: str = POOLED
 ) -> Iterator[torch.Tensor]:
-    """Stream ``chunks`` through ``model``, yielding outputs as they
-    complete; see :class:`StreamingI3d`. Each network call runs under
-    ``torch.inference_mode`` (entered per call, so that none of it leaks
-    into the caller between outputs)."""
+    """Stream ``chunks`` ``(B, C, t, H, W)``, already on the model's device,
+    through ``model``, yielding outputs as they complete; see
+    :class:`StreamingI3d`. Each network call runs under
+    ``torch.inference_mode`` only (the caller's precision settings apply);
+    :func:`stream_outputs` is the same loop with the device and precision
+    handled."""
+    yield from _loop(model, chunks, total_frames, output, torch.inference_mode)
+
+
+def _loop(
+    model: InceptionI3d,
+    chunks: Iterable[torch.Tensor],
+    total_frames: int,
+    output: str,
+    around_call: Callable[[], AbstractContextManager],
+    device: torch.device | None = None,
+) -> Iterator[torch.Tensor]:
+    """The streaming loop: ``around_call()`` is entered around each network
+    call only (entered per call, so that none of it leaks into the caller
+    between outputs); the frame count is checked at the end."""
     stream = StreamingI3d(model, total_frames, output)
     for chunk in chunks:
-        with torch.inference_mode():
-            y = stream.push(chunk)
+        x = chunk.unsqueeze(0) if chunk.dim() == 4 else chunk  # (B, C, t, H, W)
+        if device is not None:
+            x = x.to(device, non_blocking=True)
+        with around_call():
+            y = stream.push(x)
         if y is not None:
             yield y
     if stream.received != total_frames:
         raise ValueError(f"got {stream.received} frames, expected {total_frames}")
+
+
+# ---- the engine: what predict, extract, FVD and validation call ---------------------
+
+
+def stream_outputs(
+    model: InceptionI3d,
+    chunks: Iterable[torch.Tensor],
+    total_frames: int,
+    output: str = POOLED,
+    *,
+    device: torch.device | str = "cpu",
+    precision: Precision = "fp32",
+) -> Iterator[torch.Tensor]:
+    """The one streaming loop of the package: ``chunks`` of one input through
+    a ``model`` made ready by :func:`i3d.runtime.prepare`, outputs as they complete.
+
+    Args:
+        model: prepared for ``device`` and ``precision``, in eval mode.
+        chunks: consecutive frames ``(C, t, H, W)`` or ``(B, C, t, H, W)``
+            on any device (moved to ``device`` here), whose ``t`` add up to
+            ``total_frames``.
+        total_frames: frames of the whole input, known up front (the
+            network's padding depends on it).
+        output: a trunk endpoint, ``"pooled"`` or ``"logits"``.
+        device, precision: where and how the network runs.
+
+    Yields:
+        ``(B, C', t', ...)`` outputs in order (float32 or the precision's
+        dtype), together ``output_length`` cells along time.
+
+    Raises:
+        ValueError: wrong channels or sizes (see
+            :meth:`InceptionI3d._check_input`), or the chunks do not add up
+            to ``total_frames``.
+
+    Only the network calls run under :func:`i3d.runtime.precision_context`:
+    decoding between them, and the caller between outputs, see none of its
+    settings (autocast, TF32, inference mode).
+    """
+    device = torch.device(device)
+    yield from _loop(model, chunks, total_frames, output, lambda: precision_context(device, precision), device)
+
+
+def run_clips(
+    model: InceptionI3d,
+    batches: Iterable[torch.Tensor],
+    output: str = POOLED,
+    *,
+    device: torch.device | str = "cpu",
+    precision: Precision = "fp32",
+) -> Iterator[torch.Tensor]:
+    """Many short clips, a batch at a time: each batch ``(B, C, L, H, W)``
+    is one whole input per row (all of one length ``L``), run through the
+    same loop as :func:`stream_outputs` in one piece.
+
+    Yields:
+        One ``(B, C', t', ...)`` output per batch, ``t' = output_length(L)``.
+    """
+    for batch in batches:
+        if batch.dim() != 5:
+            raise ValueError(f"expected clips (B, C, L, H, W), got shape {tuple(batch.shape)}")
+        (y,) = stream_outputs(model, [batch], batch.shape[2], output, device=device, precision=precision)
+        yield y

@@ -38,6 +38,7 @@ def model(weights) -> InceptionI3d:
 
 
 def write_npy(path: Path, frames: int, size: int = 32, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     np.save(path, rng.uniform(-1, 1, (1, frames, size, size, 3)).astype(np.float32))
     return path
@@ -98,16 +99,16 @@ def test_formats_roundtrip_and_skip(tmp_path, weights, fmt):
     out = tmp_path / "out"
     summary = E.extract_all([str(src)], out, ex, fmt=fmt, progress=False)
     assert summary.done == [str(src)] and not summary.failed
-    assert E.is_complete(out, "clip", "rgb", fmt)
-    meta = json.loads((out / "clip_rgb.json").read_text())
+    assert E.is_complete(out, "clip.npy", "rgb", fmt)
+    meta = json.loads((out / f"clip.npy.rgb.{fmt}.json").read_text())
     assert meta["shape"] == [2, 1024] and meta["frames"] == 17 and meta["weights_sha256"]
     assert meta["row_spans"] == [[0.0, 16.0], [8.0, 17.0]] and meta["layer"] == "pooled"
     again = E.extract_all([str(src)], out, ex, fmt=fmt, progress=False)
     assert again.skipped == [str(src)] and not again.done
     # A truncated data file is not complete: it is redone.
-    data = out / f"clip_rgb.{fmt}"
+    data = out / f"clip.npy.rgb.{fmt}"
     data.write_bytes(data.read_bytes()[:100])
-    assert not E.is_complete(out, "clip", "rgb", fmt)
+    assert not E.is_complete(out, "clip.npy", "rgb", fmt)
     assert E.extract_all([str(src)], out, ex, fmt=fmt, progress=False).done == [str(src)]
 
 
@@ -124,7 +125,9 @@ def test_expand_shard_and_names(tmp_path):
     assert inputs == [str(tmp_path / "videos" / n) for n in ("ID1", "a.avi", "b.mp4")] + ["/x/one.mp4", "/y/one.mp4"]
     assert E.expand_inputs([tmp_path], ids=["A", "B"]) == [str(tmp_path / "A"), str(tmp_path / "B")]
     names = E.output_names(inputs)
-    assert names[inputs[0]] == "ID1" and names["/x/one.mp4"] == "x__one" and names["/y/one.mp4"] == "y__one"
+    assert names[inputs[0]] == str(tmp_path / "videos" / "ID1").lstrip("/")
+    assert names["/x/one.mp4"] == "x/one.mp4" and names["/y/one.mp4"] == "y/one.mp4"
+    assert E.output_names(inputs[:3]) == {inputs[0]: "ID1", inputs[1]: "a.avi", inputs[2]: "b.mp4"}
     items = [f"v{i}" for i in range(23)]
     parts = [E.shard_inputs(items, i, 4) for i in range(4)]
     assert sorted(sum(parts, [])) == sorted(items)
@@ -152,10 +155,10 @@ def test_cli_good_and_bad_inputs(tmp_path, weights, capsys):
         lines = [line for line in err.splitlines() if path in line]
         assert len(lines) == 1, path  # one line each, naming the file
     assert sorted(p.name for p in out.iterdir()) == [
-        "good0_rgb.json",
-        "good0_rgb.npy",
-        "good1_rgb.json",
-        "good1_rgb.npy",
+        "good0.npy.rgb.npy",
+        "good0.npy.rgb.npy.json",
+        "good1.npy.rgb.npy",
+        "good1.npy.rgb.npy.json",
     ]
 
 
@@ -165,7 +168,7 @@ def test_cli_shards_cover_inputs(tmp_path, weights, capsys):
     for shard in ("0/2", "1/2"):
         base = ["extract", *inputs, "--out", str(out), "--weights", str(weights), "--device", "cpu"]
         assert main([*base, "--shard", shard, "--workers", "0"]) == 0
-    assert sorted(p.name for p in out.glob("*.npy")) == [f"v{i}_rgb.npy" for i in range(5)]
+    assert sorted(p.name for p in out.glob("*.npy")) == [f"v{i}.npy.rgb.npy" for i in range(5)]
     assert "done 2, skipped 0" in capsys.readouterr().err
     assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--shard", "2/2"]) == 2
 
@@ -178,7 +181,7 @@ def test_worker_processes(tmp_path, weights):
     assert summary.done == inputs[:3] and [f for f, _ in summary.failed] == inputs[3:]
     for i in range(3):
         inline = ex.extract(inputs[i])["rgb"].data
-        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}_rgb.npy"), inline)
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}.npy.rgb.npy"), inline)
 
 
 def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
@@ -189,15 +192,17 @@ def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (out / "v0_rgb.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        while not (out / "v0.npy.rgb.npy.json").exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)  # mid-way through a later video
     finally:
         proc.wait()
-    for data in out.glob("*_rgb.npy"):  # whatever exists under an output name is whole
+    for data in out.glob("*.rgb.npy"):  # whatever exists under an output name is whole
         assert np.load(data).shape == (7, 1024)
     assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--workers", "0"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"v{i}_rgb.{e}" for i in range(4) for e in ("npy", "json"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"v{i}.npy.rgb.npy{e}" for i in range(4) for e in ("", ".json")
+    )
 
 
 def test_real_clip_decodes_and_extracts(upstream, weights, tmp_path):
@@ -217,21 +222,23 @@ def test_outputs_of_other_settings_are_never_reused(tmp_path, weights, capsys):
     assert main(base) == 0
     assert main([*base, "--layer", "Mixed_4f"]) == 1
     err = capsys.readouterr().err
-    assert "clip_rgb.npy: made with other settings (layer 'pooled'" in err and "failed 1" in err
-    assert np.load(out / "clip_rgb.npy").shape == (2, 1024)  # untouched
+    assert "clip.npy.rgb.npy: made with other settings (layer 'pooled'" in err and "failed 1" in err
+    assert np.load(out / "clip.npy.rgb.npy").shape == (2, 1024)  # untouched
 
 
 def test_unexpected_errors_of_one_input_do_not_stop_the_batch(tmp_path, weights, monkeypatch):
     good = str(write_npy(tmp_path / "good.npy", 9, size=16))
     bad = str(write_npy(tmp_path / "bad.npy", 9, size=16))
-    real_open = E.open_input
+    from i3d.extract import pipeline
+
+    real_open = pipeline.open_input
 
     def flaky_open(path, *args, **kwargs):
         if str(path) == bad:
             raise RuntimeError("decoder exploded")  # not an I3DError
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(E, "open_input", flaky_open)
+    monkeypatch.setattr(pipeline, "open_input", flaky_open)
     ex = E.Extractor(weights=weights, device="cpu")
     summary = E.extract_all([bad, good], tmp_path / "out", ex, progress=False, log=io.StringIO())
     assert summary.done == [good] and summary.failed == [(bad, f"{bad}: RuntimeError: decoder exploded")]
@@ -252,4 +259,99 @@ def test_flow_stream_takes_weights_flag(tmp_path, capsys):
     np.save(src, np.random.default_rng(0).uniform(-1, 1, (1, 9, 16, 16, 2)).astype(np.float32))
     argv = ["extract", str(src), "--out", str(tmp_path / "out"), "--stream", "flow", "--weights", str(flow)]
     assert main([*argv, "--device", "cpu"]) == 0
-    assert np.load(tmp_path / "out" / "f_flow.npy").shape == (1, 1024)
+    assert np.load(tmp_path / "out" / "f.npy.flow.npy").shape == (1, 1024)
+
+
+def test_input_model_recursion_globs_and_empty_sets(tmp_path, capsys):
+    from i3d.video.listing import NoInputs
+
+    for rel in ("top.mp4", "cam1/a.mp4", "cam1/deep/b.avi", "cam2/a.mp4", ".hidden/x.mp4", "cam2/notes.md"):
+        (tmp_path / "v" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "v" / rel).write_bytes(b"x")
+    frames = tmp_path / "v" / "cam2" / "ID9"
+    frames.mkdir()
+    (frames / "ID9-000001.jpg").write_bytes(b"x")
+    found = E.expand_inputs([tmp_path / "v"])  # folders are searched recursively, hidden entries skipped
+    rels = ["cam1/a.mp4", "cam1/deep/b.avi", "cam2/ID9", "cam2/a.mp4", "top.mp4"]
+    assert found == [str(tmp_path / "v" / r) for r in rels]
+    assert E.output_names(found) == {str(tmp_path / "v" / r): r for r in rels}
+    assert E.expand_inputs([str(tmp_path / "v" / "**" / "a.mp4")]) == [str(tmp_path / "v" / r) for r in rels[::3]]
+    assert E.expand_inputs([tmp_path / "v" / "top.mp4", str(tmp_path / "v" / "." / "top.mp4")]) == [
+        str(tmp_path / "v" / "top.mp4")
+    ]  # one input, however spelled
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(NoInputs, match="empty: no video files or frame folders in it or its subfolders"):
+        E.expand_inputs([tmp_path / "empty"])
+    with pytest.raises(NoInputs, match=r"\*\.webm: the pattern matches no video files"):
+        E.expand_inputs([str(tmp_path / "v" / "*.webm")])
+    assert main(["extract", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "empty: no video files" in err
+
+
+def test_fps_short_side_and_crop_overrides(tmp_path, weights, capsys):
+    from tests.video.helpers import encode, indexed_frames
+
+    video = encode(tmp_path / "clip.mp4", indexed_frames(20, height=40, width=48), rate=25)
+    small = ["--short-side", "36", "--crop", "32", "--device", "cpu", "--weights", str(weights)]
+    out = tmp_path / "out"
+    assert main(["extract", str(video), "--out", str(out), *small]) == 0
+    meta = json.loads((out / "clip.mp4.rgb.npy.json").read_text())
+    assert meta["frames"] == 20 and meta["preprocess"]["resize_short_side"] == 36 and meta["preprocess"]["crop"] == 32
+    # Another rate is another output: never taken for the earlier one.
+    assert main(["extract", str(video), "--out", str(out), *small, "--fps", "12.5"]) == 1
+    assert "made with other settings (preprocess" in capsys.readouterr().err
+    assert main(["extract", str(video), "--out", str(tmp_path / "half"), *small, "--fps", "12.5"]) == 0
+    meta = json.loads((tmp_path / "half" / "clip.mp4.rgb.npy.json").read_text())
+    assert meta["frames"] == 10 and meta["fps"] == 12.5 and meta["preprocess"]["fps"] == 12.5
+    argv = ["extract", str(video), "--out", str(out), "--short-side", "32", "--crop", "64", "--weights", str(weights)]
+    assert main(argv) == 1
+    assert "crop 64 is larger than the short side 32" in capsys.readouterr().err
+
+
+def test_shard_auto_from_slurm_and_torchrun():
+    from i3d.cli import _parse_shard
+
+    assert _parse_shard(
+        "auto", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}
+    ) == (2, 4)
+    assert _parse_shard("auto", {"SLURM_PROCID": "1", "SLURM_NTASKS": "3"}) == (1, 3)
+    assert _parse_shard("auto", {"RANK": "2", "WORLD_SIZE": "8"}) == (2, 8)
+    assert _parse_shard("auto", {}) == (0, 1)
+    with pytest.raises(ValueError, match="task 3 of 2"):
+        _parse_shard("auto", {"SLURM_PROCID": "3", "SLURM_NTASKS": "2"})
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, weights):
+    from i3d.progress import Progress
+
+    src = write_npy(tmp_path / "clip.npy", 30)
+    log = io.StringIO()
+    reporter = Progress("i3d extract", 0, stream=log, terminal=False, interval=0.0)
+    ex = E.Extractor(weights=weights, device="cpu", chunk=8)
+    assert E.extract_all([str(src)], tmp_path / "out", ex, progress=reporter, log=log).done == [str(src)]
+    lines = log.getvalue().splitlines()
+    assert lines and all(line.startswith("i3d extract: [1/1] clip.npy (rgb): ") for line in lines)
+    assert "\r" not in log.getvalue() and "30/30 frames" in lines[-1] and "frames/s" in lines[-1]
+    assert any("ETA" in line for line in lines[:-1])
+    quiet = io.StringIO()
+    E.extract_all([str(src)], tmp_path / "out2", ex, progress=False, log=quiet)
+    assert quiet.getvalue() == ""
+
+
+def test_port_layout(tmp_path, weights, capsys):
+    inputs = [write_npy(tmp_path / "a" / f"{name}.npy", 20, size=16, seed=i) for i, name in enumerate(("x", "y"))]
+    out = tmp_path / "port"
+    base = ["--weights", str(weights), "--device", "cpu"]
+    assert main(["extract", *map(str, inputs), "--out", str(out), "--layout", "port", *base]) == 0
+    for path in inputs:
+        got = np.load(out / f"{path.stem}.npy")
+        assert got.shape == (2, 1, 1, 1024)  # (T', 1, 1, 1024), as the port saved them
+        np.testing.assert_array_equal(
+            got[:, 0, 0], E.Extractor(weights=weights, device="cpu").extract(path)["rgb"].data
+        )
+    other = write_npy(tmp_path / "b" / "x.npy", 20, size=16)
+    assert main(["extract", str(inputs[0]), str(other), "--out", str(out), "--layout", "port", *base]) == 1
+    err = capsys.readouterr().err
+    assert str(inputs[0]) in err and str(other) in err and "'x'" in err
+    assert main(["extract", str(other), "--out", str(out), "--layout", "port", "--format", "npz", *base]) == 2

@@ -51,6 +51,7 @@ def test_predict_json_on_real_inputs(upstream, rgb_weights, cricket_npy, tmp_pat
     broken.write_bytes(clip.read_bytes()[:3000])  # the header and little else
     videos = [str(cricket_npy), str(broken), str(clip)]
     argv = ["predict", *videos, "--weights", str(rgb_weights), "--labels", str(label_file), "--json", "--top", "3"]
+    argv.append("--quiet")  # no progress lines: stderr holds the errors only
     rc = main([*argv, "--device", "cpu"])
     out, err = capsys.readouterr()
     assert rc == 1
@@ -95,7 +96,9 @@ def test_joint_stream_adds_logits(rgb_weights, flow_weights, tmp_path):
     joint = Classifier("joint", flow_dir=tmp_path / "flow", **common)
     both = rgb.logits(video) + flow.logits(video)
     assert torch.allclose(joint.logits(video), both, rtol=1e-5, atol=1e-5 * both.abs().max().item())
-    assert (tmp_path / "flow" / "moving.npy").exists()  # the flow cache was written and reused
+    from i3d.video.inputs import flow_cache_key
+
+    assert (tmp_path / "flow" / f"{flow_cache_key(video)}.npy").exists()  # the flow cache was written and reused
 
 
 def test_cli_stream_and_weights_errors(rgb_weights, flow_weights, tmp_path, capsys):
@@ -120,3 +123,43 @@ def test_labels_file_with_the_wrong_count_is_named(rgb_weights, tmp_path):
     (tmp_path / "labels.txt").write_text("a\nb\n")
     with pytest.raises(WeightsError, match=r"labels\.txt: has 2 labels, the model has 400"):
         Classifier("rgb", rgb_weights=rgb_weights, labels=tmp_path / "labels.txt", device="cpu")
+
+
+def test_predict_takes_folders_and_lists(rgb_weights, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for rel in ("a/one.npy", "a/b/two.npy"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / rel, rng.uniform(-1, 1, (1, 9, 16, 16, 3)).astype(np.float32))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'a' / 'one.npy'}\n")
+    labels = [str(i) for i in range(400)]
+    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
+    argv = ["predict", str(tmp_path / "a"), str(listing), "--weights", str(rgb_weights), "--json", "--top", "2"]
+    assert main([*argv, "--labels", str(tmp_path / "labels.txt"), "--device", "cpu"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    # The folder is searched recursively; the listed input is the same file, taken once.
+    assert [d["video"] for d in doc] == [str(tmp_path / "a" / "b" / "two.npy"), str(tmp_path / "a" / "one.npy")]
+    assert main(["predict", str(tmp_path / "a" / "*.mp4"), "--weights", str(rgb_weights), "--device", "cpu"]) == 1
+    assert "the pattern matches no video files" in capsys.readouterr().err
+
+
+def test_predict_out_file_and_headers(rgb_weights, tmp_path, capsys):
+    import csv
+
+    rng = np.random.default_rng(1)
+    videos = [str(tmp_path / f"v{i}.npy") for i in range(2)]
+    for v in videos:
+        np.save(v, rng.uniform(-1, 1, (1, 9, 16, 16, 3)).astype(np.float32))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class {i}\n" for i in range(400)))
+    base = ["predict", *videos, "--weights", str(rgb_weights), "--labels", str(labels), "--top", "3", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "p.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["prob", "logit", "label"]
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [d["video"] for d in lines] == videos and all(len(d["top"]) == 3 for d in lines)
+    assert main([*base, "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 6 and rows[0]["video"] == videos[0] and rows[0]["rank"] == "1"
+    assert rows[0]["label"] == lines[0]["top"][0]["label"]
+    assert main([*base, "--out", str(tmp_path / "p.txt")]) == 2

@@ -58,3 +58,24 @@ def test_bad_output(model):
         StreamingI3d(model, 10, "Mixed_9z")
     with pytest.raises(ValueError, match="expected 10"):
         list(run_chunks(model, [torch.zeros(1, 3, 4, 8, 8)], 10))
+
+
+def test_engine_checks_and_leaves_no_precision_state(model):
+    from i3d.streaming import run_clips, stream_outputs
+
+    x = torch.rand(3, 20, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1  # (C, T, H, W)
+    outputs = stream_outputs(model, (x[:, i : i + 6] for i in range(0, 20, 6)), 20, "logits", precision="bf16")
+    first = next(outputs)  # paused between network calls: none of the precision settings apply here
+    a = torch.ones(2, 2)
+    assert (a @ a).dtype == torch.float32 and not torch.is_inference_mode_enabled()
+    assert first.shape[:2] == (1, 400) and sum(y.shape[2] for y in outputs) + first.shape[2] == 2
+    with pytest.raises(ValueError, match="expected 3 input channels"):
+        list(stream_outputs(model, [torch.zeros(2, 9, 16, 16)], 9))
+    with pytest.raises(ValueError, match="got 9 frames, expected 12"):
+        list(stream_outputs(model, [torch.zeros(3, 9, 16, 16)], 12))
+    clips = torch.rand(2, 3, 9, 16, 16, generator=torch.Generator().manual_seed(2))
+    (batched,) = run_clips(model, [clips], "pooled")
+    with torch.no_grad():
+        for i in range(2):
+            one = model.extract_features(clips[i : i + 1])
+            assert (batched[i : i + 1] - one).abs().max() <= 1e-5 * max(1.0, one.abs().max().item())

@@ -7,12 +7,17 @@ A thin layer over :func:`i3d.video.inputs.compute_flow`; ``i3d.cli`` wires
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from i3d.argtypes import positive_float, positive_int
-from i3d.errors import I3DError, VideoError
+from i3d.atomic import check_output_dir
+from i3d.errors import I3DError
+from i3d.progress import Progress
 from i3d.video.flow import FLOW_FORMATS, FlowEngine
-from i3d.video.inputs import compute_flow, source_name
+from i3d.video.inputs import compute_flow
+from i3d.video.listing import check_collisions, check_source, expand_inputs, output_names
 from i3d.video.presets import CHARADES_FLOW, KINETICS_FLOW
 from i3d.video.readers import CHARADES_FPS
 
@@ -20,14 +25,20 @@ from i3d.video.readers import CHARADES_FPS
 def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``i3d flow`` arguments to ``parser``."""
     parser.add_argument(
-        "videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes) or RGB frame folders"
+        "videos",
+        nargs="+",
+        metavar="INPUT",
+        help="video files (anything FFmpeg decodes), RGB frame folders, folders (searched recursively), .txt lists "
+        "of paths (one per line) or glob patterns",
     )
     parser.add_argument(
         "--out",
         required=True,
         metavar="DIR",
-        help="output folder: DIR/NAME/NAME-000001x.jpg and ...y.jpg (jpg) or DIR/NAME.npy, "
-        "NAME being the video's file stem",
+        help="output folder: DIR/REL/NAME/NAME-000001x.jpg and ...y.jpg (jpg) or DIR/REL/NAME.npy, "
+        "REL/NAME being the input's path relative to the deepest folder holding every input, video extension "
+        "dropped (vids/cam1/a.mp4 and vids/cam2/a.mp4 give DIR/cam1/a and DIR/cam2/a); each with a record of its "
+        "source (NAME.json, NAME.npy.json) that lets --flow-dir reuse it for that source",
     )
     parser.add_argument(
         "--format",
@@ -59,43 +70,67 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
         default=CHARADES_FPS,
         help=f"frame rate of RGB frame folders given as VIDEO (default: {CHARADES_FPS:g}, Charades)",
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
+        "otherwise); errors are still printed",
+    )
 
 
 def run_flow(args: argparse.Namespace) -> int:
     """Compute flow for every input; report failures on stderr, one line each, and go on.
 
-    A failure is one line naming the input: an unreadable video, a name
-    already used by an earlier input, a TV-L1 worker process that died (the
-    next input gets a fresh pool), an output that cannot be written.
+    Before any work: the inputs are listed (:mod:`i3d.video.listing`), no
+    two may share an output (checked case-insensitively), the output folder
+    must be writable. A failure is one line naming the input: an unreadable
+    video, a TV-L1 worker process that died (the next input gets a fresh
+    pool), an output that cannot be written; a full disk stops the run.
 
     Returns:
         0 if every input succeeded, 1 otherwise.
     """
+    try:
+        videos = expand_inputs(args.videos)
+        names = output_names(videos, keep_suffix=False)
+        check_collisions(names)  # before any work: x/clip.mp4 and x/clip.mov would share x/clip
+        out = check_output_dir(args.out)
+    except I3DError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     failures = 0
-    first_input_of: dict[str, str] = {}
+    progress = Progress("i3d flow", len(videos), quiet=args.quiet)
     with FlowEngine(args.workers) as engine:
-        for video in args.videos:
-            name = source_name(video)
+        for video in videos:
+            folder, name = os.path.split(names[video])
             try:
-                if name in first_input_of:
-                    raise VideoError(video, f"output name {name!r} is already used by {first_input_of[name]}")
-                first_input_of[name] = video
-                out = compute_flow(
+                check_source(video)
+                written = compute_flow(
                     video,
-                    args.out,
+                    out / folder,
                     fps=args.fps,
                     short_side=args.short_side,
                     format=args.format,
                     engine=engine,
                     source_fps=args.source_fps,
+                    name=name,
+                    progress=progress,
                 )
             except I3DError as err:
+                progress.clear()
                 print(f"error: {err}", file=sys.stderr)
                 failures += 1
                 continue
             except OSError as err:
-                print(f"error: {video}: cannot write flow ({err})", file=sys.stderr)
+                progress.clear()
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    print(
+                        f"error: {out / names[video]}: no space left on device; free space and rerun", file=sys.stderr
+                    )
+                    return 1
+                print(f"error: {video}: cannot write flow ({err.strerror or err})", file=sys.stderr)
                 failures += 1
                 continue
-            print(out)
+            progress.clear()
+            print(written)
     return 1 if failures else 0

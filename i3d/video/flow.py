@@ -336,6 +336,10 @@ class FlowWriter:
             if self._array is None:
                 shape = (self.num_frames, *field.shape)
                 self._array = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=NPY_DTYPE, shape=shape)
+                # Reserve the blocks before any page is touched: on a full disk a
+                # sparse map would die of SIGBUS at the first write; this raises ENOSPC.
+                with open(self._tmp, "rb+") as f:
+                    os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
             self._array[self.count] = field
         self.count += 1
 

@@ -20,7 +20,9 @@ chunk of a clip gets the same crop, flip and scale.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +33,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from i3d.atomic import open_atomic
 from i3d.errors import VideoError
+from i3d.progress import Progress
 from i3d.video.flow import (
     MIN_FLOW_FRAMES,
     NPY_DTYPE,
@@ -40,6 +44,7 @@ from i3d.video.flow import (
     FlowWorkerError,
     FlowWriter,
     find_flow_output,
+    flow_output_path,
     to_gray,
     write_flow_frames,
 )
@@ -72,6 +77,10 @@ LOAD_CHUNK = 64
 # Flow cache format open_input writes: float16 keeps flow exact to ~0.01 px,
 # so a cached clip gives the same input as a freshly computed one.
 CACHE_FORMAT: FlowFormat = "npy"
+# Hex digits of the path digest in a cache key: 64 bits, no collision in practice.
+CACHE_KEY_DIGITS = 16
+# Changes when the flow computed from the same frames would change (TV-L1 settings, rounding).
+FLOW_SETTINGS_VERSION = 1
 
 # How an InputStream turns its reader's frames into network input.
 _Mode = Literal["rgb", "flow", "compute_flow", "normalized"]
@@ -110,7 +119,7 @@ class InputStream:
         reader: VideoReader | FrameFolderReader | FlowArrayReader | NpyReader,
         geometry: _Geometry | None,
         flow_engine: FlowEngine | None = None,
-        cache: tuple[Path, str] | None = None,
+        cache: _FlowCacheEntry | None = None,
     ) -> None:
         self.path = path
         self.preprocess = preprocess
@@ -177,8 +186,8 @@ class InputStream:
         engine = self._flow_engine or FlowEngine()
         writer = None
         if self._cache is not None and start == 0:  # only a whole pass fills the cache
-            folder, name = self._cache
-            writer = FlowWriter(folder, name, format=CACHE_FORMAT, num_frames=self.num_frames)
+            self._cache.forget()  # from here until the new record, the entry is not valid
+            writer = FlowWriter(self._cache.folder, self._cache.name, format=CACHE_FORMAT, num_frames=self.num_frames)
         fields = engine.fields(_gray_frames(self._reader, first))
         try:
             for _ in range(start - first):
@@ -198,6 +207,8 @@ class InputStream:
                 if writer is not None and not remaining:
                     # Before the last chunk goes out: a consumer may stop as soon as it has it.
                     writer.commit()
+                    assert self._cache is not None
+                    self._cache.record_source()
                 yield self._network_input(np.stack(batch))
         except FlowWorkerError as err:
             raise VideoError(self.path, str(err)) from None
@@ -279,12 +290,15 @@ def open_input(
         preprocess: the checkpoint's preset (modality, fps, sizes).
         train: random crop, horizontal flip and scale jitter (drawn once for
             the whole clip) instead of the centre crop.
-        flow_dir: flow cache for flow computed from a video or RGB folder:
-            ``flow_dir/NAME.npy`` or ``flow_dir/NAME/`` (JPEGs), NAME being the
-            file stem or folder name, as ``i3d flow --out`` writes them. Read
-            when present (it must hold ``num_frames`` fields of the resized
-            frame size), else written as ``NAME.npy`` once a full pass over
-            :meth:`InputStream.chunks` completes.
+        flow_dir: flow cache for flow computed from a video or RGB folder.
+            An entry is ``flow_dir/KEY.npy`` (:func:`flow_cache_key`: keyed
+            by the absolute path) with its source record ``KEY.npy.json``
+            (:func:`flow_source_record`), or an ``i3d flow --out`` output
+            ``NAME.npy`` / ``NAME/`` with a matching record. It is used only
+            while the record matches the source (path, size, modification
+            time, fps, size); otherwise the flow is computed and written as
+            ``KEY.npy`` once a full pass over :meth:`InputStream.chunks`
+            completes.
         generator: randomness for ``train``.
         flow_engine: TV-L1 worker pool to use (shared between inputs); by
             default each :meth:`InputStream.chunks` call starts and stops one
@@ -316,16 +330,102 @@ def open_input(
     # Flow from RGB frames: TV-L1 on frames at resize_short_side; scale jitter
     # then resizes the fields.
     _check_flow_frames(path, source)
-    name = source_name(path)
+    cache = None
     if flow_dir is not None:
-        cached = find_flow_output(flow_dir, name)
+        record = flow_source_record(path, source.fps, preprocess.resize_short_side, source.num_frames)
+        cached = _find_cache(Path(flow_dir), path, record)
         if cached is not None:
-            stored = _open_cache(cached, source)
-            return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
-    cache = (Path(flow_dir), name) if flow_dir is not None else None
+            try:
+                stored = _open_cache(cached, source)
+            except VideoError:
+                pass  # damaged since its record was written: recomputed below, never reused
+            else:
+                return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
+        cache = _FlowCacheEntry(Path(flow_dir), flow_cache_key(path), record)
     return InputStream(
         path, preprocess, mode="compute_flow", reader=source, geometry=geometry, flow_engine=flow_engine, cache=cache
     )
+
+
+# ---- the flow cache ------------------------------------------------------------------
+#
+# An entry is keyed by its source's absolute path (two videos never share
+# one, whatever their names) and valid only while a record next to it,
+# written after the flow, matches the source: path, size, modification time
+# and the settings that made the flow. Anything else is recomputed.
+
+
+def flow_cache_key(path: str | os.PathLike[str]) -> str:
+    """The cache name of ``path``'s flow: ``NAME.<16 hex digits of the
+    SHA-256 of its absolute path>``, NAME being :func:`source_name`."""
+    digest = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{source_name(path)}.{digest[:CACHE_KEY_DIGITS]}"
+
+
+def flow_source_record(path: str | os.PathLike[str], fps: float | None, short_side: int, frames: int) -> dict:
+    """What a flow cache entry (or an ``i3d flow`` output) of ``path`` was
+    made from: a different record means a different flow."""
+    info = os.stat(path)
+    size = len(os.listdir(path)) if os.path.isdir(path) else info.st_size  # a folder: its number of frames
+    return {
+        "source": os.path.abspath(path),
+        "size": size,
+        "mtime_ns": info.st_mtime_ns,
+        "fps": fps,
+        "short_side": short_side,
+        "frames": frames,
+        "flow": FLOW_SETTINGS_VERSION,
+    }
+
+
+def flow_record_path(entry: Path) -> Path:
+    """The source record of a flow output (``NAME.npy`` or folder ``NAME``)."""
+    return entry.with_name(entry.name + ".json")
+
+
+def write_flow_record(entry: Path, record: dict) -> None:
+    with open_atomic(flow_record_path(entry)) as f:
+        json.dump(record, f, indent=1)
+
+
+def _matches(entry: Path, record: dict) -> bool:
+    try:
+        return json.loads(flow_record_path(entry).read_text(encoding="utf-8")) == record
+    except (OSError, ValueError):
+        return False
+
+
+def _find_cache(folder: Path, path: str, record: dict) -> Path | None:
+    """A valid entry for ``path``: its own (keyed), or one that ``i3d flow``
+    wrote under its plain name with a matching record."""
+    for name in (flow_cache_key(path), source_name(path)):
+        entry = find_flow_output(folder, name)
+        if entry is not None and _matches(entry, record):
+            return entry
+    return None
+
+
+@dataclass
+class _FlowCacheEntry:
+    folder: Path
+    name: str
+    record: dict
+
+    @property
+    def entry(self) -> Path:
+        return flow_output_path(self.folder, self.name, CACHE_FORMAT)
+
+    def forget(self) -> None:
+        flow_record_path(self.entry).unlink(missing_ok=True)
+
+    def record_source(self) -> None:
+        write_flow_record(self.entry, self.record)
+
+
+def _counted(fields: Iterator[np.ndarray], progress: Progress) -> Iterator[np.ndarray]:
+    for field in fields:
+        yield field
+        progress.advance(1)
 
 
 def _open_cache(path: Path, rgb: VideoReader | FrameFolderReader) -> FlowArrayReader | FrameFolderReader:
@@ -396,13 +496,22 @@ def compute_flow(
     format: FlowFormat = "jpg",
     engine: FlowEngine | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
+    name: str | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Compute TV-L1 flow for a video (or RGB frame folder) and write it under ``out_dir``.
 
     The frames are resampled to ``fps``, resized to ``short_side``, made
     grayscale; the output is ``out_dir/NAME/`` (jpg) or ``out_dir/NAME.npy``
-    (see :mod:`i3d.video.flow`), usable as ``flow_dir`` by :func:`open_input`
-    with a preset of the same ``fps`` and ``resize_short_side``.
+    (see :mod:`i3d.video.flow`), NAME being ``name`` or :func:`source_name`,
+    with a record of its source (``NAME.json`` or ``NAME.npy.json``: path,
+    size, modification time, ``fps``, ``short_side``). It serves as
+    ``flow_dir`` cache to :func:`open_input` for that source (with a preset
+    of the same ``fps`` and ``resize_short_side``) while the record matches.
+
+    Args:
+        name: the output's name (default :func:`source_name`).
+        progress: where fields done are reported.
 
     Returns:
         The output path.
@@ -421,9 +530,16 @@ def compute_flow(
     engine = engine or FlowEngine()
     try:
         with contextlib.closing(engine.fields(_gray_frames(source))) as fields:
-            return write_flow_frames(fields, out_dir, source_name(path), format=format, num_frames=source.num_frames)
+            if progress is not None:
+                progress.start(path, source.num_frames)
+                fields = _counted(fields, progress)
+            entry = write_flow_frames(
+                fields, out_dir, name or source_name(path), format=format, num_frames=source.num_frames
+            )
     except FlowWorkerError as err:
         raise VideoError(path, str(err)) from None
     finally:
         if own_engine:
             engine.close()
+    write_flow_record(entry, flow_source_record(path, source.fps, short_side, source.num_frames))
+    return entry

@@ -51,3 +51,27 @@ KINETICS_FLOW = Preprocess("flow", fps=25.0)
 # Charades frames are distributed at 24 fps.
 CHARADES_RGB = Preprocess("rgb", fps=24.0)
 CHARADES_FLOW = Preprocess("flow", fps=24.0)
+
+
+def with_overrides(
+    preprocess: Preprocess, *, fps: float | None = None, short_side: int | None = None, crop: int | None = None
+) -> Preprocess:
+    """``preprocess`` with the given fields replaced (``None`` keeps one).
+
+    Raises:
+        ValueError: a value is not positive, or the crop exceeds the short side.
+    """
+    from dataclasses import replace
+
+    for name, value in (("fps", fps), ("short side", short_side), ("crop", crop)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    changed = replace(
+        preprocess,
+        fps=preprocess.fps if fps is None else float(fps),
+        resize_short_side=preprocess.resize_short_side if short_side is None else int(short_side),
+        crop=preprocess.crop if crop is None else int(crop),
+    )
+    if changed.crop > changed.resize_short_side:
+        raise ValueError(f"crop {changed.crop} is larger than the short side {changed.resize_short_side}")
+    return changed

@@ -36,9 +36,9 @@ def test_batch_processes_every_good_input_and_reports_the_bad_ones(tmp_path, cap
     (tmp_path / "text.mkv").write_text("not a video\n")
     sub = tmp_path / "sub"
     sub.mkdir()
-    duplicate = encode(sub / "one.mp4", indexed_frames(3), rate=25)
-    bad = [tmp_path / "missing.mp4", tmp_path / "empty.mp4", tmp_path / "text.mkv", duplicate]
-    inputs = [good[0], bad[0], good[1], bad[1], bad[2], duplicate, good[2]]
+    same_stem = encode(sub / "one.mp4", indexed_frames(3), rate=25)  # named sub/one: no clash with one
+    bad = [tmp_path / "missing.mp4", tmp_path / "empty.mp4", tmp_path / "text.mkv"]
+    inputs = [good[0], bad[0], good[1], bad[1], bad[2], same_stem, good[2]]
     out = tmp_path / "flow"
     args = parse([*map(str, inputs), "--out", str(out), "--short-side", "48", "--workers", "1"])
     assert run_flow(args) == 1
@@ -47,11 +47,12 @@ def test_batch_processes_every_good_input_and_reports_the_bad_ones(tmp_path, cap
     assert len(errors) == len(bad)
     for line, path in zip(errors, bad):
         assert line.startswith(f"error: {path}: ")
-    assert "already used by" in errors[-1]
-    assert sorted(p.name for p in out.iterdir()) == ["THREE", "one", "two"]  # nothing half-written
+    # Nothing half-written; each output with the record of its source.
+    assert sorted(p.name for p in out.iterdir()) == ["THREE", "THREE.json", "one", "one.json", "sub", "two", "two.json"]
     assert len(list((out / "one").iterdir())) == 2 * 4
+    assert len(list((out / "sub" / "one").iterdir())) == 2 * 3
     assert len(list((out / "two").iterdir())) == 2 * 5  # 6 frames at 30 fps are 5 at 25
-    assert captured.out.split() == [str(out / "one"), str(out / "two"), str(out / "THREE")]
+    assert captured.out.split() == [str(out / "one"), str(out / "two"), str(out / "sub" / "one"), str(out / "THREE")]
 
 
 def test_npy_output(tmp_path, capsys):
@@ -81,7 +82,7 @@ def test_a_dead_tvl1_worker_fails_its_video_only(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [f"error: {videos[1]}: TV-L1 worker process died (killed, or out of memory?)"]
     assert captured.out.split() == [str(out / "one"), str(out / "three")]
-    assert sorted(p.name for p in out.iterdir()) == ["one", "three"]
+    assert sorted(p.name for p in out.iterdir()) == ["one", "one.json", "three", "three.json"]
 
 
 @pytest.mark.parametrize("flag", [["--workers", "0"], ["--fps", "inf"], ["--short-side", "x"]])

@@ -16,7 +16,7 @@ from i3d.atomic import atomic_dir
 from i3d.video import FlowEngine, load_input, open_input, tvl1_flow, write_flow_frames
 from i3d.video import flow as flow_module
 from i3d.video.flow import PAIRS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
-from i3d.video.inputs import compute_flow
+from i3d.video.inputs import compute_flow, flow_cache_key
 from i3d.video.presets import Preprocess
 from i3d.video.readers import FlowArrayReader, FrameFolderReader
 from i3d.video.transforms import crop, horizontal_flip, normalize, resize_flow_field
@@ -133,7 +133,8 @@ def test_open_input_computes_flow_and_caches_it(tmp_path):
     # Frames move right and down: positive x and y, scaled by 48/96 with the resize, then /20.
     assert torch.allclose(fresh[0, :5].median(), torch.tensor(0.5 / 20), atol=0.01)
     assert torch.allclose(fresh[1, :5].median(), torch.tensor(0.25 / 20), atol=0.01)
-    assert (cache / "move.npy").is_file() and len(list(cache.iterdir())) == 1
+    entry = cache / f"{flow_cache_key(video)}.npy"  # keyed by the absolute path, with its source record
+    assert sorted(cache.iterdir()) == [entry, entry.with_name(entry.name + ".json")]
     cached = load_input(video, SMALL_FLOW, flow_dir=cache)
     torch.testing.assert_close(cached, fresh)
 
@@ -233,13 +234,14 @@ def test_the_cache_is_complete_when_the_last_chunk_arrives(tmp_path):
     cache = tmp_path / "cache"
     with FlowEngine(workers=1) as engine:
         chunks = open_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=engine).chunks(4)
+        entry = f"{flow_cache_key(video)}.npy"
         next(chunks)
-        assert not (cache / "move.npy").exists()
+        assert not (cache / entry).exists()
         last = next(chunks)  # the consumer may stop here, before the generator finishes
         assert last.shape[1] == 2
-        assert [p.name for p in cache.iterdir()] == ["move.npy"]
+        assert sorted(p.name for p in cache.iterdir()) == [entry, entry + ".json"]
         chunks.close()
-    assert [p.name for p in cache.iterdir()] == ["move.npy"]
+    assert sorted(p.name for p in cache.iterdir()) == [entry, entry + ".json"]
 
 
 def test_flow_frames_under_scale_jitter_are_resized_once(tmp_path):

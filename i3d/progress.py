@@ -1,0 +1,106 @@
+"""Progress of a batch command, inside each input and across the batch.
+
+On a terminal, one status line rewritten in place; elsewhere (cluster logs,
+pipes), a plain line every :data:`LOG_INTERVAL` seconds, so that logs stay
+readable; nothing with ``quiet``. Each line gives the input's frames done,
+the rate over the input and its ETA::
+
+    i3d extract: [3/10] cam1/a.mp4: 64/300 frames, 45.2 frames/s, ETA 5s
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+__all__ = ["Progress", "LOG_INTERVAL", "TERMINAL_INTERVAL"]
+
+LOG_INTERVAL = 30.0  # seconds between plain lines in logs
+TERMINAL_INTERVAL = 0.2  # seconds between redraws on a terminal
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Progress:
+    """Report frames as they are done.
+
+    Args:
+        prefix: what each line starts with (``"i3d extract"``).
+        total: inputs in the batch.
+        stream: where lines go (default stderr).
+        quiet: report nothing.
+        terminal: rewrite one line in place (default: whether ``stream`` is
+            a terminal).
+        interval: seconds between lines (default: :data:`TERMINAL_INTERVAL`
+            on a terminal, :data:`LOG_INTERVAL` elsewhere).
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        total: int,
+        *,
+        stream: TextIO | None = None,
+        quiet: bool = False,
+        terminal: bool | None = None,
+        interval: float | None = None,
+    ) -> None:
+        self.prefix, self.total = prefix, total
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.terminal = self.stream.isatty() if terminal is None else terminal
+        self.interval = interval if interval is not None else TERMINAL_INTERVAL if self.terminal else LOG_INTERVAL
+        self.index = 0
+        self.name = ""
+        self.frames = self.done = 0
+        self.started = self.last = time.monotonic()
+        self._drawn = False
+
+    def start(self, name: str, frames: int) -> None:
+        """Input ``name`` of ``frames`` frames begins."""
+        self.index += 1
+        self.name, self.frames, self.done = name, frames, 0
+        self.started = time.monotonic()
+
+    def advance(self, frames: int) -> None:
+        self.done += frames
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._show(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = (now if now is not None else time.monotonic()) - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = f", ETA {_duration((self.frames - self.done) / rate)}" if rate > 0 and self.frames else ""
+        return (
+            f"{self.prefix}: [{self.index}/{self.total}] {self.name}: {self.done}/{self.frames} frames, "
+            f"{rate:.1f} frames/s{eta}"
+        )
+
+    def _show(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.terminal:
+            self.stream.write("\r\033[K" + line)
+            self._drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Remove the status line (before other output, and at the end)."""
+        if self._drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._drawn = False
