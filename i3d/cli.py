@@ -2,24 +2,40 @@
 
 Batch commands report each failing input on stderr in one line, go on with
 the others, and exit with status 1 if any failed (2 for usage errors).
+Every message on stderr reads ``i3d <command>: error: <cause>`` (or
+``warning:``), usage errors included (:mod:`i3d.console`).
+
+A closed output pipe (``i3d weights list --json | head -1``) ends the
+command quietly with status 141, what a command killed by SIGPIPE returns:
+a shell pipeline under ``set -o pipefail`` sees the same as for ``grep``.
+
+``i3d --help`` and ``i3d --version`` import neither torch nor numpy: each
+subcommand's module is imported, and its flags added, only when that
+subcommand is parsed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from i3d import __version__
+from i3d import __version__, console
+from i3d.argtypes import device, regular_file
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
 
+# Exit status of a command whose output pipe was closed: 128 + SIGPIPE (13).
+EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130
+
 
 def _error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
@@ -71,10 +87,12 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         default="rgb",
         help="which network to run; joint adds RGB and flow logits (default: rgb)",
     )
-    p.add_argument("--labels", type=Path, help="class names, one per line, overriding the weights' own")
+    p.add_argument("--labels", type=regular_file, help="class names, one per line, overriding the weights' own")
     p.add_argument("--top", type=int, default=5, metavar="K", help="number of classes to print (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument(
+        "--device", type=device, default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)"
+    )
     _add_precision(p)
     p.add_argument(
         "--chunk",
@@ -127,8 +145,7 @@ def run_predict(args: argparse.Namespace) -> int:
             for t in prediction.top:
                 print(f"  {t.prob:9.6f}  {t.logit:9.4f}  {t.label}")
     if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
+        console.write_json(results, indent=1)
     return 1 if failed else 0
 
 
@@ -147,7 +164,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     p.add_argument(
         "--charades-csv",
-        type=Path,
+        type=regular_file,
         help="a Charades CSV: each INPUT is then a frame root holding one folder per video id of the CSV",
     )
     p.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb", help="network(s) to run (default: rgb)")
@@ -158,7 +175,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         choices=E.LAYERS,
         metavar="LAYER",
         help="pooled (Mixed_5c after the head's pool, 1024-d; default), logits, or an endpoint such as Mixed_4f "
-        "(spatial maps)",
+        "(spatial maps); one of: %(choices)s",
     )
     p.add_argument(
         "--mode",
@@ -201,7 +218,10 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "where a decoding process only takes cores from the model and costs ~2 s to start)",
     )
     p.add_argument(
-        "--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)"
+        "--device",
+        type=device,
+        default=None,
+        help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)",
     )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
@@ -297,8 +317,7 @@ def run_weights_list(args: argparse.Namespace) -> int:
         for e in REGISTRY.values()
     ]
     if args.json:
-        json.dump(rows, sys.stdout, indent=1)
-        print()
+        console.write_json(rows, indent=1)
         return 0
     print(f"cache: {cache_dir()}")
     print(f"{'name':20} {'modality':8} {'classes':20} {'fps':>4} {'cached':6}  provenance")
@@ -311,78 +330,148 @@ def run_weights_list(args: argparse.Namespace) -> int:
 # ---- the parser ---------------------------------------------------------------------
 
 
-def _command(
-    sub: argparse._SubParsersAction, name: str, help: str, add: Callable[[argparse.ArgumentParser], None], run: Runner
-) -> None:
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line; a subcommand's flags are added when it is parsed.
+
+    Adding them lazily keeps ``i3d --help`` from importing the modules that
+    define them (torch, numpy, OpenCV, PyAV take over a second to import).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: tuple[str, str, str] | None = None
+
+    def defer(self, module: str, add: str, run: str) -> None:
+        """Add ``module.add(self)``'s flags and run ``module.run`` when this parser is first used."""
+        self._deferred = (module, add, run)
+
+    def complete(self) -> _Parser:
+        """Add the deferred flags now (idempotent); returns ``self``."""
+        if self._deferred is not None:
+            module_name, add, run = self._deferred
+            self._deferred = None
+            module = importlib.import_module(module_name)
+            getattr(module, add)(self)
+            self.set_defaults(run=getattr(module, run))
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
+    def error(self, message: str):  # type: ignore[override]
+        """``i3d <command>: error: <message> (see 'i3d <command> --help')`` and exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help: str, module: str, add: str, run: str) -> None:
+    """Subcommand ``name``: flags from ``module.add(parser)``, run by ``module.run(args) -> int``."""
     p = sub.add_parser(name, help=help, description=help)
-    add(p)
-    p.set_defaults(run=run)
+    p.defer(module, add, run)
+    p.set_defaults(command_name=p.prog, command_parser=p)
+
+
+def _group(sub: argparse._SubParsersAction, name: str, help: str, metavar: str) -> argparse._SubParsersAction:
+    """Subcommand ``name`` that holds subcommands of its own."""
+    p = sub.add_parser(name, help=help, description=help)
+    return p.add_subparsers(dest=f"{name}_command", required=True, metavar=metavar)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from i3d.charades import cli as charades_cli
-    from i3d.convert import cli as convert_cli
-    from i3d.train import cli as train_cli
-    from i3d.video import cli as video_cli
-
-    parser = argparse.ArgumentParser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
+    """The ``i3d`` parser. Each subcommand's module is imported when that subcommand is parsed."""
+    parser = _Parser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
     parser.add_argument("--version", action="version", version=f"i3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
-    _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
+    _command(
+        sub, "predict", "classify videos with pretrained weights", __name__, "add_predict_arguments", "run_predict"
+    )
+    _command(
+        sub, "extract", "extract features from videos into files", __name__, "add_extract_arguments", "run_extract"
+    )
     _command(
         sub,
         "train",
         "fine-tune on Charades with the published recipe",
-        train_cli.add_train_arguments,
-        train_cli.run_train,
+        "i3d.train.cli",
+        "add_train_arguments",
+        "run_train",
     )
-    _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
+    _command(sub, "flow", "compute TV-L1 optical flow frames", "i3d.video.cli", "add_flow_arguments", "run_flow")
     _command(
         sub,
         "convert",
         "convert a checkpoint (DeepMind TensorFlow, .pt, .safetensors) to .safetensors or .pt",
-        convert_cli.add_convert_arguments,
-        convert_cli.run_convert,
+        "i3d.convert.cli",
+        "add_convert_arguments",
+        "run_convert",
     )
 
-    weights = sub.add_parser("weights", help="the registry of published checkpoints")
-    weights_sub = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
-    _command(weights_sub, "list", "list registered checkpoints", add_weights_list_arguments, run_weights_list)
+    weights = _group(sub, "weights", "the registry of published checkpoints: list them and their cache", "ACTION")
+    _command(weights, "list", "list registered checkpoints", __name__, "add_weights_list_arguments", "run_weights_list")
 
-    evaluate = sub.add_parser("eval", help="the official Charades evaluations")
-    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="TASK")
+    evaluate = _group(
+        sub, "eval", "the official Charades evaluations (classification, localization) and a timeline plot", "TASK"
+    )
+    charades = "i3d.charades.cli"
     _command(
-        eval_sub,
+        evaluate,
         "classify",
         "Charades classification mAP (Charades_v1_classify.m)",
-        charades_cli.add_classify_arguments,
-        charades_cli.run_classify,
+        charades,
+        "add_classify_arguments",
+        "run_classify",
     )
     _command(
-        eval_sub,
+        evaluate,
         "localize",
         "Charades per-frame localization mAP (Charades_v1_localize.m)",
-        charades_cli.add_localize_arguments,
-        charades_cli.run_localize,
+        charades,
+        "add_localize_arguments",
+        "run_localize",
     )
     _command(
-        eval_sub,
+        evaluate,
         "timeline",
         "plot one video's ground truth against predicted per-frame scores (PNG)",
-        charades_cli.add_timeline_arguments,
-        charades_cli.run_timeline,
+        charades,
+        "add_timeline_arguments",
+        "run_timeline",
     )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _quiet_broken_pipe() -> int:
+    """After stdout's reader went away: no traceback, not even at exit when Python flushes stdout."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``i3d`` command; returns its exit status."""
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # named by the subcommand that was given them, not by plain "i3d"
+            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        with console.command(args.command_name):
+            try:
+                status = args.run(args)
+                sys.stdout.flush()
+            except KeyboardInterrupt:
+                console.error("interrupted")
+                return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    return status
 
 
 if __name__ == "__main__":

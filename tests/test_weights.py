@@ -238,6 +238,7 @@ def test_labels(tmp_path, server):
         W.read_labels(tmp_path / "classes.txt", 400)
 
 
+@pytest.mark.slow
 def test_registry_tf_entry_downloads_converts_and_caches(server, cache, tmp_path):
     from tests.convert.test_deepmind import deepmind_variables, random_model
     from tests.convert.tf_writer import write_checkpoint

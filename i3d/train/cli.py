@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from i3d.argtypes import natural_int, positive_float, positive_int
+from i3d import console
+from i3d.argtypes import device, natural_int, positive_float, positive_int, regular_file
 from i3d.charades.annotations import Subset, Video, read_csv, read_split_json
 from i3d.charades.datasets import CharadesClips, CharadesVideos, source_path
 from i3d.errors import I3DError
@@ -53,13 +54,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--csv",
         required=True,
-        type=Path,
+        type=regular_file,
         metavar="FILE",
         help="training videos: Charades_v1_train.csv, or the PyTorch port's charades.json (its 'training' videos)",
     )
     data.add_argument(
         "--val-csv",
-        type=Path,
+        type=regular_file,
         metavar="FILE",
         help="validation videos, scored with the official classification mAP: Charades_v1_test.csv, or "
         "charades.json (its 'testing' videos); default: no validation",
@@ -140,7 +141,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         f"the node's training processes, at most {_MAX_DEFAULT_WORKERS})",
     )
     run.add_argument(
-        "--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if available, else cpu)"
+        "--device",
+        type=device,
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if available, else cpu)",
     )
     run.add_argument(
         "--precision",
@@ -205,7 +208,7 @@ def _default_workers() -> int:
 
 
 def _error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def run_train(args: argparse.Namespace) -> int:

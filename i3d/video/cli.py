@@ -7,8 +7,8 @@ A thin layer over :func:`i3d.video.inputs.compute_flow`; ``i3d.cli`` wires
 from __future__ import annotations
 
 import argparse
-import sys
 
+from i3d import console
 from i3d.argtypes import positive_float, positive_int
 from i3d.errors import I3DError, VideoError
 from i3d.video.flow import FLOW_FORMATS, FlowEngine
@@ -90,11 +90,11 @@ def run_flow(args: argparse.Namespace) -> int:
                     source_fps=args.source_fps,
                 )
             except I3DError as err:
-                print(f"error: {err}", file=sys.stderr)
+                console.error(err)
                 failures += 1
                 continue
             except OSError as err:
-                print(f"error: {video}: cannot write flow ({err})", file=sys.stderr)
+                console.error(f"{video}: cannot write flow ({err})")
                 failures += 1
                 continue
             print(out)
