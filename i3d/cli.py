@@ -330,29 +330,41 @@ def run_weights_list(args: argparse.Namespace) -> int:
 # ---- the parser ---------------------------------------------------------------------
 
 
+# A subcommand's flags and runner: the functions, or "module:function" to
+# import when the subcommand is parsed (modules that import torch).
+AddArguments = Callable[[argparse.ArgumentParser], None] | str
+Run = Runner | str
+
+
+def _resolve(target: Callable | str) -> Callable:
+    if callable(target):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line; a subcommand's flags are added when it is parsed.
+    """Usage errors in one line; a subcommand's flags can be added when it is parsed.
 
     Adding them lazily keeps ``i3d --help`` from importing the modules that
-    define them (torch, numpy, OpenCV, PyAV take over a second to import).
+    define them (torch, numpy, OpenCV and PyAV take over a second to import).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._deferred: tuple[str, str, str] | None = None
+        self._deferred: tuple[AddArguments, Run] | None = None
 
-    def defer(self, module: str, add: str, run: str) -> None:
-        """Add ``module.add(self)``'s flags and run ``module.run`` when this parser is first used."""
-        self._deferred = (module, add, run)
+    def defer(self, add: AddArguments, run: Run) -> None:
+        """Add ``add(self)``'s flags, and set ``run`` as the runner, when this parser is first used."""
+        self._deferred = (add, run)
 
     def complete(self) -> _Parser:
         """Add the deferred flags now (idempotent); returns ``self``."""
         if self._deferred is not None:
-            module_name, add, run = self._deferred
+            add, run = self._deferred
             self._deferred = None
-            module = importlib.import_module(module_name)
-            getattr(module, add)(self)
-            self.set_defaults(run=getattr(module, run))
+            _resolve(add)(self)
+            self.set_defaults(run=_resolve(run))
         return self
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
@@ -368,78 +380,74 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _command(sub: argparse._SubParsersAction, name: str, help: str, module: str, add: str, run: str) -> None:
-    """Subcommand ``name``: flags from ``module.add(parser)``, run by ``module.run(args) -> int``."""
+def _command(sub: argparse._SubParsersAction, name: str, help: str, add: AddArguments, run: Run) -> None:
+    """Subcommand ``name``: flags from ``add(parser)``, run by ``run(args) -> int``.
+
+    ``add`` and ``run`` may be ``"module:function"``, imported only when the
+    subcommand is parsed.
+    """
     p = sub.add_parser(name, help=help, description=help)
-    p.defer(module, add, run)
+    p.defer(add, run)
     p.set_defaults(command_name=p.prog, command_parser=p)
 
 
-def _group(sub: argparse._SubParsersAction, name: str, help: str, metavar: str) -> argparse._SubParsersAction:
-    """Subcommand ``name`` that holds subcommands of its own."""
-    p = sub.add_parser(name, help=help, description=help)
-    return p.add_subparsers(dest=f"{name}_command", required=True, metavar=metavar)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The ``i3d`` parser. Each subcommand's module is imported when that subcommand is parsed."""
+    """The ``i3d`` parser; a subcommand's module is imported only when that subcommand is parsed."""
     parser = _Parser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
     parser.add_argument("--version", action="version", version=f"i3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(
-        sub, "predict", "classify videos with pretrained weights", __name__, "add_predict_arguments", "run_predict"
-    )
-    _command(
-        sub, "extract", "extract features from videos into files", __name__, "add_extract_arguments", "run_extract"
-    )
+    _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
+    _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
     _command(
         sub,
         "train",
         "fine-tune on Charades with the published recipe",
-        "i3d.train.cli",
-        "add_train_arguments",
-        "run_train",
+        "i3d.train.cli:add_train_arguments",
+        "i3d.train.cli:run_train",
     )
-    _command(sub, "flow", "compute TV-L1 optical flow frames", "i3d.video.cli", "add_flow_arguments", "run_flow")
+    _command(
+        sub,
+        "flow",
+        "compute TV-L1 optical flow frames",
+        "i3d.video.cli:add_flow_arguments",
+        "i3d.video.cli:run_flow",
+    )
     _command(
         sub,
         "convert",
         "convert a checkpoint (DeepMind TensorFlow, .pt, .safetensors) to .safetensors or .pt",
-        "i3d.convert.cli",
-        "add_convert_arguments",
-        "run_convert",
+        "i3d.convert.cli:add_convert_arguments",
+        "i3d.convert.cli:run_convert",
     )
 
-    weights = _group(sub, "weights", "the registry of published checkpoints: list them and their cache", "ACTION")
-    _command(weights, "list", "list registered checkpoints", __name__, "add_weights_list_arguments", "run_weights_list")
+    weights_help = "the registry of published checkpoints and their local cache"
+    weights = sub.add_parser("weights", help=weights_help, description=weights_help)
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    _command(weights_sub, "list", "list registered checkpoints", add_weights_list_arguments, run_weights_list)
 
-    evaluate = _group(
-        sub, "eval", "the official Charades evaluations (classification, localization) and a timeline plot", "TASK"
-    )
-    charades = "i3d.charades.cli"
+    eval_help = "the official Charades evaluations (classification, localization) and a timeline plot"
+    evaluate = sub.add_parser("eval", help=eval_help, description=eval_help)
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="TASK")
     _command(
-        evaluate,
+        eval_sub,
         "classify",
         "Charades classification mAP (Charades_v1_classify.m)",
-        charades,
-        "add_classify_arguments",
-        "run_classify",
+        "i3d.charades.cli:add_classify_arguments",
+        "i3d.charades.cli:run_classify",
     )
     _command(
-        evaluate,
+        eval_sub,
         "localize",
         "Charades per-frame localization mAP (Charades_v1_localize.m)",
-        charades,
-        "add_localize_arguments",
-        "run_localize",
+        "i3d.charades.cli:add_localize_arguments",
+        "i3d.charades.cli:run_localize",
     )
     _command(
-        evaluate,
+        eval_sub,
         "timeline",
         "plot one video's ground truth against predicted per-frame scores (PNG)",
-        charades,
-        "add_timeline_arguments",
-        "run_timeline",
+        "i3d.charades.cli:add_timeline_arguments",
+        "i3d.charades.cli:run_timeline",
     )
     return parser
 

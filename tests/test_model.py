@@ -131,6 +131,7 @@ def test_truncated_model(endpoint):
         assert torch.equal(model(x), full.forward_endpoints(x, (endpoint,))[endpoint])
 
 
+@pytest.mark.slow
 def test_spatial_squeeze_false_and_predictions(rgb_model):
     x = torch.rand(1, 3, 16, 64, 64)
     model = InceptionI3d(spatial_squeeze=False).eval()

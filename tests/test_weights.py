@@ -182,6 +182,7 @@ def test_safe_load_refuses_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_load_pt_and_safetensors_roundtrip(tmp_path):
     model = randomize(InceptionI3d(num_classes=157), seed=2)
     state = {"module." + k: v for k, v in model.state_dict().items() if "num_batches" not in k}
