@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from i3d.charades import cli
+from i3d.charades.metrics import LOCALIZATION_FRAMES
 from i3d.charades.submission import write_classification, write_localization
 from tests.charades.helpers import format_actions, write_classes, write_csv
 
@@ -133,3 +134,8 @@ def test_top_must_be_positive(files, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse(cli.add_timeline_arguments, argv)
     assert exit_.value.code == 2 and "argument --top: 0 is not >= 1" in capsys.readouterr().err
+
+
+def test_the_help_gives_the_official_frame_count():
+    # The flags are defined without importing numpy, hence a copy of the constant.
+    assert cli._LOCALIZATION_FRAMES == LOCALIZATION_FRAMES
