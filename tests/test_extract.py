@@ -49,7 +49,7 @@ def one_pass(model, path: Path) -> np.ndarray:
         return model.extract_features(x).mean(dim=(3, 4))[0].T.numpy()  # (T', 1024)
 
 
-@pytest.mark.parametrize("frames", [9, 37, pytest.param(150, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("frames", [9, *(pytest.param(n, marks=pytest.mark.slow) for n in (37, 150))])
 def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
     path = write_npy(tmp_path / "v.npy", frames, seed=frames)
     expected = one_pass(model, path)
