@@ -290,11 +290,10 @@ def run_into_closed_pipe(args: list[str]) -> subprocess.CompletedProcess:
     "args",
     [
         ["weights", "list", "--json"],
-        ["weights", "list"],
         ["--help"],
         ["convert", str(TF_FIXTURES / "many.ckpt"), "--list"],
     ],
-    ids=["weights-list-json", "weights-list", "help", "convert-list"],
+    ids=["weights-list-json", "help", "convert-list"],
 )
 def test_a_closed_pipe_ends_the_command_quietly(args, tmp_path, monkeypatch):
     monkeypatch.setenv("I3D_HOME", str(tmp_path))
