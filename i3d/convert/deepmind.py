@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
-from .tf_checkpoint import CheckpointReader
+from i3d.convert.crc32c import crc32c, unmask
+from i3d.convert.state_file import check_output_path, save_state_dict
+from i3d.convert.tf_checkpoint import SUPPORTED_DTYPES, CheckpointReader
+from i3d.errors import CheckpointError
 
 STEM_UNITS = ("Conv3d_1a_7x7", "Conv3d_2b_1x1", "Conv3d_2c_3x3")
 BRANCH_UNITS = {
@@ -61,8 +63,10 @@ LEAVES = {
     "batch_norm/moving_variance": "bn.running_var",
 }
 _MIXED_BLOCK = re.compile(r"Mixed_\d[a-z]")
-# TF kernel (kT, kH, kW, Cin, Cout) -> PyTorch (Cout, Cin, kT, kH, kW).
+# TF kernel (kT, kH, kW, Cin, Cout) -> PyTorch (Cout, Cin, kT, kH, kW), and back.
 _KERNEL_TO_TORCH = (4, 3, 0, 1, 2)
+_KERNEL_TO_TF = (2, 3, 4, 1, 0)
+_TF_FLOAT32 = 1  # DataType enum of float32
 _KERNEL_RANK = 5
 _FIRST_CONV = "Conv3d_1a_7x7.conv3d.weight"
 _LOGITS_BIAS = "logits.conv3d.bias"
@@ -186,7 +190,7 @@ def _vector(name: str, array: np.ndarray) -> np.ndarray:
 
 def model_state_shapes(in_channels: int, num_classes: int) -> dict[str, tuple[int, ...]]:
     """Key -> shape of ``InceptionI3d(num_classes, in_channels=...).state_dict()``, built without allocating weights."""
-    from ..model import InceptionI3d
+    from i3d.model import InceptionI3d
 
     with torch.device("meta"):
         model = InceptionI3d(num_classes=num_classes, in_channels=in_channels)
@@ -294,12 +298,9 @@ def convert_checkpoint(
 
     Raises:
         CheckpointError: unreadable or unsuitable checkpoint.
-        WeightsError: unsupported output suffix.
+        WeightsError: unsupported output suffix, a folder, or a failed write.
     """
-    from ..weights import WeightsError, save_state_dict
-
-    if Path(destination).suffix not in (".safetensors", ".pt"):  # before the (slow) read
-        raise WeightsError(f"{destination}: output must end in .safetensors or .pt")
+    check_output_path(destination)  # before the (slow) read
     reader = CheckpointReader(source)
     state, split = _convert(reader, scope)
     return ConversionReport(
@@ -311,3 +312,58 @@ def convert_checkpoint(
         tensors=len(state),
         ignored=split.ignored,
     )
+
+
+def verify_against_index(state: Mapping[str, torch.Tensor], index: str | os.PathLike[str]) -> int:
+    """Check every tensor of ``state`` against the CRC-32C that DeepMind's
+    ``.index`` records for it; returns the number of tensors checked.
+
+    Each model variable of the index is taken from ``state``, put back in
+    TensorFlow's layout (kernels ``(kT, kH, kW, Cin, Cout)``, vectors in the
+    index's shape) as little-endian float32, and its CRC-32C compared with
+    the (unmasked) checksum of the index. The keys the index does not cover
+    must be BatchNorm scales of ones (the release trained without a scale)
+    or ``num_batches_tracked``.
+
+    Raises:
+        CheckpointError: unreadable index (names the index).
+        ValueError: missing, extra, mis-shaped, non-float32 or differing
+            tensors; the message lists them (the caller names the file).
+    """
+    reader = CheckpointReader(index)
+    split = split_variables(reader.variables())
+    differing, missing = [], []
+    for name, key in split.weights.items():
+        entry = reader.entries[name]
+        tensor = state.get(key)
+        if tensor is None:
+            missing.append(key)
+            continue
+        if entry.dtype_enum != _TF_FLOAT32 or tensor.dtype != torch.float32:
+            differing.append(f"{key} ({str(tensor.dtype).removeprefix('torch.')}, index {entry.dtype})")
+            continue
+        array = tensor.detach().cpu().numpy()
+        if key.endswith("conv3d.weight") and array.ndim == _KERNEL_RANK:
+            array = array.transpose(_KERNEL_TO_TF)
+        if array.size != int(np.prod(entry.shape, dtype=np.int64)):
+            differing.append(f"{key} (shape {tuple(tensor.shape)}, index {entry.shape})")
+            continue
+        data = np.ascontiguousarray(array.reshape(entry.shape), dtype=SUPPORTED_DTYPES[_TF_FLOAT32])
+        if crc32c(data) != unmask(entry.masked_crc32c):
+            differing.append(f"{key} (crc32c differs from {name})")
+    covered = set(split.weights.values())
+    extra = []
+    for key in sorted(set(state) - covered):
+        if key.endswith(_NUM_BATCHES_TRACKED):
+            continue
+        if key.endswith("bn.weight") and key not in covered and bool(torch.all(state[key] == 1)):
+            continue  # no gamma in the release: the scale is one
+        extra.append(key)
+    problems = [
+        f"{label}: {_listing(keys)}"
+        for label, keys in (("differ", differing), ("missing", missing), ("not in the release", extra))
+        if keys
+    ]
+    if problems:
+        raise ValueError(f"does not match DeepMind's checksums in {reader.index_path.name}; " + "; ".join(problems))
+    return len(split.weights)

@@ -1,0 +1,58 @@
+"""Fréchet Video Distance (FVD) and kernel video distance (KVD), exactly as the reference computes them.
+
+::
+
+    from i3d.fvd import embed, Statistics, frechet_distance, kernel_distance
+
+    real = Statistics()
+    for videos in loader:                 # uint8 (N, T, H, W, 3), NumPy or torch, any device
+        real.update(embed(videos))        # (N, 400) float64
+    fvd = frechet_distance(real, Statistics.load("gen.npz"))
+
+See :mod:`i3d.fvd.embed` for the reference's pipeline (weights, resize,
+value range) and :mod:`i3d.fvd.distance` for the distances.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+# Resolved on first use, so that the CLI's parser imports no torch.
+_EXPORTS = {
+    "Embedder": "i3d.fvd.embed",
+    "embed": "i3d.fvd.embed",
+    "FVD_WEIGHTS": "i3d.fvd.embed",
+    "Statistics": "i3d.fvd.stats",
+    "frechet_distance": "i3d.fvd.distance",
+    "kernel_distance": "i3d.fvd.distance",
+    "kernel_distance_and_std": "i3d.fvd.distance",
+    "compute_statistics": "i3d.fvd.compute",
+    "resize_bilinear_tf1": "i3d.fvd.resize",
+}
+
+__all__ = [
+    "Embedder",
+    "embed",
+    "FVD_WEIGHTS",
+    "Statistics",
+    "frechet_distance",
+    "kernel_distance",
+    "kernel_distance_and_std",
+    "compute_statistics",
+    "resize_bilinear_tf1",
+]
+
+if TYPE_CHECKING:
+    from i3d.fvd.compute import compute_statistics
+    from i3d.fvd.distance import frechet_distance, kernel_distance, kernel_distance_and_std
+    from i3d.fvd.embed import FVD_WEIGHTS, Embedder, embed
+    from i3d.fvd.resize import resize_bilinear_tf1
+    from i3d.fvd.stats import Statistics
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'i3d.fvd' has no attribute {name!r}")

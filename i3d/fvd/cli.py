@@ -1,0 +1,289 @@
+"""``i3d fvd``: FVD and KVD between two sets of videos; ``stats`` and ``merge`` for large sets.
+
+::
+
+    i3d fvd REAL GEN [--json] [--num-frames 16] [--kvd]
+    i3d fvd stats INPUT... --out real.npz [--shard I/N] [--kvd]
+    i3d fvd merge real-0.npz real-1.npz --out real.npz
+
+REAL and GEN are videos (see :mod:`i3d.fvd.inputs`) or statistics files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from i3d import console
+from i3d.argtypes import device, positive_int, regular_file, shard_spec
+from i3d.errors import I3DError
+
+HELP = "Fréchet video distance (FVD) and KVD, exactly as the reference computes them"
+_DEFAULT = "distance"
+
+
+class _DefaultSubcommand(argparse._SubParsersAction):
+    """Subcommands where a first word that names none starts the default one:
+    ``i3d fvd REAL GEN`` is ``i3d fvd distance REAL GEN``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = None  # any first word passes argparse's check; __call__ decides
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values[0] not in self._name_parser_map:
+            values = [_DEFAULT, *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _error(message: str) -> None:
+    console.error(message)
+
+
+def _add_embedding(p: argparse.ArgumentParser) -> None:
+    from i3d.fvd.embed import DEFAULT_BATCH, FVD_WEIGHTS
+    from i3d.fvd.resize import RESIZE_METHODS
+    from i3d.runtime import PRECISIONS
+
+    p.add_argument(
+        "--weights",
+        default=FVD_WEIGHTS,
+        help=f"registry name or .pt/.safetensors path (default: {FVD_WEIGHTS}, which is TF-Hub's i3d-kinetics-400, "
+        "the reference's network)",
+    )
+    p.add_argument(
+        "--num-frames",
+        type=positive_int,
+        default=None,
+        metavar="T",
+        help="clip length: the first T frames of each video (default: all; 16 is the common setting)",
+    )
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_METHODS,
+        default="reference",
+        help="reference: TensorFlow 1's resize_bilinear, as the reference (default); torch: F.interpolate's "
+        "half-pixel rule, a variant that gives other numbers",
+    )
+    p.add_argument(
+        "--batch", type=positive_int, default=DEFAULT_BATCH, help=f"clips per network call (default: {DEFAULT_BATCH})"
+    )
+    p.add_argument("--device", type=device, default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32: exact, comparable across papers (default); tf32, bf16, fp16: faster on GPUs, not the reference",
+    )
+
+
+def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
+    from i3d.fvd.distance import MAX_BLOCK_SIZE
+
+    for name in ("real", "gen"):
+        p.add_argument(
+            name,
+            metavar=name.upper(),
+            help="videos: a video file, frame folder, folder of those, .txt list, or .npy/.npz uint8 array "
+            "(N, T, H, W, 3); or a statistics file from `i3d fvd stats`",
+        )
+    p.add_argument("--json", action="store_true", help="print one JSON object (fvd, kvd, n_real, n_gen, weights, ...)")
+    p.add_argument(
+        "--kvd", action="store_true", help="also the kernel distance (needs embeddings: statistics made with --kvd)"
+    )
+    p.add_argument(
+        "--kvd-block",
+        type=positive_int,
+        default=MAX_BLOCK_SIZE,
+        metavar="N",
+        help=f"largest block of the KVD estimator (default: tfgan's {MAX_BLOCK_SIZE})",
+    )
+    _add_embedding(p)
+
+
+def _add_stats_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, as for REAL and GEN")
+    p.add_argument("--out", type=Path, required=True, help="statistics file to write (.npz)")
+    p.add_argument(
+        "--shard",
+        type=shard_spec,
+        default=(0, 1),
+        metavar="I/N",
+        help="only part I of N (0-based: every N-th video from the I-th); `i3d fvd merge` joins the parts",
+    )
+    p.add_argument("--kvd", action="store_true", help="keep the embeddings too (3.2 kB a video), for KVD")
+    _add_embedding(p)
+
+
+def _add_merge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "parts", nargs="+", metavar="STATS", type=regular_file, help="statistics files of disjoint sets of videos"
+    )
+    p.add_argument("--out", type=Path, required=True, help="merged statistics file to write (.npz)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``fvd`` command's subcommands (``distance`` is the default)."""
+    p.description = f"{HELP}. `i3d fvd REAL GEN` is short for `i3d fvd distance REAL GEN` (options after REAL GEN)."
+    sub = p.add_subparsers(
+        dest="fvd_command", required=True, metavar="{REAL GEN,stats,merge}", action=_DefaultSubcommand
+    )
+    for name, text, add in (
+        (_DEFAULT, "FVD (and KVD) between REAL and GEN", _add_distance_arguments),
+        ("stats", "write the FVD statistics of videos, streaming, optionally one shard", _add_stats_arguments),
+        ("merge", "merge statistics of disjoint shards into one file", _add_merge_arguments),
+    ):
+        add(sub.add_parser(name, help=text, description=text))
+
+
+# ---- running --------------------------------------------------------------------
+
+
+class _Session:
+    """The network, loaded only if some input needs embedding; counts failed videos."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.embedder = None
+        self.failed = 0
+        self.seconds = 0.0
+
+    def report(self, message: str) -> None:
+        _error(message)
+        self.failed += 1
+
+    def embedder_for_args(self):
+        from i3d.fvd.embed import Embedder
+
+        if self.embedder is None:
+            args = self.args
+            self.embedder = Embedder(
+                args.weights,
+                device=args.device,
+                precision=args.precision,
+                resize=args.resize,
+                batch_size=args.batch,
+                progress=sys.stderr.isatty(),
+            )
+        return self.embedder
+
+    def settings(self) -> dict:
+        """The ``meta`` that statistics computed now will carry."""
+        return self.embedder_for_args().settings(self.args.num_frames)
+
+    def statistics(self, inputs: list[str], *, keep_activations: bool, shard: tuple[int, int] = (0, 1)):
+        from i3d.fvd.compute import compute_statistics
+
+        embedder = self.embedder_for_args()
+        start = time.perf_counter()
+        stats = compute_statistics(
+            inputs,
+            embedder,
+            num_frames=self.args.num_frames,
+            shard=shard,
+            keep_activations=keep_activations,
+            on_error=self.report,
+            progress=sys.stderr.isatty(),
+        )
+        self.seconds += time.perf_counter() - start
+        return stats
+
+
+def _differences(a: dict, b: dict) -> str:
+    keys = sorted(set(a) | set(b))
+    return "; ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k))
+
+
+def run_distance(args: argparse.Namespace) -> int:
+    from i3d.fvd.distance import frechet_distance, kernel_distance_and_std
+    from i3d.fvd.stats import Statistics, is_statistics_file
+
+    session = _Session(args)
+    try:
+        # Statistics files first: a mismatch shows before any video is embedded.
+        sources = {"REAL": args.real, "GEN": args.gen}
+        loaded = {name: Statistics.load(src) for name, src in sources.items() if is_statistics_file(src)}
+        for name, stats in loaded.items():
+            if args.kvd and stats.activations is None:
+                raise ValueError(f"{sources[name]}: holds no embeddings for --kvd (make it with `i3d fvd stats --kvd`)")
+        if len(loaded) == 1:
+            (name, stats), settings = next(iter(loaded.items())), session.settings()
+            if stats.meta != settings:
+                raise ValueError(f"{sources[name]} was embedded differently ({_differences(stats.meta, settings)})")
+        for name, src in sources.items():
+            if name not in loaded:
+                loaded[name] = session.statistics([src], keep_activations=args.kvd)
+        real, gen = loaded["REAL"], loaded["GEN"]
+        if real.meta != gen.meta:
+            raise ValueError(f"REAL and GEN were embedded differently ({_differences(real.meta, gen.meta)})")
+        for name, stats in (("REAL", real), ("GEN", gen)):
+            if stats.count < 2:
+                raise ValueError(f"{name}: {stats.count} video(s) embedded; FVD needs at least 2")
+        fvd = frechet_distance(real, gen)
+        kvd = kvd_std = None
+        if args.kvd:
+            kvd, kvd_std = kernel_distance_and_std(real, gen, max_block_size=args.kvd_block)
+    except (I3DError, ValueError) as err:
+        _error(str(err))
+        return 1
+    result = {
+        "fvd": fvd,
+        "kvd": kvd,
+        "kvd_std": None if kvd_std is None or math.isnan(kvd_std) else kvd_std,
+        "n_real": real.count,
+        "n_gen": gen.count,
+        "failed": session.failed,
+        "weights": real.meta.get("weights"),
+        "weights_sha256": real.meta.get("weights_sha256"),
+        "precision": real.meta.get("precision"),
+        "preprocess": real.meta.get("preprocess"),
+    }
+    if args.json:
+        console.write_json(result, indent=1)
+    else:
+        print(f"FVD {fvd:.4f}")
+        if kvd is not None:
+            spread = f" (standard error {kvd_std:.4g})" if result["kvd_std"] is not None else ""
+            print(f"KVD {kvd:.6g}{spread}")
+        print(f"real: {real.count} videos, gen: {gen.count} videos, weights: {result['weights']}")
+    return 1 if session.failed else 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    session = _Session(args)
+    try:
+        stats = session.statistics(args.inputs, keep_activations=args.kvd, shard=args.shard)
+        if stats.count == 0:
+            raise ValueError("no video could be embedded; nothing written")
+        stats.save(args.out)
+    except (I3DError, ValueError, OSError) as err:
+        _error(str(err))
+        return 1
+    rate = stats.count / session.seconds if session.seconds > 0 else float("nan")
+    failed = f", {session.failed} failed" if session.failed else ""
+    print(
+        f"i3d fvd stats: {stats.count} videos{failed} in {session.seconds:.1f} s ({rate:.2f} videos/s) -> {args.out}",
+        file=sys.stderr,
+    )
+    return 1 if session.failed else 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from i3d.fvd.stats import Statistics
+
+    try:
+        parts = [Statistics.load(path) for path in args.parts]
+        merged = Statistics(keep_activations=all(p.keep_activations for p in parts)).merge(*parts)
+        merged.save(args.out)
+    except (I3DError, ValueError, OSError) as err:
+        _error(str(err))
+        return 1
+    print(f"i3d fvd merge: {merged.count} videos from {len(parts)} files -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"distance": run_distance, "stats": run_stats, "merge": run_merge}[args.fvd_command](args)

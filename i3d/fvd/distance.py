@@ -1,0 +1,166 @@
+"""The Fréchet and kernel distances between two sets of embeddings, as tfgan computes them.
+
+Fréchet (tfgan's ``frechet_classifier_distance_from_activations``): the
+Gaussians fitted to both sets, in float64, covariances with ``N - 1``::
+
+    ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr(sqrt(S1 S2))
+
+``S1 S2`` is not symmetric, and ``scipy.linalg.sqrtm`` of it returns a
+complex matrix whose imaginary part ports drop without a word. Here
+``Tr(sqrt(S1 S2))`` is the sum of the square roots of the eigenvalues of
+``A S2 A`` with ``A = sqrt(S1)``: that matrix is symmetric positive
+semi-definite and has the eigenvalues of ``S1 S2`` (tfgan's identity), so
+``eigh`` applies. Eigenvalues within round-off of zero are set to zero; a
+negative one beyond round-off (the inputs were not covariance matrices)
+raises a :class:`RuntimeWarning` instead of a silently dropped imaginary part.
+
+Kernel (tfgan's ``kernel_classifier_distance_and_std_from_activations``):
+the unbiased MMD^2 estimate with the polynomial kernel
+``k(x, y) = (x.y / D + 1)^3``, computed on blocks of at most
+``max_block_size`` consecutive embeddings of each set and averaged over
+the blocks; the standard error comes from the spread of the blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from i3d.fvd.stats import Statistics
+
+__all__ = ["frechet_distance", "trace_sqrt_product", "kernel_distance", "kernel_distance_and_std", "MAX_BLOCK_SIZE"]
+
+# tfgan's default block size for the kernel distance.
+MAX_BLOCK_SIZE = 1024
+# eigh computes the eigenvalues of a symmetric D x D matrix M to within about
+# D * eps * ||M||; below minus this multiple of that bound they are not round-off.
+_ROUND_OFF_FACTOR = 100.0
+
+
+def _as_statistics(x: Statistics | Any) -> Statistics:
+    return x if isinstance(x, Statistics) else Statistics().update(x)
+
+
+def _psd_eigenvalues(matrix: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of a symmetric PSD matrix, eigenvalues within round-off of 0 set to 0.
+
+    Zeroing them, not only the negative ones, matters when there are fewer
+    videos than dimensions: the covariance is then singular, and the square
+    root of a round-off eigenvalue (1e-14 -> 1e-7) would be amplified into
+    the trace. (tfgan leaves singular values below 1e-10 un-rooted, to the
+    same end, on an absolute scale.)
+    """
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    round_off = matrix.shape[0] * np.finfo(np.float64).eps * np.abs(values).max()
+    if values.min() < -_ROUND_OFF_FACTOR * round_off:
+        warnings.warn(
+            f"{what} has a negative eigenvalue ({values.min():.3g}, largest {values.max():.3g}) beyond round-off: "
+            "the covariances are not positive semi-definite; the square root drops that part",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return np.where(values > round_off, values, 0.0), vectors
+
+
+def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """``Tr(sqrt(cov1 cov2))`` for symmetric PSD ``cov1``, ``cov2`` (float64)."""
+    cov1 = np.asarray(cov1, dtype=np.float64)
+    cov2 = np.asarray(cov2, dtype=np.float64)
+    values, vectors = _psd_eigenvalues(cov1, "the first covariance")
+    root1 = (vectors * np.sqrt(values)) @ vectors.T  # sqrt(cov1), symmetric
+    product, _ = _psd_eigenvalues(root1 @ cov2 @ root1, "sqrt(S1) S2 sqrt(S1)")
+    return float(np.sqrt(product).sum())
+
+
+def frechet_distance(s1: Statistics | Any, s2: Statistics | Any) -> float:
+    """Fréchet distance between two sets of embeddings (FVD when they are I3D's).
+
+    Args:
+        s1, s2: :class:`Statistics`, or embeddings ``(N, D)`` (arrays or
+            tensors), at least two each.
+
+    Returns:
+        The distance, a float64 number.
+    """
+    s1, s2 = _as_statistics(s1), _as_statistics(s2)
+    if s1.dim != s2.dim:
+        raise ValueError(f"embeddings of {s1.dim} and {s2.dim} dimensions")
+    cov1, cov2 = s1.cov, s2.cov
+    mean_term = float(np.sum((s1.mean - s2.mean) ** 2))
+    return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * trace_sqrt_product(cov1, cov2)
+
+
+def _activations(x: Statistics | Any, name: str) -> np.ndarray:
+    if isinstance(x, Statistics):
+        if x.activations is None:
+            raise ValueError(f"{name}: the kernel distance needs the embeddings; these statistics did not keep them")
+        return x.activations
+    a = x.detach().double().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{name}: embeddings must be (N, D), got shape {a.shape}")
+    return a
+
+
+def _block_bounds(n: int, blocks: int) -> np.ndarray:
+    """tfgan's split of ``n`` into ``blocks`` consecutive parts: sizes ``n // blocks``,
+    the last ``n % blocks`` of them one larger."""
+    small, larger = divmod(n, blocks)
+    sizes = [small] * (blocks - larger) + [small + 1] * larger
+    return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def kernel_distance_and_std(
+    a: Statistics | Any, b: Statistics | Any, *, max_block_size: int = MAX_BLOCK_SIZE
+) -> tuple[float, float]:
+    """Kernel distance (KVD for I3D embeddings) and its standard error, as tfgan.
+
+    Args:
+        a, b: embeddings ``(N, D)`` (arrays or tensors), or
+            :class:`Statistics` that kept them; each block needs at least two
+            of each set.
+        max_block_size: the largest block (tfgan: 1024). There are
+            ``ceil(max(Na, Nb) / max_block_size)`` blocks, of consecutive
+            embeddings: tfgan assumes both sets are in random order.
+
+    Returns:
+        ``(distance, standard error)``; the error is NaN for a single block.
+        Computed in float64 (tfgan computes in the activations' dtype:
+        float32 in the reference's pipeline).
+    """
+    x, y = _activations(a, "first set"), _activations(b, "second set")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"embeddings of {x.shape[1]} and {y.shape[1]} dimensions")
+    if max_block_size < 1:
+        raise ValueError(f"max_block_size must be >= 1, got {max_block_size}")
+    blocks = math.ceil(max(len(x), len(y)) / max_block_size)
+    if min(len(x), len(y)) < 2 * blocks:
+        raise ValueError(
+            f"{blocks} block(s) need at least {2 * blocks} embeddings in each set, got {len(x)} and {len(y)}"
+        )
+    dim = x.shape[1]
+
+    def kernel(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return (p @ q.T / dim + 1.0) ** 3
+
+    bx, by = _block_bounds(len(x), blocks), _block_bounds(len(y), blocks)
+    estimates = np.empty(blocks)
+    for i in range(blocks):
+        r, g = x[bx[i] : bx[i + 1]], y[by[i] : by[i + 1]]
+        m, n = len(r), len(g)
+        k_rr, k_gg = kernel(r, r), kernel(g, g)
+        within_r = (k_rr.sum() - np.trace(k_rr)) / (m * (m - 1))
+        within_g = (k_gg.sum() - np.trace(k_gg)) / (n * (n - 1))
+        estimates[i] = within_r + within_g - 2.0 * kernel(r, g).mean()
+    mean = float(estimates.mean())
+    if blocks == 1:
+        return mean, float("nan")
+    variance = float(np.sum((estimates - mean) ** 2) / (blocks - 1))
+    return mean, math.sqrt(variance / blocks)
+
+
+def kernel_distance(a: Statistics | Any, b: Statistics | Any, *, max_block_size: int = MAX_BLOCK_SIZE) -> float:
+    """The kernel distance alone; see :func:`kernel_distance_and_std`."""
+    return kernel_distance_and_std(a, b, max_block_size=max_block_size)[0]

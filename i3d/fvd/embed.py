@@ -1,0 +1,160 @@
+"""The FVD embedding: uint8 videos in, I3D's 400 Kinetics logits per clip out.
+
+The reference's pipeline, step by step:
+
+1. uint8 frames ``(N, T, H, W, 3)``, values 0..255;
+2. every frame resized to 224x224 by TensorFlow 1's ``resize_bilinear``
+   (:func:`i3d.fvd.resize.resize_bilinear_tf1`);
+3. scaled to ``2 * x / 255 - 1``;
+4. TF-Hub's ``i3d-kinetics-400``, which is DeepMind's ``rgb_scratch``
+   checkpoint: the logits of each time step, averaged over time
+   (``RGB/inception_i3d/Mean``), in float32;
+5. cast to float64 for the statistics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from i3d import weights as W
+from i3d.fvd.resize import FVD_SIZE, RESIZE_METHODS, ResizeMethod, resize_frames, to_network_range
+from i3d.model import InceptionI3d
+from i3d.runtime import Precision, default_device, precision_context, prepare
+
+__all__ = ["Embedder", "embed", "clip_logits", "preprocess_videos", "FVD_WEIGHTS", "EMBEDDING_DIM", "DEFAULT_BATCH"]
+
+# TF-Hub's i3d-kinetics-400, the reference's network, is this checkpoint.
+FVD_WEIGHTS = "rgb_scratch"
+EMBEDDING_DIM = 400
+# Clips per network call. The reference runs 16; 8 bounds CPU memory to
+# ~1 GB for 16-frame clips and changes no number (each clip runs alone).
+DEFAULT_BATCH = 8
+
+
+def preprocess_videos(videos: torch.Tensor, resize: ResizeMethod = "reference") -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` -> network input ``(B, 3, T, 224, 224)`` float32 in ``[-1, 1]``."""
+    frames = resize_frames(videos, (FVD_SIZE, FVD_SIZE), resize)  # (B, T, 224, 224, 3)
+    return to_network_range(frames).permute(0, 4, 1, 2, 3).contiguous()
+
+
+def clip_logits(model: InceptionI3d, clips: torch.Tensor, precision: Precision = "fp32") -> torch.Tensor:
+    """Network input ``(B, 3, T, 224, 224)`` -> logits averaged over time ``(B, classes)`` float32.
+
+    The one place the network runs for FVD: a batched forward pass.
+    """
+    with precision_context(clips.device, precision):
+        logits = model(clips)  # (B, classes, T')
+    return logits.float().mean(dim=2)
+
+
+def _batches(videos: Any, size: int) -> Iterator[Any]:
+    for start in range(0, len(videos), size):
+        yield videos[start : start + size]
+
+
+class Embedder:
+    """FVD embeddings with one loaded network.
+
+    Args:
+        weights: a registry name or checkpoint path (default: ``rgb_scratch``,
+            the reference's network).
+        device: where the network runs (default: CUDA if available).
+        precision: ``fp32`` (default: FVD is compared across papers), or
+            ``tf32``, ``bf16``, ``fp16`` (see :mod:`i3d.runtime`).
+        resize: ``reference`` (TensorFlow 1's rule) or ``torch`` (half-pixel
+            centres; a variant, not the reference).
+        batch_size: clips per network call; results do not depend on it.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] = FVD_WEIGHTS,
+        *,
+        device: str | torch.device | None = None,
+        precision: Precision = "fp32",
+        resize: ResizeMethod = "reference",
+        batch_size: int = DEFAULT_BATCH,
+        progress: bool = False,
+    ) -> None:
+        _check_options(resize, batch_size)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.precision = precision
+        self.resize = resize
+        self.batch_size = batch_size
+        model, _, entry, path = W.load_pretrained(weights, in_channels=3, progress=progress)
+        self.model = prepare(model, self.device, precision)
+        self.weights = entry.name if entry else str(path)
+        self.weights_sha256 = W.sha256(path)
+
+    def settings(self, num_frames: int | None = None) -> dict:
+        """What the embeddings depend on; stored with statistics and compared when they meet."""
+        return {
+            "weights": self.weights,
+            "weights_sha256": self.weights_sha256,
+            "preprocess": {
+                "resize": self.resize,
+                "size": FVD_SIZE,
+                "range": "2*x/255-1",
+                "num_frames": num_frames,
+            },
+            "precision": self.precision,
+        }
+
+    def __call__(self, videos: Any) -> torch.Tensor:
+        """uint8 videos ``(N, T, H, W, 3)`` (NumPy or torch, any device) ->
+        ``(N, 400)`` float64 on :attr:`device`."""
+        if videos.ndim != 5 or videos.shape[-1] != 3:
+            raise ValueError(f"videos must be (N, T, H, W, 3), got shape {tuple(videos.shape)}")
+        if videos.dtype not in (np.uint8, torch.uint8):
+            raise ValueError(f"videos must be uint8 (values 0..255), got {videos.dtype}")
+        out = []
+        for batch in _batches(videos, self.batch_size):
+            batch = torch.as_tensor(np.ascontiguousarray(batch) if isinstance(batch, np.ndarray) else batch)
+            clips = preprocess_videos(batch.to(self.device, non_blocking=True), self.resize)
+            out.append(clip_logits(self.model, clips, self.precision).double())
+        if not out:
+            return torch.zeros((0, self.model.num_classes), dtype=torch.float64, device=self.device)
+        return torch.cat(out)
+
+
+def _check_options(resize: str, batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
+
+
+_cached: dict[tuple, Embedder] = {}
+
+
+def embed(
+    videos: Any,
+    *,
+    weights: str | os.PathLike[str] = FVD_WEIGHTS,
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    resize: ResizeMethod = "reference",
+    batch_size: int = DEFAULT_BATCH,
+) -> torch.Tensor:
+    """FVD embeddings of uint8 videos ``(N, T, H, W, 3)``: ``(N, 400)`` float64.
+
+    The network is loaded on the first call and kept for later calls with
+    the same weights, device and precision (for a training loop). A torch
+    tensor on a GPU runs there unless ``device`` says otherwise.
+    """
+    if device is None and isinstance(videos, torch.Tensor) and videos.device.type != "cpu":
+        device = videos.device
+    device = torch.device(device) if device is not None else default_device()
+    key = (os.fspath(weights), str(device), precision)
+    if key not in _cached:
+        _cached.clear()  # one network at a time: they are large
+        _cached[key] = Embedder(weights, device=device, precision=precision)
+    embedder = _cached[key]
+    _check_options(resize, batch_size)
+    embedder.resize, embedder.batch_size = resize, batch_size
+    return embedder(videos)

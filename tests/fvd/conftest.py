@@ -1,0 +1,23 @@
+"""Random weights and tiny uint8 video sets for the FVD tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import random_weights_file
+
+
+@pytest.fixture(scope="session")
+def fvd_weights(tmp_path_factory) -> Path:
+    return random_weights_file(tmp_path_factory.mktemp("fvd") / "random.pt", seed=5)
+
+
+def tiny_videos(n: int, seed: int, high: int = 256, frames: int = 4, size: tuple[int, int] = (20, 26)) -> np.ndarray:
+    """uint8 ``(n, frames, H, W, 3)``: smooth random blobs plus noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, high, size=(n, 1, 1, 1, 3))
+    noise = rng.integers(0, high // 4 + 1, size=(n, frames, *size, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
