@@ -19,6 +19,7 @@ def run_json(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_distance_equals_merged_shards(tmp_path, capsys, fvd_weights):
     real, gen = tmp_path / "real.npy", tmp_path / "gen.npy"
     np.save(real, tiny_videos(4, seed=1, frames=2))
