@@ -1,14 +1,22 @@
-"""``argparse`` types for numeric flags, shared by the subcommands' parsers.
+"""``argparse`` types shared by the subcommands' parsers: numbers, files read, devices.
 
 Each raises :class:`argparse.ArgumentTypeError`, which argparse reports as a
-usage error (exit status 2) naming the flag.
+usage error (exit status 2) naming the flag. None imports anything heavy at
+module import, so that ``i3d --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec"]
+from i3d.errors import I3DError, check_regular_file
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec", "regular_file", "device"]
 
 
 def _int(text: str) -> int:
@@ -54,3 +62,26 @@ def shard_spec(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"{text}: need 0 <= I < N")
     return index, count
+
+
+def regular_file(text: str) -> Path:
+    """A file to read: refused when it is a FIFO, socket or device, which could block forever.
+
+    A missing file passes: the reader's own error names it, as for any file
+    that cannot be opened.
+    """
+    try:
+        check_regular_file(text)
+    except I3DError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return Path(text)
+
+
+def device(text: str) -> torch.device:
+    """A torch device this process can use (:func:`i3d.runtime.resolve_device`), e.g. ``cpu``, ``cuda:1``."""
+    from i3d.runtime import resolve_device  # imports torch: only when the flag is given
+
+    try:
+        return resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -2,24 +2,40 @@
 
 Batch commands report each failing input on stderr in one line, go on with
 the others, and exit with status 1 if any failed (2 for usage errors).
+Every message on stderr reads ``i3d <command>: error: <cause>`` (or
+``warning:``), usage errors included (:mod:`i3d.console`).
+
+A closed output pipe (``i3d weights list --json | head -1``) ends the
+command quietly with status 141, what a command killed by SIGPIPE returns:
+a shell pipeline under ``set -o pipefail`` sees the same as for ``grep``.
+
+``i3d --help`` and ``i3d --version`` import neither torch nor numpy: each
+subcommand's module is imported, and its flags added, only when that
+subcommand is parsed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from i3d import __version__
+from i3d import __version__, console
+from i3d.argtypes import device, regular_file
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
 
+# Exit status of a command whose output pipe was closed: 128 + SIGPIPE (13).
+EXIT_BROKEN_PIPE = 141
+EXIT_INTERRUPTED = 130
+
 
 def _error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
@@ -110,10 +126,12 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         default="rgb",
         help="which network to run; joint adds RGB and flow logits (default: rgb)",
     )
-    p.add_argument("--labels", type=Path, help="class names, one per line, overriding the weights' own")
+    p.add_argument("--labels", type=regular_file, help="class names, one per line, overriding the weights' own")
     p.add_argument("--top", type=int, default=5, metavar="K", help="number of classes to print (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument(
+        "--device", type=device, default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)"
+    )
     _add_precision(p)
     p.add_argument(
         "--chunk",
@@ -196,8 +214,7 @@ def run_predict(args: argparse.Namespace) -> int:
             for t in prediction.top:
                 print(f"  {t.prob:9.6f}  {t.logit:9.4f}  {t.label}")
     if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
+        console.write_json(results, indent=1)
     if args.out is not None:
         try:
             _write_predictions(args.out, results)
@@ -216,7 +233,7 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
     with open_atomic(path) as f:
         if path.suffix.lower() == ".jsonl":
             for result in results:
-                f.write(json.dumps(result) + "\n")
+                f.write(console.strict_json(result) + "\n")
             return
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["video", "rank", "label", "index", "prob", "logit"])
@@ -248,7 +265,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--charades-csv",
-        type=Path,
+        type=regular_file,
         help="a Charades CSV: each INPUT is then a frame root holding one folder per video id of the CSV",
     )
     p.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb", help="network(s) to run (default: rgb)")
@@ -259,7 +276,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         choices=E.LAYERS,
         metavar="LAYER",
         help="pooled (Mixed_5c after the head's pool, 1024-d; default), logits, or an endpoint such as Mixed_4f "
-        "(spatial maps)",
+        "(spatial maps); one of: %(choices)s",
     )
     p.add_argument(
         "--mode",
@@ -312,7 +329,10 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "where a decoding process only takes cores from the model and costs ~2 s to start)",
     )
     p.add_argument(
-        "--device", default=None, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)"
+        "--device",
+        type=device,
+        default=None,
+        help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)",
     )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
@@ -472,23 +492,78 @@ def run_verify(args: argparse.Namespace) -> int:
 # ---- the parser ---------------------------------------------------------------------
 
 
-def _command(
-    sub: argparse._SubParsersAction, name: str, help: str, add: Callable[[argparse.ArgumentParser], None], run: Runner
-) -> None:
+# A subcommand's flags and runner: the functions, or "module:function" to
+# import when the subcommand is parsed (modules that import torch).
+AddArguments = Callable[[argparse.ArgumentParser], None] | str
+Run = Runner | str
+
+
+def _resolve(target: Callable | str) -> Callable:
+    if callable(target):
+        return target
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line; a subcommand's flags can be added when it is parsed.
+
+    Adding them lazily keeps ``i3d --help`` from importing the modules that
+    define them (torch, numpy, OpenCV and PyAV take over a second to import).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: tuple[AddArguments, Run | None] | None = None
+
+    def defer(self, add: AddArguments, run: Run | None) -> None:
+        """Add ``add(self)``'s flags, and set ``run`` as the runner, when this parser is first used.
+
+        ``run`` is ``None`` for a group whose own subcommands set theirs.
+        """
+        self._deferred = (add, run)
+
+    def complete(self) -> _Parser:
+        """Add the deferred flags now (idempotent); returns ``self``."""
+        if self._deferred is not None:
+            add, run = self._deferred
+            self._deferred = None
+            _resolve(add)(self)
+            if run is not None:
+                self.set_defaults(run=_resolve(run))
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self.complete()
+        # The innermost subcommand parsed names the command in messages:
+        # argparse copies a subparser's values over its parent's.
+        self.set_defaults(command_name=self.prog, command_parser=self)
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
+
+    def error(self, message: str):  # type: ignore[override]
+        """``i3d <command>: error: <message> (see 'i3d <command> --help')`` and exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help: str, add: AddArguments, run: Run | None) -> None:
+    """Subcommand ``name``: flags from ``add(parser)``, run by ``run(args) -> int``.
+
+    ``add`` and ``run`` may be ``"module:function"``, imported only when the
+    subcommand is parsed; ``run`` is ``None`` for a group of subcommands.
+    """
     p = sub.add_parser(name, help=help, description=help)
-    add(p)
-    p.set_defaults(run=run)
+    p.defer(add, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from i3d.charades import cli as charades_cli
-    from i3d.convert import cli as convert_cli
-    from i3d.fvd import cli as fvd_cli
-    from i3d.train import cli as train_cli
-    from i3d.video import cli as video_cli
-    from i3d.weights import cli as weights_cli
+    """The ``i3d`` parser; a subcommand's module is imported only when that subcommand is parsed."""
+    from i3d.fvd.cli import HELP as FVD_HELP  # a light module: its flags import the rest
 
-    parser = argparse.ArgumentParser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
+    parser = _Parser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
     parser.add_argument("--version", action="version", version=f"i3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
@@ -500,54 +575,93 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "train",
         "fine-tune on class folders, CSV lists, Kinetics or Charades (its published recipe by default)",
-        train_cli.add_train_arguments,
-        train_cli.run_train,
+        "i3d.train.cli:add_train_arguments",
+        "i3d.train.cli:run_train",
     )
-    _command(sub, "fvd", fvd_cli.HELP, fvd_cli.add_arguments, fvd_cli.run)
-    _command(sub, "flow", "compute TV-L1 optical flow frames", video_cli.add_flow_arguments, video_cli.run_flow)
+    _command(sub, "fvd", FVD_HELP, "i3d.fvd.cli:add_arguments", "i3d.fvd.cli:run")
+    _command(
+        sub,
+        "flow",
+        "compute TV-L1 optical flow frames",
+        "i3d.video.cli:add_flow_arguments",
+        "i3d.video.cli:run_flow",
+    )
     _command(
         sub,
         "convert",
         "convert a checkpoint (DeepMind TensorFlow, .pt, .safetensors) to .safetensors or .pt",
-        convert_cli.add_convert_arguments,
-        convert_cli.run_convert,
+        "i3d.convert.cli:add_convert_arguments",
+        "i3d.convert.cli:run_convert",
     )
 
-    weights_cli.add_weights_parser(sub)
+    weights_help = "the registry of published checkpoints, and the local cache"
+    _command(sub, "weights", weights_help, "i3d.weights.cli:add_weights_arguments", None)
 
-    evaluate = sub.add_parser("eval", help="the official Charades evaluations")
+    eval_help = (
+        "the official Charades evaluations (classification, localization), a timeline plot, and the accuracy of "
+        "a trained model on a labelled list"
+    )
+    evaluate = sub.add_parser("eval", help=eval_help, description=eval_help)
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True, metavar="TASK")
     _command(
         eval_sub,
         "classify",
         "Charades classification mAP (Charades_v1_classify.m)",
-        charades_cli.add_classify_arguments,
-        charades_cli.run_classify,
+        "i3d.charades.cli:add_classify_arguments",
+        "i3d.charades.cli:run_classify",
     )
     _command(
         eval_sub,
         "localize",
         "Charades per-frame localization mAP (Charades_v1_localize.m)",
-        charades_cli.add_localize_arguments,
-        charades_cli.run_localize,
+        "i3d.charades.cli:add_localize_arguments",
+        "i3d.charades.cli:run_localize",
     )
     _command(
         eval_sub,
         "timeline",
         "plot one video's ground truth against predicted per-frame scores (PNG)",
-        charades_cli.add_timeline_arguments,
-        charades_cli.run_timeline,
+        "i3d.charades.cli:add_timeline_arguments",
+        "i3d.charades.cli:run_timeline",
+    )
+    _command(
+        eval_sub,
+        "accuracy",
+        "top-1, top-5 and mean class accuracy (mAP if multi-label) of a trained model on a labelled video list",
+        "i3d.train.evaluate:add_accuracy_arguments",
+        "i3d.train.evaluate:run_accuracy",
     )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _quiet_broken_pipe() -> int:
+    """After stdout's reader went away: no traceback, not even at exit when Python flushes stdout."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``i3d`` command; returns its exit status."""
+    try:
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # named by the subcommand that was given them, not by plain "i3d"
+            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        with console.command(args.command_name):
+            try:
+                status = args.run(args)
+                sys.stdout.flush()
+            except KeyboardInterrupt:
+                console.error("interrupted")
+                return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    return status
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ input.
 from __future__ import annotations
 
 import os
+import stat
 
 
 class I3DError(Exception):
@@ -36,3 +37,48 @@ class WeightsError(I3DError):
 
 class CheckpointError(InputError):
     """A checkpoint file is malformed (bad index, crc mismatch, truncation, ...)."""
+
+
+# Values echoed from files (ids, tokens, class lines) are cut to this many
+# characters, so that a malformed file cannot flood the terminal: a 5 MB "id"
+# becomes one readable line.
+SHOWN_CHARS = 80
+
+
+def shorten(text: object, limit: int = SHOWN_CHARS) -> str:
+    """``str(text)``, cut to ``limit`` characters with ``...`` and its full length when longer.
+
+    For error messages that echo a value read from a file::
+
+        >>> shorten("x" * 1000, 10)
+        'xxxxxxx... (1000 characters)'
+    """
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    ellipsis = "..."
+    return f"{text[: max(limit - len(ellipsis), 0)]}{ellipsis} ({len(text)} characters)"
+
+
+def check_regular_file(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`InputError` when ``path`` exists but is a FIFO, socket or device.
+
+    Reading one of those can block forever (a FIFO with no writer) or never
+    end (``/dev/zero``), so files named by the user are refused before they
+    are opened. A missing file is left to the reader, whose ``open`` names the
+    cause; folders are the caller's business.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    raise InputError(path, f"is {kind}, not a regular file")

@@ -74,3 +74,63 @@ def precision_context(device: torch.device, precision: Precision = "fp32") -> It
     """
     with allow_tf32(device, precision), autocast(device, precision), torch.inference_mode():
         yield
+
+
+# ---- device names (appended block: resolve_device and what it needs) -----------------
+
+
+def available_devices() -> list[str]:
+    """Names of the devices this process can use: ``cpu``, then ``cuda:0`` ... (and ``mps``, ``xpu:N``)."""
+    names = ["cpu"]
+    names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        names += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return names
+
+
+def _unavailable_reason(device: torch.device) -> str:
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            return "this PyTorch is built without CUDA"
+        count = torch.cuda.device_count()
+        if count == 0:
+            return "no CUDA GPU is visible"
+        return f"there {'is 1 CUDA GPU' if count == 1 else f'are {count} CUDA GPUs'}"
+    return f"no {device.type} device here"
+
+
+def resolve_device(spec: str | torch.device | None = None) -> torch.device:
+    """The device named by ``spec``, checked to exist here; ``None`` is :func:`default_device`.
+
+    ``"cuda"`` without an index stays so (the current GPU; under torchrun the
+    callers fill in ``LOCAL_RANK``).
+
+    Raises:
+        ValueError: one line naming what was asked and the devices there are,
+            for an unknown name (``"gpu"``), a device type this PyTorch lacks
+            (``"cuda"`` on a CPU-only build) or an index beyond the devices
+            present (``"cuda:7"`` on a 2-GPU machine).
+    """
+    if spec is None:
+        return default_device()
+    available = available_devices()
+    if isinstance(spec, torch.device):
+        device = spec
+    else:
+        from i3d.errors import shorten
+
+        try:
+            device = torch.device(str(spec).strip())
+        except (RuntimeError, ValueError):
+            raise ValueError(f"unknown device {shorten(spec)!r}; available: {', '.join(available)}") from None
+    if device.type == "cpu":
+        return device
+    name = device.type if device.index is None else f"{device.type}:{device.index}"
+    if name in available or (device.index is None and any(a.startswith(f"{device.type}:") for a in available)):
+        return device
+    raise ValueError(
+        f"device {name!r} is not available ({_unavailable_reason(device)}); available: {', '.join(available)}"
+    )

@@ -50,7 +50,7 @@ def one_pass(model, path: Path) -> np.ndarray:
         return model.extract_features(x).mean(dim=(3, 4))[0].T.numpy()  # (T', 1024)
 
 
-@pytest.mark.parametrize("frames", [9, 37, 150])
+@pytest.mark.parametrize("frames", [9, *(pytest.param(n, marks=pytest.mark.slow) for n in (37, 150))])
 def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
     path = write_npy(tmp_path / "v.npy", frames, seed=frames)
     expected = one_pass(model, path)
@@ -173,6 +173,7 @@ def test_cli_shards_cover_inputs(tmp_path, weights, capsys):
     assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--shard", "2/2"]) == 2
 
 
+@pytest.mark.slow
 def test_worker_processes(tmp_path, weights):
     inputs = [str(write_npy(tmp_path / f"v{i}.npy", 12 + i, size=16)) for i in range(3)] + [str(tmp_path / "nope.mp4")]
     ex = E.Extractor(weights=weights, device="cpu", chunk=5)
@@ -184,6 +185,7 @@ def test_worker_processes(tmp_path, weights):
         np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}.npy.rgb.npy"), inline)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
     inputs = [str(write_npy(tmp_path / f"v{i}.npy", 60, size=32, seed=i)) for i in range(4)]
     out = tmp_path / "out"

@@ -47,6 +47,9 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # The large shapes run once, for RGB; every other shape for both streams.
 CASES = [(s, stream) for s in SHAPES for stream in ("rgb", "flow") if stream == "rgb" or s[1] <= 100]
+# Over ~2 s each on a CPU: left out of the quick subset (pytest -m "not slow").
+SLOW_SHAPES = {(64, 224, 224), (79, 32, 45), (12, 193, 129)}
+CASES = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in SLOW_SHAPES else case for case in CASES]
 
 
 @pytest.mark.parametrize("shape, stream", CASES, ids=lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else c)
@@ -63,6 +66,7 @@ def test_matches_reference(shape, stream, rgb_model, flow_model):
     assert relative_error(pooled, ref["pooled"]) <= 1e-4
 
 
+@pytest.mark.slow
 def test_endpoints_match_reference(rgb_model):
     x = torch.rand(2, 3, 21, 70, 51) * 2 - 1
     names = tuple(e for e in ENDPOINTS if e not in ("Logits", "Predictions"))
@@ -127,6 +131,7 @@ def test_truncated_model(endpoint):
         assert torch.equal(model(x), full.forward_endpoints(x, (endpoint,))[endpoint])
 
 
+@pytest.mark.slow
 def test_spatial_squeeze_false_and_predictions(rgb_model):
     x = torch.rand(1, 3, 16, 64, 64)
     model = InceptionI3d(spatial_squeeze=False).eval()

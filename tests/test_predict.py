@@ -43,6 +43,7 @@ def check_json(doc, videos, labels, k):
         assert all(labels[t["index"]] == t["label"] and 0 <= t["prob"] <= 1 for t in d["top"])
 
 
+@pytest.mark.slow
 def test_predict_json_on_real_inputs(upstream, rgb_weights, cricket_npy, tmp_path, capsys):
     label_file = upstream / "kinetics-i3d" / "label_map.txt"
     labels = label_file.read_text().splitlines()
@@ -88,6 +89,7 @@ def write_video(path: Path, frames: int = 12, size: tuple[int, int] = (48, 64), 
     return path
 
 
+@pytest.mark.slow
 def test_joint_stream_adds_logits(rgb_weights, flow_weights, tmp_path):
     video = write_video(tmp_path / "moving.mp4", frames=5)  # TV-L1 at 256 pixels is slow on a CPU
     common = dict(rgb_weights=rgb_weights, flow_weights=flow_weights, labels=[str(i) for i in range(400)], device="cpu")

@@ -24,6 +24,8 @@ def chunked(model, x, size, output):
 # chunk sizes below, at and above one step; chunks of one frame, the most
 # carried state, on short inputs (they cost a network call per frame).
 CASES = [(f, 1) for f in (1, 5, 9, 17)] + [(frames, size) for frames in (16, 40, 79, 130) for size in (7, 8, 13, 64)]
+# The long inputs take a second or more each on a CPU: left out of the quick subset (pytest -m "not slow").
+CASES = [pytest.param(*case, marks=pytest.mark.slow) if case[0] >= 79 else case for case in CASES]
 
 
 @pytest.mark.parametrize("frames, size", CASES)

@@ -190,6 +190,7 @@ def test_safe_load_refuses_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_load_pt_and_safetensors_roundtrip(tmp_path):
     model = randomize(InceptionI3d(num_classes=157), seed=2)
     state = {"module." + k: v for k, v in model.state_dict().items() if "num_batches" not in k}
@@ -246,6 +247,7 @@ def test_labels(tmp_path, server):
         W.read_labels(tmp_path / "classes.txt", 400)
 
 
+@pytest.mark.slow
 def test_registry_tf_entry_downloads_converts_and_caches(server, cache, tmp_path):
     from tests.convert.test_deepmind import deepmind_variables, random_model
     from tests.convert.tf_writer import write_checkpoint

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from i3d.errors import InputError
+from i3d.errors import InputError, check_regular_file, shorten
 
 NUM_CLASSES = 157
 
@@ -118,6 +118,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
         InputError: naming the file when it cannot be read or is not UTF-8.
     """
     name = os.fspath(path)
+    check_regular_file(path)
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -135,7 +136,7 @@ def validate_video_id(video_id: str, path: str | os.PathLike[str] = "<video id>"
     """
     if not isinstance(video_id, str) or VIDEO_ID_PATTERN.fullmatch(video_id) is None:
         raise _Where(os.fspath(path), line).error(
-            f"invalid video id {video_id!r} (allowed: letters, digits, '_' and '-', 1 to 255 characters)"
+            f"invalid video id {shorten(repr(video_id))} (allowed: letters, digits, '_' and '-', 1 to 255 characters)"
         )
     return video_id
 
@@ -144,10 +145,10 @@ def parse_class_code(code: str, num_classes: int = NUM_CLASSES) -> int:
     """``"c092"`` -> ``92``. Raises ``ValueError`` on anything else or an index out of range."""
     m = _CLASS_CODE.fullmatch(code)
     if m is None:
-        raise ValueError(f"bad class {code!r} (expected c followed by digits, e.g. c092)")
+        raise ValueError(f"bad class {shorten(repr(code))} (expected c followed by digits, e.g. c092)")
     index = int(m.group(1))
     if index >= num_classes:
-        raise ValueError(f"class {code!r} out of range (there are {num_classes} classes)")
+        raise ValueError(f"class {shorten(repr(code))} out of range (there are {num_classes} classes)")
     return index
 
 
@@ -163,7 +164,7 @@ def parse_actions(text: str, num_classes: int = NUM_CLASSES) -> tuple[Action, ..
             # An empty field, or a stray ";" at the end.
             continue
         if len(parts) != 3:
-            raise ValueError(f"bad action {item.strip()!r} (expected 'cNNN start end')")
+            raise ValueError(f"bad action {shorten(repr(item.strip()))} (expected 'cNNN start end')")
         index = parse_class_code(parts[0], num_classes)
         start, end = _finite(parts[1], "start"), _finite(parts[2], "end")
         actions.append(Action(index, start, end))
@@ -174,9 +175,9 @@ def _finite(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{what} {text!r} is not a number") from None
+        raise ValueError(f"{what} {shorten(repr(text))} is not a number") from None
     if not math.isfinite(value):
-        raise ValueError(f"{what} {text!r} is not finite")
+        raise ValueError(f"{what} {shorten(repr(text))} is not finite")
     return value
 
 
@@ -214,6 +215,7 @@ def read_csv(
     name = os.fspath(path)
     if subset is None:
         subset = _subset_from_name(path)
+    check_regular_file(path)
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as err:
@@ -250,7 +252,7 @@ def read_csv(
                 raise where.error(f"{len(row)} fields, the header has {len(header)}")
             video = _video_from_row(row, column, subset, num_classes, where)
             if video.id in seen:
-                raise where.error(f"video id {video.id!r} repeated (first on line {seen[video.id]})")
+                raise where.error(f"video id {shorten(video.id)!r} repeated (first on line {seen[video.id]})")
             seen[video.id] = where.line
             videos.append(video)
     return videos
@@ -273,7 +275,7 @@ def _video_from_row(
     except ValueError as err:
         raise where.error(f"video {video_id}: {err}") from None
     if length < 0:
-        raise where.error(f"video {video_id}: negative length {length_text!r}")
+        raise where.error(f"video {video_id}: negative length {shorten(repr(length_text))}")
     return Video(
         id=video_id,
         length=length,
@@ -306,7 +308,7 @@ def read_classes(path: str | os.PathLike[str]) -> list[ClassInfo]:
         code, _, label = raw.strip().partition(" ")
         m = _CLASS_CODE.fullmatch(code)
         if m is None or not label.strip():
-            raise _Where(name, number).error(f"expected 'cNNN class name', got {raw.strip()!r}")
+            raise _Where(name, number).error(f"expected 'cNNN class name', got {shorten(repr(raw.strip()))}")
         if int(m.group(1)) != len(classes):
             raise _Where(name, number).error(f"class {code} out of order (expected c{len(classes):03d})")
         classes.append(ClassInfo(len(classes), code, label.strip()))
@@ -350,24 +352,24 @@ def _video_from_json(video_id: str, entry: object, num_classes: int) -> Video:
         raise ValueError("expected an object with subset, duration and actions")
     subset = entry["subset"]
     if subset not in ("training", "testing"):
-        raise ValueError(f"subset {subset!r} is neither 'training' nor 'testing'")
+        raise ValueError(f"subset {shorten(repr(subset))} is neither 'training' nor 'testing'")
     length = _number(entry["duration"], "duration")
     if length < 0:
         raise ValueError(f"negative duration {length}")
     actions = []
     for item in entry["actions"]:
         if not isinstance(item, list) or len(item) != 3:
-            raise ValueError(f"bad action {item!r} (expected [class, start, end])")
+            raise ValueError(f"bad action {shorten(repr(item))} (expected [class, start, end])")
         index = item[0]
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < num_classes:
-            raise ValueError(f"bad class {index!r} (expected an integer 0..{num_classes - 1})")
+            raise ValueError(f"bad class {shorten(repr(index))} (expected an integer 0..{num_classes - 1})")
         actions.append(Action(index, _number(item[1], "start"), _number(item[2], "end")))
     return Video(id=video_id, length=length, actions=tuple(actions), subset=subset)
 
 
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} {value!r} is not a finite number")
+        raise ValueError(f"{what} {shorten(repr(value))} is not a finite number")
     return float(value)
 
 

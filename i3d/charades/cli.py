@@ -3,37 +3,40 @@
 Each command is a pair ``add_*_arguments(parser)`` / ``run_*(args) -> int``
 that ``i3d.cli`` wires into its subcommands. Warnings about the submission
 (missing videos, unknown ids, 0-based frames) go to stderr as
-``warning: ...`` lines; an unusable input prints its one-line error to
-stderr and gives exit status 1.
+``i3d eval TASK: warning: ...`` lines; an unusable input prints its one-line
+error to stderr and gives exit status 1.
+
+The flags need nothing heavy: numpy and the metrics are imported by the
+``run_*`` functions, so that ``i3d eval classify --help`` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from i3d.argtypes import positive_int
-from i3d.charades.annotations import NUM_CLASSES, read_classes, read_csv, validate_video_id
-from i3d.charades.metrics import (
-    LOCALIZATION_FRAMES,
-    EvalResult,
-    evaluate_classification_file,
-    evaluate_localization_file,
-    read_localization_submission,
-)
+from i3d import console
+from i3d.argtypes import positive_int, regular_file
 from i3d.errors import I3DError
+
+if TYPE_CHECKING:
+    from i3d.charades.metrics import EvalResult
+
+# The official localization evaluation scores 25 frames per video
+# (i3d.charades.metrics.LOCALIZATION_FRAMES, which a test checks equal).
+_LOCALIZATION_FRAMES = 25
 
 
 def _add_common(parser: argparse.ArgumentParser, pred_help: str) -> None:
-    parser.add_argument("--gt", required=True, metavar="CSV", help="ground truth, e.g. Charades_v1_test.csv")
-    parser.add_argument("--pred", required=True, metavar="FILE", help=pred_help)
+    parser.add_argument(
+        "--gt", required=True, type=regular_file, metavar="CSV", help="ground truth, e.g. Charades_v1_test.csv"
+    )
+    parser.add_argument("--pred", required=True, type=regular_file, metavar="FILE", help=pred_help)
     parser.add_argument(
         "--classes",
+        type=regular_file,
         metavar="FILE",
         help="Charades_v1_classes.txt: names the classes in the table (its line count sets the number of classes)",
     )
@@ -54,12 +57,12 @@ def add_classify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_localize_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``i3d eval localize``."""
-    _add_eval(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{LOCALIZATION_FRAMES} per video")
+    _add_eval(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{_LOCALIZATION_FRAMES} per video")
 
 
 def add_timeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``i3d eval timeline``."""
-    _add_common(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{LOCALIZATION_FRAMES}")
+    _add_common(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{_LOCALIZATION_FRAMES}")
     parser.add_argument("--video", required=True, metavar="ID", help="the video to plot")
     parser.add_argument("--out", required=True, metavar="PNG", help="the PNG file to write")
     parser.add_argument(
@@ -69,14 +72,18 @@ def add_timeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+        console.warning(w.message)
 
 
 def _class_names(args: argparse.Namespace) -> list[str] | None:
+    from i3d.charades.annotations import read_classes
+
     return [c.name for c in read_classes(args.classes)] if args.classes else None
 
 
 def _run_eval(args: argparse.Namespace, evaluate: Callable[..., EvalResult], title: str) -> int:
+    from i3d.charades.annotations import NUM_CLASSES
+
     try:
         names = _class_names(args)
         num_classes = len(names) if names is not None else NUM_CLASSES
@@ -85,12 +92,12 @@ def _run_eval(args: argparse.Namespace, evaluate: Callable[..., EvalResult], tit
             result = evaluate(args.gt, args.pred, num_classes)
         _print_warnings(caught)
     except (I3DError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(err)
         return 1
     # The numbers first: a plot that fails (no matplotlib, a folder that is
     # not there) must not lose an evaluation that may have taken a while.
     if args.json:
-        print(json.dumps(result.to_json()), flush=True)
+        console.write_json(result.to_json())
     else:
         print(format_result(result, names, title), flush=True)
     if args.plot:
@@ -99,7 +106,7 @@ def _run_eval(args: argparse.Namespace, evaluate: Callable[..., EvalResult], tit
         try:
             plot_per_class_ap(args.plot, result, names, title=title)
         except (I3DError, OSError) as err:
-            print(f"error: {err}", file=sys.stderr)
+            console.error(err)
             return 1
     return 0
 
@@ -125,16 +132,24 @@ def format_result(result: EvalResult, class_names: list[str] | None = None, titl
 
 def run_classify(args: argparse.Namespace) -> int:
     """``i3d eval classify``: video-level mAP as ``Charades_v1_classify.m``."""
+    from i3d.charades.metrics import evaluate_classification_file
+
     return _run_eval(args, evaluate_classification_file, "classification")
 
 
 def run_localize(args: argparse.Namespace) -> int:
     """``i3d eval localize``: per-frame mAP as ``Charades_v1_localize.m``."""
+    from i3d.charades.metrics import evaluate_localization_file
+
     return _run_eval(args, evaluate_localization_file, "localization")
 
 
 def run_timeline(args: argparse.Namespace) -> int:
     """``i3d eval timeline``: PNG of one video's ground truth against its localization scores."""
+    import numpy as np
+
+    from i3d.charades.annotations import NUM_CLASSES, read_csv, validate_video_id
+    from i3d.charades.metrics import LOCALIZATION_FRAMES, read_localization_submission
     from i3d.charades.plots import plot_timeline
 
     try:
@@ -153,6 +168,6 @@ def run_timeline(args: argparse.Namespace) -> int:
             raise I3DError(f"{args.pred}: video {video_id} lacks some of frames 1..{LOCALIZATION_FRAMES}")
         plot_timeline(args.out, videos[video_id], np.stack(frames, axis=1), names, top=args.top)
     except (I3DError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(err)
         return 1
     return 0

@@ -31,7 +31,8 @@ Problems the official scripts only print about (missing videos, ids not in
 the ground truth, 0-based frames, repeated lines) are reported with
 :func:`warnings.warn` as :class:`SubmissionWarning`; the evaluation goes on.
 A malformed line raises :class:`i3d.errors.InputError` naming the file and
-the line.
+the line, and so does a NaN score, which has no rank: the official scripts
+would sort it somewhere without a word.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from i3d.charades.annotations import (
     read_text,
     validate_video_id,
 )
-from i3d.errors import InputError
+from i3d.errors import InputError, shorten
 
 # Charades_v1_localize.m scores 25 equally spaced frames of every video.
 LOCALIZATION_FRAMES = 25
@@ -164,6 +165,8 @@ def _score_vector(value: ArrayLike, num_classes: int, key: object) -> np.ndarray
     vector = np.asarray(value, dtype=np.float64)
     if vector.shape != (num_classes,):
         raise ValueError(f"scores of {key!r} have shape {vector.shape}, expected ({num_classes},)")
+    if np.isnan(vector).any():
+        raise ValueError(f"scores of {key!r} hold NaN (class {int(np.flatnonzero(np.isnan(vector))[0])})")
     return vector
 
 
@@ -253,7 +256,11 @@ def _parse_scores(tokens: Sequence[str], where: str) -> np.ndarray:
                 raise ValueError
             values[i] = float(token)
         except ValueError:
-            raise InputError(where, f"score {i + 1} is {token!r}, not a number") from None
+            raise InputError(where, f"score {i + 1} is {shorten(repr(token))}, not a number") from None
+        # NaN has no rank: the official scripts would sort it arbitrarily, and
+        # a NaN in a submission is a model or export bug, never a real score.
+        if np.isnan(values[i]):
+            raise InputError(where, f"score {i + 1} is NaN")
     return values
 
 
@@ -268,7 +275,7 @@ def read_classification_submission(
 
     Raises:
         InputError: ``"<path>:<line>: <cause>"`` for a bad id, a wrong number
-            of scores or a score that is not a number.
+            of scores or a score that is not a number or is NaN.
     """
     name = os.fspath(path)
     predictions: dict[str, np.ndarray] = {}
@@ -304,7 +311,7 @@ def read_localization_submission(
 
     Raises:
         InputError: ``"<path>:<line>: <cause>"`` for a bad id or frame number,
-            a wrong number of scores or a score that is not a number.
+            a wrong number of scores or a score that is not a number or is NaN.
     """
     name = os.fspath(path)
     rows: list[tuple[str, int, np.ndarray]] = []
@@ -316,7 +323,7 @@ def read_localization_submission(
         video_id = validate_video_id(tokens[0], name, number)
         if len(tokens) < 2 or _FRAME_NUMBER.fullmatch(tokens[1]) is None:
             frame_token = tokens[1] if len(tokens) > 1 else ""
-            raise InputError(where, f"video {video_id}: frame number {frame_token!r} is not an integer")
+            raise InputError(where, f"video {video_id}: frame number {shorten(repr(frame_token))} is not an integer")
         if len(tokens) - 2 != num_classes:
             raise InputError(where, f"video {video_id}: {len(tokens) - 2} scores, expected {num_classes}")
         rows.append((video_id, int(tokens[1]), _parse_scores(tokens[2:], where)))

@@ -125,7 +125,8 @@ def write_classification(
 
     Raises:
         InputError: for an id that is not a safe name.
-        ValueError: for a row of the wrong shape; the file is left as it was.
+        ValueError: for a row of the wrong shape or holding NaN; the file is
+            left as it was.
     """
     with open_atomic(path) as f:
         for video_id, row in _items(scores):
@@ -162,4 +163,7 @@ def _check_row(row: Scores, num_classes: int | None, video_id: str) -> np.ndarra
     if row.ndim != 1 or (num_classes is not None and row.shape[0] != num_classes):
         expected = f"({num_classes},)" if num_classes is not None else "(C,)"
         raise ValueError(f"scores of {video_id!r} have shape {row.shape}, expected {expected}")
+    if np.isnan(row).any():
+        # The file would read back as a NaN score, which the evaluation refuses.
+        raise ValueError(f"scores of {video_id!r} hold NaN (class {int(np.flatnonzero(np.isnan(row))[0])})")
     return row

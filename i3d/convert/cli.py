@@ -10,8 +10,8 @@ and gives exit status 1.
 from __future__ import annotations
 
 import argparse
-import sys
 
+from i3d import console
 from i3d.convert.deepmind import convert_checkpoint
 from i3d.convert.tf_checkpoint import CheckpointReader
 from i3d.errors import I3DError
@@ -41,12 +41,12 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     """Run ``i3d convert``; returns the exit status."""
     if args.output is None and not args.list:
-        print("error: OUT is required unless --list is given", file=sys.stderr)
+        console.error("OUT is required unless --list is given")
         return 2
     try:
         if args.checkpoint.endswith((".pt", ".pth", ".safetensors")):
             if args.scope:
-                print("error: --scope applies to TensorFlow checkpoints only", file=sys.stderr)
+                console.error("--scope applies to TensorFlow checkpoints only")
                 return 2
             return _resave(args.checkpoint, args.output, args.list)
         if args.list:
@@ -55,7 +55,7 @@ def run_convert(args: argparse.Namespace) -> int:
             return 0
         report = convert_checkpoint(args.checkpoint, args.output, scope=args.scope)
     except I3DError as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(err)
         return 1
     scope = f"scope {report.scope!r}, " if report.scope else ""
     print(

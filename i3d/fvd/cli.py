@@ -12,13 +12,13 @@ REAL and GEN are videos (see :mod:`i3d.fvd.inputs`) or statistics files.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
-from i3d.argtypes import positive_int, shard_spec
+from i3d import console
+from i3d.argtypes import device, positive_int, regular_file, shard_spec
 from i3d.errors import I3DError
 
 HELP = "Fréchet video distance (FVD) and KVD, exactly as the reference computes them"
@@ -40,7 +40,7 @@ class _DefaultSubcommand(argparse._SubParsersAction):
 
 
 def _error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def _add_embedding(p: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch", type=positive_int, default=DEFAULT_BATCH, help=f"clips per network call (default: {DEFAULT_BATCH})"
     )
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", type=device, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -119,7 +119,9 @@ def _add_stats_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_merge_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("parts", nargs="+", metavar="STATS", type=Path, help="statistics files of disjoint sets of videos")
+    p.add_argument(
+        "parts", nargs="+", metavar="STATS", type=regular_file, help="statistics files of disjoint sets of videos"
+    )
     p.add_argument("--out", type=Path, required=True, help="merged statistics file to write (.npz)")
 
 
@@ -240,8 +242,7 @@ def run_distance(args: argparse.Namespace) -> int:
         "preprocess": real.meta.get("preprocess"),
     }
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
-        print()
+        console.write_json(result, indent=1)
     else:
         print(f"FVD {fvd:.4f}")
         if kvd is not None:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from i3d import console
 from i3d.fvd.embed import Embedder
 from i3d.fvd.inputs import clip_batches, list_videos, shard_videos
 from i3d.fvd.stats import Statistics
@@ -22,7 +23,7 @@ _POLL_SECONDS = 0.1
 
 
 def _print_error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:

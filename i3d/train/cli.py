@@ -12,13 +12,13 @@ status: 0 done, 1 unusable input or failed run (one line on stderr), 2 bad flags
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from i3d.argtypes import natural_int, positive_float, positive_int
+from i3d import console
+from i3d.argtypes import device, natural_int, positive_float, positive_int, regular_file
 from i3d.errors import I3DError, InputError
 from i3d.runtime import PRECISIONS, default_device
 from i3d.train.checkpoint import CHECKPOINT_NAME
@@ -92,6 +92,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--csv",
         "--train",
         setting=("data", "train"),
+        type=regular_file,
         metavar="FILE",
         help="training list: Charades_v1_train.csv or the port's charades.json; a video,label CSV; a Kinetics CSV; "
         "or, for --format folders, a split file of CLASS/VIDEO lines (default there: every video under --root)",
@@ -101,6 +102,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--val-csv",
         "--val",
         setting=("data", "val"),
+        type=regular_file,
         metavar="FILE",
         help="validation list in the same format (Charades: Charades_v1_test.csv or charades.json, scored with the "
         "official mAP); default: no validation",
@@ -342,6 +344,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         g,
         "--device",
         setting=("run", "device"),
+        type=device,
         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if available, else cpu)",
     )
     _setting(
@@ -430,7 +433,7 @@ def _default_workers() -> int:
 
 
 def _error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def run_train(args: argparse.Namespace) -> int:

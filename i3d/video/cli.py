@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import sys
 
+from i3d import console
 from i3d.argtypes import positive_float, positive_int
 from i3d.atomic import check_output_dir
 from i3d.errors import I3DError
@@ -96,7 +96,7 @@ def run_flow(args: argparse.Namespace) -> int:
         check_collisions(names)  # before any work: x/clip.mp4 and x/clip.mov would share x/clip
         out = check_output_dir(args.out)
     except I3DError as err:
-        print(f"error: {err}", file=sys.stderr)
+        console.error(err)
         return 1
     failures = 0
     progress = Progress("i3d flow", len(videos), quiet=args.quiet)
@@ -118,17 +118,15 @@ def run_flow(args: argparse.Namespace) -> int:
                 )
             except I3DError as err:
                 progress.clear()
-                print(f"error: {err}", file=sys.stderr)
+                console.error(err)
                 failures += 1
                 continue
             except OSError as err:
                 progress.clear()
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                    print(
-                        f"error: {out / names[video]}: no space left on device; free space and rerun", file=sys.stderr
-                    )
+                    console.error(f"{out / names[video]}: no space left on device; free space and rerun")
                     return 1
-                print(f"error: {video}: cannot write flow ({err.strerror or err})", file=sys.stderr)
+                console.error(f"{video}: cannot write flow ({err.strerror or err})")
                 failures += 1
                 continue
             progress.clear()

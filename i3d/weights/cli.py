@@ -8,17 +8,17 @@ stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 
+from i3d import console
 from i3d.errors import I3DError
 
-__all__ = ["add_weights_parser"]
+__all__ = ["add_weights_parser", "add_weights_arguments"]
 
 
 def _error(message: str) -> None:
-    print(f"i3d: error: {message}", file=sys.stderr)
+    console.error(message)
 
 
 def _entries(names: list[str], every: bool):
@@ -52,8 +52,7 @@ def run_list(args: argparse.Namespace) -> int:
         for e in REGISTRY.values()
     ]
     if args.json:
-        json.dump(rows, sys.stdout, indent=1)
-        print()
+        console.write_json(rows, indent=1)
         return 0
     print(f"cache: {cache_dir()}")
     print(f"{'name':20} {'modality':8} {'classes':20} {'fps':>4} {'cached':6}  provenance")
@@ -107,8 +106,7 @@ def run_info(args: argparse.Namespace) -> int:
         _error(str(err))
         return 1
     if args.json:
-        json.dump(infos, sys.stdout, indent=1)
-        print()
+        console.write_json(infos, indent=1)
         return 0
     for info in infos:
         print(f"{info['name']}: loads from {info['cache']}")
@@ -174,9 +172,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def add_weights_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``weights`` and its actions to ``i3d``'s subcommands."""
+    what = "the registry of published checkpoints, and the local cache"
+    add_weights_arguments(sub.add_parser("weights", help=what, description=what))
+
+
+def add_weights_arguments(group: argparse.ArgumentParser) -> None:
+    """Add the ``weights`` actions to its parser ``group`` (``i3d.cli`` calls it when ``weights`` is parsed)."""
     from i3d.weights.store import SOURCES
 
-    group = sub.add_parser("weights", help="the registry of published checkpoints, and the local cache")
     actions = group.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
 
     p = actions.add_parser("list", help="list registered checkpoints", description="list registered checkpoints")

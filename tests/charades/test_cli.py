@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from i3d.charades import cli
+from i3d.charades.metrics import LOCALIZATION_FRAMES
 from i3d.charades.submission import write_classification, write_localization
 from tests.charades.helpers import format_actions, write_classes, write_csv
 
@@ -70,7 +71,7 @@ def test_classify_table_with_names_and_warnings(files, capsys):
     out, err = capsys.readouterr()
     assert "classification mAP: " in out and "classes averaged: 2 of 157" in out
     assert "c000     1.0000         1  Class number 0, made up" in out
-    assert "warning: 1 videos missing from the submission (C); they score -inf" in err
+    assert "i3d: warning: 1 videos missing from the submission (C); they score -inf" in err
 
 
 def test_malformed_submission_exit_status(files, capsys):
@@ -78,7 +79,7 @@ def test_malformed_submission_exit_status(files, capsys):
     argv = ["--gt", files["gt"], "--pred", files["classify"], "--json"]
     assert cli.run_classify(parse(cli.add_classify_arguments, argv)) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err == f"error: {files['classify']}:1: video A: 3 scores, expected 157\n"
+    assert out == "" and err == f"i3d: error: {files['classify']}:1: video A: 3 scores, expected 157\n"
 
 
 def test_timeline(files, capsys):
@@ -110,7 +111,7 @@ def no_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
 
 
-MATPLOTLIB_MISSING = "error: plots need matplotlib: pip install 'i3d[plot]'\n"
+MATPLOTLIB_MISSING = "i3d: error: plots need matplotlib: pip install 'i3d[plot]'\n"
 
 
 def test_without_matplotlib_the_numbers_still_come_out(files, capsys, no_matplotlib):
@@ -133,3 +134,8 @@ def test_top_must_be_positive(files, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse(cli.add_timeline_arguments, argv)
     assert exit_.value.code == 2 and "argument --top: 0 is not >= 1" in capsys.readouterr().err
+
+
+def test_the_help_gives_the_official_frame_count():
+    # The flags are defined without importing numpy, hence a copy of the constant.
+    assert cli._LOCALIZATION_FRAMES == LOCALIZATION_FRAMES

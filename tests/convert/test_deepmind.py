@@ -397,6 +397,8 @@ def test_cli_lists_variables(capsys):
 def test_cli_reports_errors_on_one_line(tmp_path, capsys):
     assert run_cli(str(tmp_path / "missing.ckpt"), str(tmp_path / "out.safetensors")) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {tmp_path / 'missing.ckpt.index'}: cannot read the index") and err.count("\n") == 1
+    assert (
+        err.startswith(f"i3d: error: {tmp_path / 'missing.ckpt.index'}: cannot read the index") and err.count("\n") == 1
+    )
     assert not (tmp_path / "out.safetensors").exists()
     assert run_cli(str(tmp_path / "missing.ckpt")) == 2

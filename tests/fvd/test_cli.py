@@ -19,6 +19,7 @@ def run_json(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_distance_equals_merged_shards(tmp_path, capsys, fvd_weights):
     real, gen = tmp_path / "real.npy", tmp_path / "gen.npy"
     np.save(real, tiny_videos(4, seed=1, frames=2))
@@ -68,7 +69,7 @@ def test_statistics_made_differently_are_refused(tmp_path, capsys):
     b = statistics_file(tmp_path / "b.npz", 1, resize="torch")
     assert main(["fvd", a, b]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == "i3d: error: REAL and GEN were embedded differently (resize: reference vs torch)"
+    assert err == "i3d fvd distance: error: REAL and GEN were embedded differently (resize: reference vs torch)"
     assert main(["fvd", "merge", a, b, "--out", str(tmp_path / "ab.npz")]) == 1
     assert "made differently" in capsys.readouterr().err and not (tmp_path / "ab.npz").exists()
 
@@ -78,7 +79,7 @@ def test_a_statistics_file_is_checked_before_anything_is_embedded(tmp_path, caps
     np.save(tmp_path / "gen.npy", np.zeros((2, 1, 2, 2, 3), np.uint8))
     assert main(["fvd", a, str(tmp_path / "gen.npy"), "--weights", str(fvd_weights), "--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"i3d: error: {a} was embedded differently (") and "weights: w vs " in err
+    assert err.startswith(f"i3d fvd distance: error: {a} was embedded differently (") and "weights: w vs " in err
 
 
 def test_text_output_and_kvd_without_activations(tmp_path, capsys):

@@ -24,6 +24,7 @@ def averaged_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).mean(dim=2).double()
 
 
+@pytest.mark.slow
 def test_embedding_is_the_averaged_logits_of_the_resized_scaled_clip(fvd_weights):
     videos = tiny_videos(2, seed=0)
     got = Embedder(fvd_weights, device="cpu", batch_size=2)(videos)

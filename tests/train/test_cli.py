@@ -41,6 +41,7 @@ def test_every_flag_has_help():
         assert action.help, action.option_strings
 
 
+@pytest.mark.slow
 def test_train_i3d_end_to_end(mini_charades, tmp_path, capsys):
     csv = write_csv(
         tmp_path / "Charades_v1_train.csv",

@@ -64,6 +64,7 @@ def train_rank(rank: int, port: int, root: Path, train, val, out: Path, results:
         )
 
 
+@pytest.mark.slow
 def test_two_processes_end_with_the_same_weights_straight_or_resumed(mini_charades, tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
     results.mkdir()

@@ -46,7 +46,7 @@ def test_batch_processes_every_good_input_and_reports_the_bad_ones(tmp_path, cap
     errors = captured.err.strip().splitlines()
     assert len(errors) == len(bad)
     for line, path in zip(errors, bad):
-        assert line.startswith(f"error: {path}: ")
+        assert line.startswith(f"i3d: error: {path}: ")
     # Nothing half-written; each output with the record of its source.
     assert sorted(p.name for p in out.iterdir()) == ["THREE", "THREE.json", "one", "one.json", "sub", "two", "two.json"]
     assert len(list((out / "one").iterdir())) == 2 * 4
@@ -64,6 +64,7 @@ def test_npy_output(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_a_dead_tvl1_worker_fails_its_video_only(tmp_path, capsys, monkeypatch):
     videos = [encode(tmp_path / f"{name}.mp4", indexed_frames(4), rate=25) for name in ("one", "two", "three")]
 
@@ -80,7 +81,9 @@ def test_a_dead_tvl1_worker_fails_its_video_only(tmp_path, capsys, monkeypatch):
     args = parse([*map(str, videos), "--out", str(out), "--short-side", "48", "--workers", "2"])
     assert run_flow(args) == 1
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [f"error: {videos[1]}: TV-L1 worker process died (killed, or out of memory?)"]
+    assert captured.err.splitlines() == [
+        f"i3d: error: {videos[1]}: TV-L1 worker process died (killed, or out of memory?)"
+    ]
     assert captured.out.split() == [str(out / "one"), str(out / "three")]
     assert sorted(p.name for p in out.iterdir()) == ["one", "one.json", "three", "three.json"]
 

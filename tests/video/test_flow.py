@@ -75,6 +75,7 @@ def test_t_frames_give_t_fields_the_last_repeated():
         list(FlowEngine(workers=1).fields([prev]))
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_fields():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in moving_frames(5)]
     with FlowEngine(workers=1) as inline, FlowEngine(workers=2) as pool:
@@ -176,6 +177,7 @@ def kill_workers(engine: FlowEngine) -> None:
         process.join()
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_an_error_and_the_next_video_gets_a_fresh_pool():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:48, :64] for f in moving_frames(4)]
     with FlowEngine(workers=2) as engine:
@@ -214,6 +216,7 @@ def test_an_engine_pickles_as_its_settings():
     assert len(list(copy.fields([np.zeros((8, 8), np.uint8)] * 3))) == 3
 
 
+@pytest.mark.slow
 def test_a_clip_from_a_start_frame_computes_only_its_own_fields(tmp_path, monkeypatch):
     video = encode(tmp_path / "move.mp4", moving_frames(20), rate=25)
     calls = []

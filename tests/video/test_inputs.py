@@ -84,7 +84,7 @@ def test_flow_from_an_rgb_frame_folder(tmp_path):
         assert torch.cat(list(stream.chunks(3)), dim=1).shape == (2, 4, 40, 40)
 
 
-@pytest.mark.parametrize("source", ["video", "folder", "npy", "flow"])
+@pytest.mark.parametrize("source", ["video", "folder", "npy", pytest.param("flow", marks=pytest.mark.slow)])
 def test_chunks_from_a_start_frame_equal_the_whole_read(tmp_path, clip_30fps, source):
     frames = indexed_frames(12, 48, 64)
     preset = SMALL_FLOW if source == "flow" else SMALL_RGB
