@@ -25,14 +25,23 @@ memory-bounded feature extraction on that.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InceptionI3d", "Span", "SpanStage", "ChunkTooSmall", "ENDPOINTS", "MIN_FRAMES", "tf_same_padding"]
+__all__ = [
+    "InceptionI3d",
+    "InferenceOptions",
+    "Span",
+    "SpanStage",
+    "ChunkTooSmall",
+    "ENDPOINTS",
+    "MIN_FRAMES",
+    "tf_same_padding",
+]
 
 # Endpoints in network order, with DeepMind's names.
 ENDPOINTS: tuple[str, ...] = (
@@ -131,6 +140,82 @@ class SpanStage(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """The fast inference path, one switch per optimisation (all exact in
+    fp32: they only reorder floating-point sums or select the same maxima).
+
+    They act only in eval mode without autograd (``torch.no_grad`` or
+    ``torch.inference_mode``), so a configured model still trains and saves
+    as before: its parameters and state dict never change. See
+    :func:`i3d.runtime.prepare`, which turns them on.
+    """
+
+    channels_last: bool = True  # activations in channels-last 3D memory
+    fold_batch_norm: bool = True  # BatchNorm folded into the convolution
+    strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
+    merge_1x1: bool = True  # an Inception module's three 1x1 convolutions as one matrix multiply
+    fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU)
+
+    @classmethod
+    def off(cls) -> InferenceOptions:
+        """The reference path: every optimisation off."""
+        return cls(**{f.name: False for f in fields(cls)})
+
+
+OFF = InferenceOptions.off()
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and x.shape[1] > 1
+
+
+def _empty_like_layout(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    fmt = torch.channels_last_3d if _is_channels_last(x) else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _strided(x: torch.Tensor, dim: int, start: int, count: int, step: int) -> torch.Tensor:
+    """Cells ``start, start + step, ...`` (``count`` of them) along ``dim``, a view."""
+    index = [slice(None)] * x.dim()
+    index[dim] = slice(start, start + step * (count - 1) + 1, step)
+    return x[tuple(index)]
+
+
+def max_pool_strided(
+    x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[tuple[int, int], ...]
+) -> torch.Tensor:
+    """Max pool of ``x`` ``(B, C, T, H, W)`` with ``padding[d] = (front, back)``
+    cells of -inf along each of the last three dims, never materialised.
+
+    Max is separable, so the pool runs one axis at a time; along an axis,
+    output ``j`` is the maximum of the strided views ``x[s*j - front + r]``,
+    ``r < kernel``, each over the outputs it exists for. Offset ``r = front``
+    (the cell ``s*j``) exists for every output whenever the padding is at
+    most ``kernel - 1`` cells, as TF "SAME" padding is, so it seeds the
+    result. Exact: it selects the same maxima as ``max_pool3d``.
+    """
+    for d, k, s, (front, back) in zip(range(2, 5), kernel, stride, padding):
+        if k == 1 and s == 1:
+            continue
+        n = x.shape[d]
+        out_len = (n + front + back - k) // s + 1
+        shape = list(x.shape)
+        shape[d] = out_len
+        out = _empty_like_layout(x, tuple(shape))
+        out.copy_(_strided(x, d, 0, out_len, s))  # r = front: cell s*j
+        for r in range(k):
+            if r == front:
+                continue
+            first = max(0, -(-(front - r) // s))  # outputs whose cell s*j - front + r is >= 0
+            last = min(out_len, (n - 1 + front - r) // s + 1)  # ... and < n
+            if last > first:
+                target = out.narrow(d, first, last - first)
+                torch.maximum(target, _strided(x, d, s * first - front + r, last - first, s), out=target)
+        x = out
+    return x
+
+
 def _temporal_window(
     x: torch.Tensor, span: Span, kernel: int, stride: int, same: bool
 ) -> tuple[torch.Tensor, int, int, Span]:
@@ -159,11 +244,23 @@ def _temporal_window(
     return x, max(-lo, 0), max(hi - n, 0), Span(first, last, out_len)
 
 
+def _inference_only(module: nn.Module) -> bool:
+    """Whether the fast path may act: eval mode, no autograd."""
+    return not module.training and not torch.is_grad_enabled()
+
+
+# oneDNN's fused convolution/linear + ReLU, which PyTorch's CPU builds ship
+# for its compiler (torch.compile); absent from some builds.
+_MKLDNN = getattr(torch.ops, "mkldnn", None)
+_FUSED_RELU = _MKLDNN is not None and hasattr(_MKLDNN, "_convolution_pointwise")
+
+
 class _Window3d(nn.Module):
     """Shared padding logic of SAME convolutions and max pools."""
 
     kernel: tuple[int, int, int]
     stride: tuple[int, int, int]
+    options: InferenceOptions = OFF
 
     def input_start(self, out_start: int, length: int) -> int:
         """First input cell that output cell ``out_start`` reads, for an input
@@ -175,15 +272,22 @@ class _Window3d(nn.Module):
         """Output cells along time for ``length`` input cells."""
         return -(-length // self.stride[0])
 
+    def _window(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, tuple[tuple[int, int], ...], Span]:
+        """The cells of ``x`` the outputs need, TF SAME padding ``(front,
+        back)`` for each of T, H, W, and the output span."""
+        x, tf, tb, out_span = _temporal_window(x, span, self.kernel[0], self.stride[0], same=True)
+        hpad = tf_same_padding(x.shape[3], self.kernel[1], self.stride[1])
+        wpad = tf_same_padding(x.shape[4], self.kernel[2], self.stride[2])
+        return x, ((tf, tb), hpad, wpad), out_span
+
     def _pad(self, x: torch.Tensor, span: Span, value: float) -> tuple[torch.Tensor, tuple[int, int, int] | None, Span]:
         """Pad ``x`` as TF SAME would. Returns the tensor, a symmetric padding
         to hand to the op instead (or None), and the output span."""
-        x, tf, tb, out_span = _temporal_window(x, span, self.kernel[0], self.stride[0], same=True)
-        hf, hb = tf_same_padding(x.shape[3], self.kernel[1], self.stride[1])
-        wf, wb = tf_same_padding(x.shape[4], self.kernel[2], self.stride[2])
-        if tf == tb and hf == hb and wf == wb:
+        x, pads, out_span = self._window(x, span)
+        if all(f == b for f, b in pads):
             # Symmetric: let the kernel pad, which avoids a copy of the input.
-            return x, (tf, hf, wf), out_span
+            return x, tuple(f for f, _ in pads), out_span  # type: ignore[return-value]
+        (tf, tb), (hf, hb), (wf, wb) = pads
         return F.pad(x, (wf, wb, hf, hb, tf, tb), value=value), None, out_span
 
 
@@ -196,6 +300,9 @@ class MaxPool3dSame(_Window3d):
         self.stride = tuple(stride)  # type: ignore[assignment]
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        if self.options.strided_pools and _inference_only(self):
+            x, pads, out_span = self._window(x, span)
+            return max_pool_strided(x, self.kernel, self.stride, pads), out_span
         x, padding, out_span = self._pad(x, span, value=-math.inf)
         # max_pool3d's own padding never selects a padded cell either.
         return F.max_pool3d(x, self.kernel, self.stride, padding=padding or 0), out_span
@@ -205,7 +312,14 @@ class MaxPool3dSame(_Window3d):
 
 
 class Unit3D(_Window3d):
-    """SAME convolution, then BatchNorm and ReLU (Sonnet's ``Unit3D``)."""
+    """SAME convolution, then BatchNorm and ReLU (Sonnet's ``Unit3D``).
+
+    With :class:`InferenceOptions` on (see :meth:`InceptionI3d.configure_inference`)
+    and in eval mode without autograd, it runs one convolution with the
+    BatchNorm folded into its weights and bias, computed once and cached
+    until a parameter or statistic changes (in place, by the optimizer or
+    ``load_state_dict``, or by a move to another device or dtype).
+    """
 
     def __init__(
         self,
@@ -225,9 +339,51 @@ class Unit3D(_Window3d):
         self.activation = activation_fn
         self.conv3d = nn.Conv3d(in_channels, output_channels, self.kernel, self.stride, bias=use_bias)
         self.bn = nn.BatchNorm3d(output_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if use_batch_norm else None
+        self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+
+    @property
+    def pointwise(self) -> bool:
+        return self.kernel == (1, 1, 1) and self.stride == (1, 1, 1)
+
+    def cache_key(self) -> tuple:
+        """Identifies the parameters' current values (storage and in-place version)."""
+        tensors = [self.conv3d.weight, self.conv3d.bias]
+        if self.bn is not None:
+            tensors += [self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var]
+        return (self.options, *((t.data_ptr(), t._version) if t is not None else None for t in tensors))
+
+    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(weight, bias)`` of the convolution the fast path runs: with the
+        BatchNorm folded in if ``options.fold_batch_norm``, in channels-last
+        layout if ``options.channels_last``. Cached."""
+        key = self.cache_key()
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        with torch.no_grad():
+            weight, bias = self.conv3d.weight.detach(), self.conv3d.bias
+            bias = bias.detach() if bias is not None else None
+            if self.options.fold_batch_norm and self.bn is not None:
+                # In float64, so that folding adds no rounding of its own.
+                bn = self.bn
+                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                shift = bn.bias.double() - bn.running_mean.double() * scale
+                if bias is not None:
+                    shift = shift + bias.double() * scale
+                weight = (weight.double() * scale.view(-1, 1, 1, 1, 1)).to(weight.dtype)
+                bias = shift.to(weight.dtype)
+            if self.options.channels_last:
+                weight = weight.contiguous(memory_format=torch.channels_last_3d)
+        self._cache = (key, weight, bias)
+        return weight, bias
+
+    @property
+    def folded(self) -> bool:
+        return self.bn is None or self.options.fold_batch_norm
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        if self.kernel == (1, 1, 1) and self.stride == (1, 1, 1):
+        if self.options != OFF and _inference_only(self):
+            return self._forward_fast(x, span)
+        if self.pointwise:
             y = self.conv3d(x)
             out_span = span
         else:
@@ -240,14 +396,75 @@ class Unit3D(_Window3d):
             y = F.relu(y, inplace=True)
         return y, out_span
 
+    def _fuse_relu(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether oneDNN's fused ReLU applies: CPU, float32, no autocast."""
+        return (
+            _FUSED_RELU
+            and self.options.fuse_relu
+            and self.activation
+            and self.folded
+            and x.device.type == "cpu"
+            and x.dtype == weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    def _forward_fast(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        weight, bias = self.inference_weights()
+        fused = self._fuse_relu(x, weight)
+        if self.pointwise and self.options.channels_last:
+            y = pointwise_conv(x, weight.flatten(1), bias, relu=fused)
+            out_span = span
+        else:
+            x, pads, out_span = self._window(x, span)
+            x, padding = _pad_zeros(x, pads, self.options.channels_last)
+            if fused:
+                y = _MKLDNN._convolution_pointwise(x, weight, bias, padding, self.stride, [1, 1, 1], 1, "relu", [], "")
+            else:
+                y = F.conv3d(x, weight, bias, self.stride, padding)
+        if not self.folded:
+            y = self.bn(y)  # type: ignore[misc]
+        if self.activation and not fused:
+            y = F.relu(y, inplace=True)
+        return y, out_span
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_span(x, Span.full(x.shape[2]))[0]
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    """A 1x1x1 convolution ``(B, C, T, H, W)`` -> ``(B, C', T, H, W)`` as one
+    matrix multiply over the channels of a channels-last ``x`` (no copy);
+    ``weight`` is ``(C', C)``. The result is channels-last too."""
+    rows = x.movedim(1, -1)  # (B, T, H, W, C): contiguous if x is channels-last
+    if relu:
+        y = _MKLDNN._linear_pointwise(rows, weight, bias, "relu", [], "")
+    else:
+        y = F.linear(rows, weight, bias)
+    return y.movedim(-1, 1)
+
+
+def _pad_zeros(
+    x: torch.Tensor, pads: tuple[tuple[int, int], ...], channels_last: bool
+) -> tuple[torch.Tensor, list[int]]:
+    """``x`` in the fast path's layout, and the symmetric padding to give the
+    convolution; asymmetric padding (only the stride-2 stem on even sizes)
+    is written with the layout change, in one copy."""
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    if all(f == b for f, b in pads):
+        return x.contiguous(memory_format=fmt), [f for f, _ in pads]
+    shape = (*x.shape[:2], *(n + f + b for n, (f, b) in zip(x.shape[2:], pads)))
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt).zero_()
+    (tf, _), (hf, _), (wf, _) = pads
+    out[:, :, tf : tf + x.shape[2], hf : hf + x.shape[3], wf : wf + x.shape[4]].copy_(x)
+    return out, [0, 0, 0]
 
 
 class InceptionModule(nn.Module):
     """Four branches concatenated on channels: 1x1; 1x1 then 3x3; 1x1 then
     3x3; 3x3 max pool then 1x1. ``out_channels`` lists
     ``[b0, b1a, b1b, b2a, b2b, b3b]``."""
+
+    options: InferenceOptions = OFF
 
     def __init__(self, in_channels: int, out_channels: list[int], name: str) -> None:
         super().__init__()
@@ -261,6 +478,7 @@ class InceptionModule(nn.Module):
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
+        self._merged: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     def output_length(self, length: int) -> int:
         return length  # every branch has stride 1
@@ -276,10 +494,38 @@ class InceptionModule(nn.Module):
             starts.append(o)
         return min(starts)
 
+    def _merged_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The folded weights ``(c0 + c1a + c2a, C)`` and bias of the three
+        1x1 units that read the module's input, stacked. Cached."""
+        units = (self.b0, self.b1a, self.b2a)
+        key = tuple(u.cache_key() for u in units)
+        if self._merged is None or self._merged[0] != key:
+            pairs = [u.inference_weights() for u in units]
+            weight = torch.cat([w.flatten(1) for w, _ in pairs])
+            bias = torch.cat([b for _, b in pairs])  # type: ignore[misc]
+            self._merged = (key, weight, bias)
+        return self._merged[1], self._merged[2]
+
+    def _merge(self) -> bool:
+        o = self.options
+        return o.merge_1x1 and o.channels_last and o.fold_batch_norm and _inference_only(self)
+
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        y0, s0 = self.b0.forward_span(x, span)
-        y1, s1 = self.b1b.forward_span(*self.b1a.forward_span(x, span))
-        y2, s2 = self.b2b.forward_span(*self.b2a.forward_span(x, span))
+        if self._merge():
+            # One matrix multiply instead of three: the 1x1 units share their input.
+            weight, bias = self._merged_weights()
+            fused = self.b0._fuse_relu(x, weight)
+            y = pointwise_conv(x, weight, bias, relu=fused)
+            if not fused:
+                y = F.relu(y, inplace=True)
+            y0, y1, y2 = y.split([u.conv3d.out_channels for u in (self.b0, self.b1a, self.b2a)], dim=1)
+            s0 = span
+            y1, s1 = self.b1b.forward_span(y1, span)
+            y2, s2 = self.b2b.forward_span(y2, span)
+        else:
+            y0, s0 = self.b0.forward_span(x, span)
+            y1, s1 = self.b1b.forward_span(*self.b1a.forward_span(x, span))
+            y2, s2 = self.b2b.forward_span(*self.b2a.forward_span(x, span))
         y3, s3 = self.b3b.forward_span(*self.b3a.forward_span(x, span))
         out = s0.intersect(s1).intersect(s2).intersect(s3)
         # Inside a window the 3x3 branches lose a cell of context at each
@@ -407,6 +653,21 @@ class InceptionI3d(nn.Module):
         self.logits = self._make_logits(num_classes).to(device)
 
     reset_classifier = replace_logits
+
+    def configure_inference(self, options: InferenceOptions | None = None) -> InceptionI3d:
+        """Turn the fast inference path on (``options``, by default all of
+        :class:`InferenceOptions`) or off (:meth:`InferenceOptions.off`), in
+        place. It acts only in eval mode without autograd; parameters and
+        state dict are untouched, so the model still trains as before."""
+        options = InferenceOptions() if options is None else options
+        for module in self.modules():
+            if isinstance(module, (_Window3d, InceptionModule)):
+                module.options = options
+        return self
+
+    @property
+    def inference_options(self) -> InferenceOptions:
+        return self.Conv3d_1a_7x7.options  # type: ignore[return-value]
 
     # ---- the stages, for streaming -----------------------------------------
 
