@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import torch

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from i3d.model import ENDPOINTS, InceptionI3d, tf_same_padding
+from i3d.runtime import prepare
 from tests.conftest import randomize
 from tests.reference import reference_forward
 
@@ -41,6 +42,18 @@ def flow_model() -> InceptionI3d:
     return randomize(InceptionI3d(num_classes=157, in_channels=2), seed=1)
 
 
+def fast(model: InceptionI3d) -> InceptionI3d:
+    """The same weights on the fast inference path of :func:`i3d.runtime.prepare`."""
+    copy = InceptionI3d(num_classes=model.num_classes, in_channels=model.in_channels)
+    copy.load_state_dict(model.state_dict())
+    return prepare(copy, torch.device("cpu"), "fp32")  # type: ignore[return-value]
+
+
+# The reference path passes within 1e-4; the fast path, the one every
+# command runs, within 1e-5 (it folds BatchNorm in float64).
+TOLERANCE = {"plain": 1e-4, "fast": 1e-5}
+
+
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
@@ -49,30 +62,34 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 CASES = [(s, stream) for s in SHAPES for stream in ("rgb", "flow") if stream == "rgb" or s[1] <= 100]
 
 
+@pytest.mark.parametrize("path", ["plain", "fast"])
 @pytest.mark.parametrize("shape, stream", CASES, ids=lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else c)
-def test_matches_reference(shape, stream, rgb_model, flow_model):
+def test_matches_reference(shape, stream, path, rgb_model, flow_model):
     model = rgb_model if stream == "rgb" else flow_model
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.rand((1, model.in_channels, *shape), generator=g) * 2 - 1
-    with torch.no_grad():
-        ref = reference_forward(model.state_dict(), x)
+    ref = reference_forward(model.state_dict(), x)
+    if path == "fast":
+        model = fast(model)
+    with torch.inference_mode():
         logits = model(x)
         pooled = model.extract_features(x)
     assert logits.shape == ref["Logits"].shape
-    assert relative_error(logits, ref["Logits"]) <= 1e-4
-    assert relative_error(pooled, ref["pooled"]) <= 1e-4
+    assert relative_error(logits, ref["Logits"]) <= TOLERANCE[path]
+    assert relative_error(pooled, ref["pooled"]) <= TOLERANCE[path]
 
 
-def test_endpoints_match_reference(rgb_model):
+@pytest.mark.parametrize("path", ["plain", "fast"])
+def test_endpoints_match_reference(rgb_model, path):
     x = torch.rand(2, 3, 21, 70, 51) * 2 - 1
     names = tuple(e for e in ENDPOINTS if e not in ("Logits", "Predictions"))
     with torch.no_grad():
         ref = reference_forward(rgb_model.state_dict(), x)
-        got = rgb_model.forward_endpoints(x, names)
+        got = (fast(rgb_model) if path == "fast" else rgb_model).forward_endpoints(x, names)
     assert set(got) == set(names)
     for name in names:
         assert got[name].shape == ref[name].shape, name
-        assert relative_error(got[name], ref[name]) <= 1e-4, name
+        assert relative_error(got[name], ref[name]) <= TOLERANCE[path], name
 
 
 @pytest.mark.parametrize("t, expected", [(1, 1), (8, 1), (9, 1), (16, 1), (17, 2), (64, 7), (79, 9)])

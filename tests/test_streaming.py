@@ -6,13 +6,18 @@ import pytest
 import torch
 
 from i3d.model import InceptionI3d
+from i3d.runtime import prepare
 from i3d.streaming import StreamingI3d, output_length, run_chunks
 from tests.conftest import randomize
 
 
-@pytest.fixture(scope="module")
-def model() -> InceptionI3d:
-    return randomize(InceptionI3d(), seed=5)
+@pytest.fixture(scope="module", params=["plain", "fast"])
+def model(request) -> InceptionI3d:
+    """The model as built, and on the fast path of :func:`i3d.runtime.prepare`."""
+    model = randomize(InceptionI3d(), seed=5)
+    if request.param == "fast":
+        prepare(model, torch.device("cpu"), "fp32")
+    return model
 
 
 def chunked(model, x, size, output):
