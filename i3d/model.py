@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i3d import ops
+
 __all__ = [
     "InceptionI3d",
     "InferenceOptions",
@@ -166,56 +168,6 @@ class InferenceOptions:
 OFF = InferenceOptions.off()
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and x.shape[1] > 1
-
-
-def _empty_like_layout(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    fmt = torch.channels_last_3d if _is_channels_last(x) else torch.contiguous_format
-    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-
-
-def _strided(x: torch.Tensor, dim: int, start: int, count: int, step: int) -> torch.Tensor:
-    """Cells ``start, start + step, ...`` (``count`` of them) along ``dim``, a view."""
-    index = [slice(None)] * x.dim()
-    index[dim] = slice(start, start + step * (count - 1) + 1, step)
-    return x[tuple(index)]
-
-
-def max_pool_strided(
-    x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[tuple[int, int], ...]
-) -> torch.Tensor:
-    """Max pool of ``x`` ``(B, C, T, H, W)`` with ``padding[d] = (front, back)``
-    cells of -inf along each of the last three dims, never materialised.
-
-    Max is separable, so the pool runs one axis at a time; along an axis,
-    output ``j`` is the maximum of the strided views ``x[s*j - front + r]``,
-    ``r < kernel``, each over the outputs it exists for. Offset ``r = front``
-    (the cell ``s*j``) exists for every output whenever the padding is at
-    most ``kernel - 1`` cells, as TF "SAME" padding is, so it seeds the
-    result. Exact: it selects the same maxima as ``max_pool3d``.
-    """
-    for d, k, s, (front, back) in zip(range(2, 5), kernel, stride, padding):
-        if k == 1 and s == 1:
-            continue
-        n = x.shape[d]
-        out_len = (n + front + back - k) // s + 1
-        shape = list(x.shape)
-        shape[d] = out_len
-        out = _empty_like_layout(x, tuple(shape))
-        out.copy_(_strided(x, d, 0, out_len, s))  # r = front: cell s*j
-        for r in range(k):
-            if r == front:
-                continue
-            first = max(0, -(-(front - r) // s))  # outputs whose cell s*j - front + r is >= 0
-            last = min(out_len, (n - 1 + front - r) // s + 1)  # ... and < n
-            if last > first:
-                target = out.narrow(d, first, last - first)
-                torch.maximum(target, _strided(x, d, s * first - front + r, last - first, s), out=target)
-        x = out
-    return x
-
-
 def _temporal_window(
     x: torch.Tensor, span: Span, kernel: int, stride: int, same: bool
 ) -> tuple[torch.Tensor, int, int, Span]:
@@ -247,12 +199,6 @@ def _temporal_window(
 def _inference_only(module: nn.Module) -> bool:
     """Whether the fast path may act: eval mode, no autograd."""
     return not module.training and not torch.is_grad_enabled()
-
-
-# oneDNN's fused convolution/linear + ReLU, which PyTorch's CPU builds ship
-# for its compiler (torch.compile); absent from some builds.
-_MKLDNN = getattr(torch.ops, "mkldnn", None)
-_FUSED_RELU = _MKLDNN is not None and hasattr(_MKLDNN, "_convolution_pointwise")
 
 
 class _Window3d(nn.Module):
@@ -302,7 +248,7 @@ class MaxPool3dSame(_Window3d):
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
         if self.options.strided_pools and _inference_only(self):
             x, pads, out_span = self._window(x, span)
-            return max_pool_strided(x, self.kernel, self.stride, pads), out_span
+            return ops.max_pool_strided(x, self.kernel, self.stride, pads), out_span
         x, padding, out_span = self._pad(x, span, value=-math.inf)
         # max_pool3d's own padding never selects a padded cell either.
         return F.max_pool3d(x, self.kernel, self.stride, padding=padding or 0), out_span
@@ -399,7 +345,7 @@ class Unit3D(_Window3d):
     def _fuse_relu(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
         """Whether oneDNN's fused ReLU applies: CPU, float32, no autocast."""
         return (
-            _FUSED_RELU
+            ops.FUSED_RELU
             and self.options.fuse_relu
             and self.activation
             and self.folded
@@ -412,13 +358,13 @@ class Unit3D(_Window3d):
         weight, bias = self.inference_weights()
         fused = self._fuse_relu(x, weight)
         if self.pointwise and self.options.channels_last:
-            y = pointwise_conv(x, weight.flatten(1), bias, relu=fused)
+            y = ops.pointwise_conv(x, weight.flatten(1), bias, relu=fused)
             out_span = span
         else:
             x, pads, out_span = self._window(x, span)
-            x, padding = _pad_zeros(x, pads, self.options.channels_last)
+            x, padding = ops.pad_zeros(x, pads, self.options.channels_last)
             if fused:
-                y = _MKLDNN._convolution_pointwise(x, weight, bias, padding, self.stride, [1, 1, 1], 1, "relu", [], "")
+                y = ops.conv3d_relu(x, weight, bias, self.stride, padding)
             else:
                 y = F.conv3d(x, weight, bias, self.stride, padding)
         if not self.folded:
@@ -429,34 +375,6 @@ class Unit3D(_Window3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_span(x, Span.full(x.shape[2]))[0]
-
-
-def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> torch.Tensor:
-    """A 1x1x1 convolution ``(B, C, T, H, W)`` -> ``(B, C', T, H, W)`` as one
-    matrix multiply over the channels of a channels-last ``x`` (no copy);
-    ``weight`` is ``(C', C)``. The result is channels-last too."""
-    rows = x.movedim(1, -1)  # (B, T, H, W, C): contiguous if x is channels-last
-    if relu:
-        y = _MKLDNN._linear_pointwise(rows, weight, bias, "relu", [], "")
-    else:
-        y = F.linear(rows, weight, bias)
-    return y.movedim(-1, 1)
-
-
-def _pad_zeros(
-    x: torch.Tensor, pads: tuple[tuple[int, int], ...], channels_last: bool
-) -> tuple[torch.Tensor, list[int]]:
-    """``x`` in the fast path's layout, and the symmetric padding to give the
-    convolution; asymmetric padding (only the stride-2 stem on even sizes)
-    is written with the layout change, in one copy."""
-    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    if all(f == b for f, b in pads):
-        return x.contiguous(memory_format=fmt), [f for f, _ in pads]
-    shape = (*x.shape[:2], *(n + f + b for n, (f, b) in zip(x.shape[2:], pads)))
-    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt).zero_()
-    (tf, _), (hf, _), (wf, _) = pads
-    out[:, :, tf : tf + x.shape[2], hf : hf + x.shape[3], wf : wf + x.shape[4]].copy_(x)
-    return out, [0, 0, 0]
 
 
 class InceptionModule(nn.Module):
@@ -515,7 +433,7 @@ class InceptionModule(nn.Module):
             # One matrix multiply instead of three: the 1x1 units share their input.
             weight, bias = self._merged_weights()
             fused = self.b0._fuse_relu(x, weight)
-            y = pointwise_conv(x, weight, bias, relu=fused)
+            y = ops.pointwise_conv(x, weight, bias, relu=fused)
             if not fused:
                 y = F.relu(y, inplace=True)
             y0, y1, y2 = y.split([u.conv3d.out_channels for u in (self.b0, self.b1a, self.b2a)], dim=1)

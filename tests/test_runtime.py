@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from i3d import runtime
-from i3d.model import InceptionI3d, InferenceOptions, max_pool_strided, tf_same_padding
+from i3d.model import InceptionI3d, InferenceOptions, tf_same_padding
+from i3d.ops import max_pool_strided
 from i3d.runtime import cpu_has_native_bf16, default_device, precision_context, prepare
 from tests.conftest import randomize
 
