@@ -201,6 +201,14 @@ def _inference_only(module: nn.Module) -> bool:
     return not module.training and not torch.is_grad_enabled()
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast runs convolutions in on ``x``'s device, or None:
+    the fast path keeps its weights cached in that dtype instead of letting
+    autocast cast them at every call."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
 class _Window3d(nn.Module):
     """Shared padding logic of SAME convolutions and max pools."""
 
@@ -291,18 +299,20 @@ class Unit3D(_Window3d):
     def pointwise(self) -> bool:
         return self.kernel == (1, 1, 1) and self.stride == (1, 1, 1)
 
-    def cache_key(self) -> tuple:
-        """Identifies the parameters' current values (storage and in-place version)."""
+    def cache_key(self, dtype: torch.dtype | None = None) -> tuple:
+        """Identifies the parameters' current values (storage and in-place
+        version), the options and the compute dtype."""
         tensors = [self.conv3d.weight, self.conv3d.bias]
         if self.bn is not None:
             tensors += [self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var]
-        return (self.options, *((t.data_ptr(), t._version) if t is not None else None for t in tensors))
+        return (self.options, dtype, *((t.data_ptr(), t._version) if t is not None else None for t in tensors))
 
-    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def inference_weights(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(weight, bias)`` of the convolution the fast path runs: with the
         BatchNorm folded in if ``options.fold_batch_norm``, in channels-last
-        layout if ``options.channels_last``. Cached."""
-        key = self.cache_key()
+        layout if ``options.channels_last``, cast to ``dtype`` (autocast's)
+        if given. Cached."""
+        key = self.cache_key(dtype)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1], self._cache[2]
         with torch.no_grad():
@@ -317,6 +327,8 @@ class Unit3D(_Window3d):
                     shift = shift + bias.double() * scale
                 weight = (weight.double() * scale.view(-1, 1, 1, 1, 1)).to(weight.dtype)
                 bias = shift.to(weight.dtype)
+            if dtype is not None:
+                weight, bias = weight.to(dtype), bias.to(dtype) if bias is not None else None
             if self.options.channels_last:
                 weight = weight.contiguous(memory_format=torch.channels_last_3d)
         self._cache = (key, weight, bias)
@@ -355,7 +367,9 @@ class Unit3D(_Window3d):
         )
 
     def _forward_fast(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        weight, bias = self.inference_weights()
+        dtype = _autocast_dtype(x)
+        weight, bias = self.inference_weights(dtype)
+        x = x.to(dtype) if dtype is not None else x  # autocast would cast it anyway
         fused = self._fuse_relu(x, weight)
         if self.pointwise and self.options.channels_last:
             y = ops.pointwise_conv(x, weight.flatten(1), bias, relu=fused)
@@ -412,13 +426,13 @@ class InceptionModule(nn.Module):
             starts.append(o)
         return min(starts)
 
-    def _merged_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _merged_weights(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The folded weights ``(c0 + c1a + c2a, C)`` and bias of the three
         1x1 units that read the module's input, stacked. Cached."""
         units = (self.b0, self.b1a, self.b2a)
-        key = tuple(u.cache_key() for u in units)
+        key = tuple(u.cache_key(dtype) for u in units)
         if self._merged is None or self._merged[0] != key:
-            pairs = [u.inference_weights() for u in units]
+            pairs = [u.inference_weights(dtype) for u in units]
             weight = torch.cat([w.flatten(1) for w, _ in pairs])
             bias = torch.cat([b for _, b in pairs])  # type: ignore[misc]
             self._merged = (key, weight, bias)
@@ -431,7 +445,9 @@ class InceptionModule(nn.Module):
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
         if self._merge():
             # One matrix multiply instead of three: the 1x1 units share their input.
-            weight, bias = self._merged_weights()
+            dtype = _autocast_dtype(x)
+            weight, bias = self._merged_weights(dtype)
+            x = x.to(dtype) if dtype is not None else x
             fused = self.b0._fuse_relu(x, weight)
             y = ops.pointwise_conv(x, weight, bias, relu=fused)
             if not fused:
