@@ -295,6 +295,11 @@ class Unit3D(_Window3d):
         self.bn = nn.BatchNorm3d(output_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if use_batch_norm else None
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
 
+    def __getstate__(self) -> dict:
+        # Copies and pickles leave the folded weights behind: they are
+        # recomputed on first use.
+        return {**super().__getstate__(), "_cache": None}
+
     @property
     def pointwise(self) -> bool:
         return self.kernel == (1, 1, 1) and self.stride == (1, 1, 1)
@@ -425,6 +430,9 @@ class InceptionModule(nn.Module):
                 o = unit.input_start(o, length)
             starts.append(o)
         return min(starts)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_merged": None}  # see Unit3D.__getstate__
 
     def _merged_weights(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The folded weights ``(c0 + c1a + c2a, C)`` and bias of the three
