@@ -43,7 +43,10 @@ def main() -> None:
     parser.add_argument("--clip-frames", type=int, default=32, help="frames per short clip (default: 32)")
     parser.add_argument("--batches", default="1,4,8", help="batch sizes for the short clips (default: 1,4,8)")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; each configuration keeps its best")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     x = torch.rand(1, 3, args.frames, args.size, args.size, device=device) * 2 - 1  # (B, C, T, H, W)

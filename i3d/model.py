@@ -593,6 +593,7 @@ class InceptionI3d(nn.Module):
         self.num_classes = num_classes
         device = self.logits.conv3d.weight.device
         self.logits = self._make_logits(num_classes).to(device)
+        self.logits.options = self.inference_options  # a prepared model stays prepared
 
     reset_classifier = replace_logits
 
