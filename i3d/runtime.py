@@ -6,10 +6,10 @@ changes outputs by ~1e-3 relative. ``tf32``, ``bf16`` and ``fp16`` trade
 that exactness for speed (bf16/fp16 through autocast, with channels-last
 memory so that cuDNN picks tensor-core kernels).
 
-:func:`prepare` also turns on the model's fast inference path
+:func:`prepare` configures the model's fast inference path
 (:class:`i3d.model.InferenceOptions`: channels-last activations, BatchNorm
 folded into the convolutions, max pools without padded copies, merged 1x1
-convolutions, fused ReLU), which is exact in fp32 and acts only in eval mode
+convolutions, fused ReLU). It is exact in fp32 and acts only in eval mode
 without autograd.
 """
 
@@ -79,10 +79,11 @@ def prepare(
 ) -> nn.Module:
     """Move ``model`` to ``device``, in place, ready for inference in ``precision``.
 
-    For an :class:`~i3d.model.InceptionI3d` this turns on its fast inference
-    path (``options``; by default every optimisation, all exact in fp32): it
-    acts only in eval mode without autograd, computes the folded weights on
-    the first call and keeps them until a parameter changes. The parameters
+    For an :class:`~i3d.model.InceptionI3d` this sets its fast inference
+    path (``options``; by default every optimisation, all exact in fp32, as
+    a new model has them): it acts only in eval mode without autograd,
+    computes the folded weights on the first call and keeps them until a
+    parameter changes. The parameters
     and the state dict stay as they were, so the model can still be trained
     (``.train()``) or saved. Input stays an ordinary contiguous ``(B, C, T,
     H, W)`` float32 tensor; run the model under :func:`precision_context`.

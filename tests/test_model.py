@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from i3d.model import ENDPOINTS, InceptionI3d, tf_same_padding
+from i3d.model import ENDPOINTS, InceptionI3d, InferenceOptions, tf_same_padding
 from i3d.runtime import prepare
 from tests.conftest import randomize
 from tests.reference import reference_forward
@@ -42,11 +42,14 @@ def flow_model() -> InceptionI3d:
     return randomize(InceptionI3d(num_classes=157, in_channels=2), seed=1)
 
 
-def fast(model: InceptionI3d) -> InceptionI3d:
-    """The same weights on the fast inference path of :func:`i3d.runtime.prepare`."""
-    copy = InceptionI3d(num_classes=model.num_classes, in_channels=model.in_channels)
+def variant(model: InceptionI3d, path: str) -> InceptionI3d:
+    """``model`` on its default fast inference path (as :func:`i3d.runtime.prepare`
+    leaves it), or a copy on the reference path (every optimisation off)."""
+    if path == "fast":
+        return prepare(model, torch.device("cpu"), "fp32")  # type: ignore[return-value]
+    copy = InceptionI3d(num_classes=model.num_classes, in_channels=model.in_channels).eval()
     copy.load_state_dict(model.state_dict())
-    return prepare(copy, torch.device("cpu"), "fp32")  # type: ignore[return-value]
+    return copy.configure_inference(InferenceOptions.off())
 
 
 # The reference path passes within 1e-4; the fast path, the one every
@@ -69,8 +72,7 @@ def test_matches_reference(shape, stream, path, rgb_model, flow_model):
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.rand((1, model.in_channels, *shape), generator=g) * 2 - 1
     ref = reference_forward(model.state_dict(), x)
-    if path == "fast":
-        model = fast(model)
+    model = variant(model, path)
     with torch.inference_mode():
         logits = model(x)
         pooled = model.extract_features(x)
@@ -85,7 +87,7 @@ def test_endpoints_match_reference(rgb_model, path):
     names = tuple(e for e in ENDPOINTS if e not in ("Logits", "Predictions"))
     with torch.no_grad():
         ref = reference_forward(rgb_model.state_dict(), x)
-        got = (fast(rgb_model) if path == "fast" else rgb_model).forward_endpoints(x, names)
+        got = variant(rgb_model, path).forward_endpoints(x, names)
     assert set(got) == set(names)
     for name in names:
         assert got[name].shape == ref[name].shape, name
