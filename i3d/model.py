@@ -24,9 +24,8 @@ memory-bounded feature extraction on that.
 In eval mode without autograd every layer runs a fast path
 (:class:`InferenceOptions`): channels-last activations, BatchNorm folded into
 the convolution (computed once, cached until a parameter changes), max pools
-as maxima of strided views (no padded copies), an Inception module's three
-1x1 convolutions as one matrix multiply, oneDNN's fused convolution + ReLU
-on the CPU. It differs from the reference path by floating-point
+as maxima of strided views (no padded copies), 1x1 convolutions as matrix
+multiplies over the channels, oneDNN's fused convolution + ReLU on the CPU. It differs from the reference path by floating-point
 reassociation only (~1e-6 relative).
 """
 
@@ -167,7 +166,6 @@ class InferenceOptions:
     channels_last: bool = True  # activations in channels-last 3D memory
     fold_batch_norm: bool = True  # BatchNorm folded into the convolution
     strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
-    merge_1x1: bool = True  # an Inception module's three 1x1 convolutions as one matrix multiply
     fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU)
 
     @classmethod
@@ -413,8 +411,6 @@ class InceptionModule(nn.Module):
     3x3; 3x3 max pool then 1x1. ``out_channels`` lists
     ``[b0, b1a, b1b, b2a, b2b, b3b]``."""
 
-    options: InferenceOptions = ON
-
     def __init__(self, in_channels: int, out_channels: list[int], name: str) -> None:
         super().__init__()
         c0, c1a, c1b, c2a, c2b, c3b = out_channels
@@ -427,7 +423,6 @@ class InceptionModule(nn.Module):
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
-        self._merged: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     def output_length(self, length: int) -> int:
         return length  # every branch has stride 1
@@ -443,43 +438,10 @@ class InceptionModule(nn.Module):
             starts.append(o)
         return min(starts)
 
-    def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_merged": None}  # see Unit3D.__getstate__
-
-    def _merged_weights(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The folded weights ``(c0 + c1a + c2a, C)`` and bias of the three
-        1x1 units that read the module's input, stacked. Cached."""
-        units = (self.b0, self.b1a, self.b2a)
-        key = tuple(u.cache_key(dtype) for u in units)
-        if self._merged is None or self._merged[0] != key:
-            pairs = [u.inference_weights(dtype) for u in units]
-            weight = torch.cat([w.flatten(1) for w, _ in pairs])
-            bias = torch.cat([b for _, b in pairs])  # type: ignore[misc]
-            self._merged = (key, weight, bias)
-        return self._merged[1], self._merged[2]
-
-    def _merge(self) -> bool:
-        o = self.options
-        return o.merge_1x1 and o.channels_last and o.fold_batch_norm and _inference_only(self)
-
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        if self._merge():
-            # One matrix multiply instead of three: the 1x1 units share their input.
-            dtype = _autocast_dtype(x)
-            weight, bias = self._merged_weights(dtype)
-            x = x.to(dtype) if dtype is not None else x
-            fused = self.b0._fuse_relu(x, weight)
-            y = ops.pointwise_conv(x, weight, bias, relu=fused)
-            if not fused:
-                y = F.relu(y, inplace=True)
-            y0, y1, y2 = y.split([u.conv3d.out_channels for u in (self.b0, self.b1a, self.b2a)], dim=1)
-            s0 = span
-            y1, s1 = self.b1b.forward_span(y1, span)
-            y2, s2 = self.b2b.forward_span(y2, span)
-        else:
-            y0, s0 = self.b0.forward_span(x, span)
-            y1, s1 = self.b1b.forward_span(*self.b1a.forward_span(x, span))
-            y2, s2 = self.b2b.forward_span(*self.b2a.forward_span(x, span))
+        y0, s0 = self.b0.forward_span(x, span)
+        y1, s1 = self.b1b.forward_span(*self.b1a.forward_span(x, span))
+        y2, s2 = self.b2b.forward_span(*self.b2a.forward_span(x, span))
         y3, s3 = self.b3b.forward_span(*self.b3a.forward_span(x, span))
         out = s0.intersect(s1).intersect(s2).intersect(s3)
         # Inside a window the 3x3 branches lose a cell of context at each
@@ -616,7 +578,7 @@ class InceptionI3d(nn.Module):
         dict are untouched, so the model still trains as before."""
         options = InferenceOptions() if options is None else options
         for module in self.modules():
-            if isinstance(module, (_Window3d, InceptionModule)):
+            if isinstance(module, _Window3d):
                 module.options = options
         return self
 

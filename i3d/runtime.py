@@ -8,9 +8,9 @@ memory so that cuDNN picks tensor-core kernels).
 
 :func:`prepare` configures the model's fast inference path
 (:class:`i3d.model.InferenceOptions`: channels-last activations, BatchNorm
-folded into the convolutions, max pools without padded copies, merged 1x1
-convolutions, fused ReLU). It is exact in fp32 and acts only in eval mode
-without autograd.
+folded into the convolutions, max pools without padded copies, 1x1
+convolutions as matrix multiplies, fused ReLU). It is exact in fp32 and acts
+only in eval mode without autograd.
 """
 
 from __future__ import annotations
