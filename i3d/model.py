@@ -20,19 +20,37 @@ The temporal axis can also be processed in pieces: every layer can take a
 computes exactly the outputs that the full sequence would give at the
 positions it has enough context for. :mod:`i3d.extract` builds chunked,
 memory-bounded feature extraction on that.
+
+In eval mode without autograd every layer runs a fast path
+(:class:`InferenceOptions`): channels-last activations, BatchNorm folded into
+the convolution (computed once, cached until a parameter changes), max pools
+as maxima of strided views (no padded copies), 1x1 convolutions as matrix
+multiplies over the channels, oneDNN's fused convolution + ReLU on the CPU. It differs from the reference path by floating-point
+reassociation only (~1e-6 relative).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InceptionI3d", "Span", "SpanStage", "ChunkTooSmall", "ENDPOINTS", "MIN_FRAMES", "tf_same_padding"]
+from i3d import ops
+
+__all__ = [
+    "InceptionI3d",
+    "InferenceOptions",
+    "Span",
+    "SpanStage",
+    "ChunkTooSmall",
+    "ENDPOINTS",
+    "MIN_FRAMES",
+    "tf_same_padding",
+]
 
 # Endpoints in network order, with DeepMind's names.
 ENDPOINTS: tuple[str, ...] = (
@@ -131,6 +149,35 @@ class SpanStage(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """The fast inference path, one switch per optimisation (all exact in
+    fp32: they only reorder floating-point sums or select the same maxima).
+
+    Every model runs it, by default, whenever it is in eval mode without
+    autograd (``torch.no_grad`` or ``torch.inference_mode``): training,
+    and anything that needs gradients, takes the reference path of plain
+    convolution, BatchNorm and ReLU layers, and the parameters and state dict
+    never change. :meth:`InceptionI3d.configure_inference` switches parts of
+    it off (benchmarks time them one by one; :meth:`off` is the reference
+    path everywhere).
+    """
+
+    channels_last: bool = True  # activations in channels-last 3D memory
+    fold_batch_norm: bool = True  # BatchNorm folded into the convolution
+    strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
+    fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU)
+
+    @classmethod
+    def off(cls) -> InferenceOptions:
+        """The reference path: every optimisation off."""
+        return cls(**{f.name: False for f in fields(cls)})
+
+
+OFF = InferenceOptions.off()
+ON = InferenceOptions()
+
+
 def _temporal_window(
     x: torch.Tensor, span: Span, kernel: int, stride: int, same: bool
 ) -> tuple[torch.Tensor, int, int, Span]:
@@ -159,11 +206,25 @@ def _temporal_window(
     return x, max(-lo, 0), max(hi - n, 0), Span(first, last, out_len)
 
 
+def _inference_only(module: nn.Module) -> bool:
+    """Whether the fast path may act: eval mode, no autograd."""
+    return not module.training and not torch.is_grad_enabled()
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast runs convolutions in on ``x``'s device, or None:
+    the fast path keeps its weights cached in that dtype instead of letting
+    autocast cast them at every call."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
 class _Window3d(nn.Module):
     """Shared padding logic of SAME convolutions and max pools."""
 
     kernel: tuple[int, int, int]
     stride: tuple[int, int, int]
+    options: InferenceOptions = ON
 
     def input_start(self, out_start: int, length: int) -> int:
         """First input cell that output cell ``out_start`` reads, for an input
@@ -175,15 +236,22 @@ class _Window3d(nn.Module):
         """Output cells along time for ``length`` input cells."""
         return -(-length // self.stride[0])
 
+    def _window(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, tuple[tuple[int, int], ...], Span]:
+        """The cells of ``x`` the outputs need, TF SAME padding ``(front,
+        back)`` for each of T, H, W, and the output span."""
+        x, tf, tb, out_span = _temporal_window(x, span, self.kernel[0], self.stride[0], same=True)
+        hpad = tf_same_padding(x.shape[3], self.kernel[1], self.stride[1])
+        wpad = tf_same_padding(x.shape[4], self.kernel[2], self.stride[2])
+        return x, ((tf, tb), hpad, wpad), out_span
+
     def _pad(self, x: torch.Tensor, span: Span, value: float) -> tuple[torch.Tensor, tuple[int, int, int] | None, Span]:
         """Pad ``x`` as TF SAME would. Returns the tensor, a symmetric padding
         to hand to the op instead (or None), and the output span."""
-        x, tf, tb, out_span = _temporal_window(x, span, self.kernel[0], self.stride[0], same=True)
-        hf, hb = tf_same_padding(x.shape[3], self.kernel[1], self.stride[1])
-        wf, wb = tf_same_padding(x.shape[4], self.kernel[2], self.stride[2])
-        if tf == tb and hf == hb and wf == wb:
+        x, pads, out_span = self._window(x, span)
+        if all(f == b for f, b in pads):
             # Symmetric: let the kernel pad, which avoids a copy of the input.
-            return x, (tf, hf, wf), out_span
+            return x, tuple(f for f, _ in pads), out_span  # type: ignore[return-value]
+        (tf, tb), (hf, hb), (wf, wb) = pads
         return F.pad(x, (wf, wb, hf, hb, tf, tb), value=value), None, out_span
 
 
@@ -196,6 +264,9 @@ class MaxPool3dSame(_Window3d):
         self.stride = tuple(stride)  # type: ignore[assignment]
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        if self.options.strided_pools and _inference_only(self):
+            x, pads, out_span = self._window(x, span)
+            return ops.max_pool_strided(x, self.kernel, self.stride, pads), out_span
         x, padding, out_span = self._pad(x, span, value=-math.inf)
         # max_pool3d's own padding never selects a padded cell either.
         return F.max_pool3d(x, self.kernel, self.stride, padding=padding or 0), out_span
@@ -205,7 +276,14 @@ class MaxPool3dSame(_Window3d):
 
 
 class Unit3D(_Window3d):
-    """SAME convolution, then BatchNorm and ReLU (Sonnet's ``Unit3D``)."""
+    """SAME convolution, then BatchNorm and ReLU (Sonnet's ``Unit3D``).
+
+    With :class:`InferenceOptions` on (see :meth:`InceptionI3d.configure_inference`)
+    and in eval mode without autograd, it runs one convolution with the
+    BatchNorm folded into its weights and bias, computed once and cached
+    until a parameter or statistic changes (in place, by the optimizer or
+    ``load_state_dict``, or by a move to another device or dtype).
+    """
 
     def __init__(
         self,
@@ -225,9 +303,60 @@ class Unit3D(_Window3d):
         self.activation = activation_fn
         self.conv3d = nn.Conv3d(in_channels, output_channels, self.kernel, self.stride, bias=use_bias)
         self.bn = nn.BatchNorm3d(output_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if use_batch_norm else None
+        self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+
+    def __getstate__(self) -> dict:
+        # Copies and pickles leave the folded weights behind: they are
+        # recomputed on first use.
+        return {**super().__getstate__(), "_cache": None}
+
+    @property
+    def pointwise(self) -> bool:
+        return self.kernel == (1, 1, 1) and self.stride == (1, 1, 1)
+
+    def cache_key(self, dtype: torch.dtype | None = None) -> tuple:
+        """Identifies the parameters' current values (storage and in-place
+        version), the options and the compute dtype."""
+        tensors = [self.conv3d.weight, self.conv3d.bias]
+        if self.bn is not None:
+            tensors += [self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var]
+        return (self.options, dtype, *((t.data_ptr(), t._version) if t is not None else None for t in tensors))
+
+    def inference_weights(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(weight, bias)`` of the convolution the fast path runs: with the
+        BatchNorm folded in if ``options.fold_batch_norm``, in channels-last
+        layout if ``options.channels_last``, cast to ``dtype`` (autocast's)
+        if given. Cached."""
+        key = self.cache_key(dtype)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        with torch.no_grad():
+            weight, bias = self.conv3d.weight.detach(), self.conv3d.bias
+            bias = bias.detach() if bias is not None else None
+            if self.options.fold_batch_norm and self.bn is not None:
+                # In float64, so that folding adds no rounding of its own.
+                bn = self.bn
+                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                shift = bn.bias.double() - bn.running_mean.double() * scale
+                if bias is not None:
+                    shift = shift + bias.double() * scale
+                weight = (weight.double() * scale.view(-1, 1, 1, 1, 1)).to(weight.dtype)
+                bias = shift.to(weight.dtype)
+            if dtype is not None:
+                weight, bias = weight.to(dtype), bias.to(dtype) if bias is not None else None
+            if self.options.channels_last:
+                weight = weight.contiguous(memory_format=torch.channels_last_3d)
+        self._cache = (key, weight, bias)
+        return weight, bias
+
+    @property
+    def folded(self) -> bool:
+        return self.bn is None or self.options.fold_batch_norm
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        if self.kernel == (1, 1, 1) and self.stride == (1, 1, 1):
+        if self.options != OFF and _inference_only(self):
+            return self._forward_fast(x, span)
+        if self.pointwise:
             y = self.conv3d(x)
             out_span = span
         else:
@@ -237,6 +366,39 @@ class Unit3D(_Window3d):
         if self.bn is not None:
             y = self.bn(y)
         if self.activation:
+            y = F.relu(y, inplace=True)
+        return y, out_span
+
+    def _fuse_relu(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether oneDNN's fused ReLU applies: CPU, float32, no autocast."""
+        return (
+            ops.FUSED_RELU
+            and self.options.fuse_relu
+            and self.activation
+            and self.folded
+            and x.device.type == "cpu"
+            and x.dtype == weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    def _forward_fast(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+        dtype = _autocast_dtype(x)
+        weight, bias = self.inference_weights(dtype)
+        x = x.to(dtype) if dtype is not None else x  # autocast would cast it anyway
+        fused = self._fuse_relu(x, weight)
+        if self.pointwise and self.options.channels_last:
+            y = ops.pointwise_conv(x, weight.flatten(1), bias, relu=fused)
+            out_span = span
+        else:
+            x, pads, out_span = self._window(x, span)
+            x, padding = ops.pad_zeros(x, pads, self.options.channels_last)
+            if fused:
+                y = ops.conv3d_relu(x, weight, bias, self.stride, padding)
+            else:
+                y = F.conv3d(x, weight, bias, self.stride, padding)
+        if not self.folded:
+            y = self.bn(y)  # type: ignore[misc]
+        if self.activation and not fused:
             y = F.relu(y, inplace=True)
         return y, out_span
 
@@ -405,8 +567,24 @@ class InceptionI3d(nn.Module):
         self.num_classes = num_classes
         device = self.logits.conv3d.weight.device
         self.logits = self._make_logits(num_classes).to(device)
+        self.logits.options = self.inference_options  # a prepared model stays prepared
 
     reset_classifier = replace_logits
+
+    def configure_inference(self, options: InferenceOptions | None = None) -> InceptionI3d:
+        """Set the fast inference path's switches, in place (``None``: all
+        on, the default; :meth:`InferenceOptions.off`: the reference path).
+        It acts only in eval mode without autograd; parameters and state
+        dict are untouched, so the model still trains as before."""
+        options = InferenceOptions() if options is None else options
+        for module in self.modules():
+            if isinstance(module, _Window3d):
+                module.options = options
+        return self
+
+    @property
+    def inference_options(self) -> InferenceOptions:
+        return self.Conv3d_1a_7x7.options  # type: ignore[return-value]
 
     # ---- the stages, for streaming -----------------------------------------
 

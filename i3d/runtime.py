@@ -1,23 +1,43 @@
-"""Where and in what precision the network runs.
+"""Where and in what precision the network runs, and the fast inference path.
 
 ``fp32`` is exact: on CUDA it also turns TF32 off for convolutions, which
 PyTorch otherwise allows by default on Ampere and newer GPUs and which
 changes outputs by ~1e-3 relative. ``tf32``, ``bf16`` and ``fp16`` trade
 that exactness for speed (bf16/fp16 through autocast, with channels-last
 memory so that cuDNN picks tensor-core kernels).
+
+:func:`prepare` configures the model's fast inference path
+(:class:`i3d.model.InferenceOptions`: channels-last activations, BatchNorm
+folded into the convolutions, max pools without padded copies, 1x1
+convolutions as matrix multiplies, fused ReLU). It is exact in fp32 and acts
+only in eval mode without autograd.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
-__all__ = ["Precision", "PRECISIONS", "default_device", "prepare", "allow_tf32", "autocast", "precision_context"]
+from i3d.model import InceptionI3d, InferenceOptions
+
+__all__ = [
+    "Precision",
+    "PRECISIONS",
+    "default_device",
+    "prepare",
+    "allow_tf32",
+    "autocast",
+    "precision_context",
+    "cpu_has_native_bf16",
+    "prepare_for_training",
+]
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
@@ -32,16 +52,83 @@ def default_device() -> torch.device:
     return torch.device(f"cuda:{local_rank}" if local_rank is not None else "cuda")
 
 
-def prepare(model: nn.Module, device: torch.device, precision: Precision = "fp32") -> nn.Module:
-    """Move ``model`` to ``device`` in the memory layout its precision runs best in."""
+# /proc/cpuinfo flags of CPUs that compute in bfloat16 natively: x86's
+# AVX-512 BF16 and AMX, Arm's BF16 extension.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+_warned_slow_bf16 = False
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16, AMX, Arm BF16).
+
+    Read at run time from the CPU's feature flags, since machines differ.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features") and _BF16_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def prepare(
+    model: nn.Module, device: torch.device, precision: Precision = "fp32", *, options: InferenceOptions | None = None
+) -> nn.Module:
+    """Move ``model`` to ``device``, in place, ready for inference in ``precision``.
+
+    For an :class:`~i3d.model.InceptionI3d` this sets its fast inference
+    path (``options``; by default every optimisation, all exact in fp32, as
+    a new model has them): it acts only in eval mode without autograd,
+    computes the folded weights on the first call and keeps them until a
+    parameter changes. The parameters
+    and the state dict stay as they were, so the model can still be trained
+    (``.train()``) or saved. Input stays an ordinary contiguous ``(B, C, T,
+    H, W)`` float32 tensor; run the model under :func:`precision_context`.
+    """
+    global _warned_slow_bf16
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    if precision in ("fp16", "tf32") and device.type != "cuda":
+        raise ValueError(f"{precision} needs a CUDA device; use bf16 or fp32 on the CPU")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16() and not _warned_slow_bf16:
+        _warned_slow_bf16 = True
+        print(
+            "i3d: this CPU has no native bfloat16 instructions: bf16 will be slow (fp32 is faster here)",
+            file=sys.stderr,
+        )
     model = model.to(device)
+    if isinstance(model, InceptionI3d):
+        model.configure_inference(options)
     if device.type == "cuda" and precision in _AUTOCAST:
         model = model.to(memory_format=torch.channels_last_3d)
     return model.eval()
+
+
+def prepare_for_training(model: nn.Module, device: torch.device, precision: Precision = "fp32") -> nn.Module:
+    """Move ``model`` to ``device``, in place, in training mode, in the memory
+    layout its precision trains fastest in.
+
+    On CUDA, bf16 and fp16 (autocast) train with channels-last 3D weights, so
+    that cuDNN picks tensor-core kernels and every activation follows that
+    layout; fp32 and tf32 keep the default layout, which cuDNN runs as fast
+    there. On the CPU the layout stays the default: oneDNN's channels-last
+    backward was not measured faster here. Run each step under
+    :func:`autocast` and :func:`allow_tf32` (or :func:`precision_context`
+    without its inference mode). The fast inference path stays as
+    configured and acts only in eval mode without autograd, so validation
+    between steps runs on it.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision in ("fp16", "tf32") and device.type != "cuda":
+        raise ValueError(f"{precision} needs a CUDA device; use bf16 or fp32 on the CPU")
+    model = model.to(device)
+    if device.type == "cuda" and precision in _AUTOCAST:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model.train()
 
 
 @contextlib.contextmanager

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from i3d.model import ENDPOINTS, InceptionI3d, tf_same_padding
+from i3d.model import ENDPOINTS, InceptionI3d, InferenceOptions, tf_same_padding
+from i3d.runtime import prepare
 from tests.conftest import randomize
 from tests.reference import reference_forward
 
@@ -41,6 +42,21 @@ def flow_model() -> InceptionI3d:
     return randomize(InceptionI3d(num_classes=157, in_channels=2), seed=1)
 
 
+def variant(model: InceptionI3d, path: str) -> InceptionI3d:
+    """``model`` on its default fast inference path (as :func:`i3d.runtime.prepare`
+    leaves it), or a copy on the reference path (every optimisation off)."""
+    if path == "fast":
+        return prepare(model, torch.device("cpu"), "fp32")  # type: ignore[return-value]
+    copy = InceptionI3d(num_classes=model.num_classes, in_channels=model.in_channels).eval()
+    copy.load_state_dict(model.state_dict())
+    return copy.configure_inference(InferenceOptions.off())
+
+
+# The reference path passes within 1e-4; the fast path, the one every
+# command runs, within 1e-5 (it folds BatchNorm in float64).
+TOLERANCE = {"plain": 1e-4, "fast": 1e-5}
+
+
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
@@ -52,31 +68,34 @@ SLOW_SHAPES = {(64, 224, 224), (79, 32, 45), (12, 193, 129)}
 CASES = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in SLOW_SHAPES else case for case in CASES]
 
 
+@pytest.mark.parametrize("path", ["plain", "fast"])
 @pytest.mark.parametrize("shape, stream", CASES, ids=lambda c: "x".join(map(str, c)) if isinstance(c, tuple) else c)
-def test_matches_reference(shape, stream, rgb_model, flow_model):
+def test_matches_reference(shape, stream, path, rgb_model, flow_model):
     model = rgb_model if stream == "rgb" else flow_model
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.rand((1, model.in_channels, *shape), generator=g) * 2 - 1
-    with torch.no_grad():
-        ref = reference_forward(model.state_dict(), x)
+    ref = reference_forward(model.state_dict(), x)
+    model = variant(model, path)
+    with torch.inference_mode():
         logits = model(x)
         pooled = model.extract_features(x)
     assert logits.shape == ref["Logits"].shape
-    assert relative_error(logits, ref["Logits"]) <= 1e-4
-    assert relative_error(pooled, ref["pooled"]) <= 1e-4
+    assert relative_error(logits, ref["Logits"]) <= TOLERANCE[path]
+    assert relative_error(pooled, ref["pooled"]) <= TOLERANCE[path]
 
 
 @pytest.mark.slow
-def test_endpoints_match_reference(rgb_model):
+@pytest.mark.parametrize("path", ["plain", "fast"])
+def test_endpoints_match_reference(rgb_model, path):
     x = torch.rand(2, 3, 21, 70, 51) * 2 - 1
     names = tuple(e for e in ENDPOINTS if e not in ("Logits", "Predictions"))
     with torch.no_grad():
         ref = reference_forward(rgb_model.state_dict(), x)
-        got = rgb_model.forward_endpoints(x, names)
+        got = variant(rgb_model, path).forward_endpoints(x, names)
     assert set(got) == set(names)
     for name in names:
         assert got[name].shape == ref[name].shape, name
-        assert relative_error(got[name], ref[name]) <= 1e-4, name
+        assert relative_error(got[name], ref[name]) <= TOLERANCE[path], name
 
 
 @pytest.mark.parametrize("t, expected", [(1, 1), (8, 1), (9, 1), (16, 1), (17, 2), (64, 7), (79, 9)])

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from i3d.model import InceptionI3d
-from i3d.runtime import default_device, precision_context, prepare
+from i3d import runtime
+from i3d.model import InceptionI3d, InferenceOptions, tf_same_padding
+from i3d.ops import max_pool_strided
+from i3d.runtime import cpu_has_native_bf16, default_device, precision_context, prepare
 from tests.conftest import randomize
 
 
@@ -34,3 +40,93 @@ def test_default_device_without_cuda(monkeypatch):
     assert default_device() == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_device() == torch.device("cuda:1")
+
+
+def test_prepare_keeps_the_model_trainable():
+    model = randomize(InceptionI3d(dropout_keep_prob=1.0), seed=4)
+    keys = list(model.state_dict())
+    plain = InceptionI3d(dropout_keep_prob=1.0)
+    plain.load_state_dict(model.state_dict())
+    prepare(model, torch.device("cpu"), "fp32")
+    assert list(model.state_dict()) == keys  # nothing folded into the state dict
+    x = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    # Training mode runs BatchNorm on the batch, with gradients, as before.
+    model.train(), plain.train()
+    y, ref = model(x), plain(x)
+    assert torch.equal(y, ref)
+    y.sum().backward()
+    assert model.Mixed_3b.b1b.conv3d.weight.grad is not None
+
+
+def test_folded_weights_follow_parameter_changes():
+    model = prepare(randomize(InceptionI3d(), seed=6), torch.device("cpu"), "fp32")
+    other = randomize(InceptionI3d(), seed=7)
+    x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        before = model(x)
+    model.load_state_dict(other.state_dict())  # in place: the folded cache must notice
+    with torch.inference_mode():
+        after = model(x)
+        expected = other(x)
+    assert not torch.allclose(before, after)
+    # Stale folded weights would be off by far more than rounding.
+    assert (after - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_every_optimisation_alone_is_exact():
+    model = randomize(InceptionI3d(), seed=8)
+    x = torch.rand(1, 3, 10, 33, 40) * 2 - 1
+    with torch.inference_mode():
+        ref = model(x)
+    for name in (f.name for f in dataclasses.fields(InferenceOptions)):
+        prepare(model, torch.device("cpu"), "fp32", options=dataclasses.replace(InferenceOptions.off(), **{name: True}))
+        with torch.inference_mode():
+            got = model(x)
+        # Folding reorders roundings, which these random weights (activations
+        # in the hundreds) amplify to ~1e-5; the parity tests of
+        # test_model.py bound the whole fast path against the reference.
+        assert (got - ref).abs().max() <= 1e-4 * ref.abs().max(), name
+    assert model.configure_inference(InferenceOptions.off()).inference_options == InferenceOptions.off()
+
+
+@pytest.mark.parametrize(
+    "kernel, stride",
+    [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2))],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_strided_pool_equals_max_pool(kernel, stride, channels_last):
+    g = torch.Generator().manual_seed(sum(kernel) + sum(stride))
+    for size in [(1, 1, 1), (2, 5, 6), (7, 8, 9), (4, 2, 3)]:
+        x = torch.randn((2, 4, *size), generator=g)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        pads = tuple(tf_same_padding(n, k, s) for n, k, s in zip(size, kernel, stride))
+        flat = [p for pair in reversed(pads) for p in pair]
+        expected = F.max_pool3d(F.pad(x, flat, value=-math.inf), kernel, stride)
+        assert torch.equal(max_pool_strided(x, kernel, stride, pads), expected), size
+        # A window inside a longer sequence: no padding in time.
+        inner = ((0, 0), *pads[1:])
+        if size[0] >= kernel[0]:
+            got = max_pool_strided(x, kernel, stride, inner)
+            expected = F.max_pool3d(F.pad(x, [*flat[:4], 0, 0], value=-math.inf), kernel, stride)
+            assert torch.equal(got, expected), size
+
+
+def test_native_bf16_detection(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_native_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert not cpu_has_native_bf16(cpuinfo)
+    cpuinfo.write_text("Features\t: fp asimd bf16 sve\n")  # Arm
+    assert cpu_has_native_bf16(cpuinfo)
+    assert not cpu_has_native_bf16(tmp_path / "missing")
+
+
+def test_bf16_without_native_support_says_so_once(monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "_warned_slow_bf16", False)
+    prepare(InceptionI3d(), torch.device("cpu"), "bf16")
+    prepare(InceptionI3d(), torch.device("cpu"), "bf16")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bf16 will be slow" in err

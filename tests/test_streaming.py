@@ -5,14 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from i3d.model import InceptionI3d
+from i3d.model import InceptionI3d, InferenceOptions
+from i3d.runtime import prepare
 from i3d.streaming import StreamingI3d, output_length, run_chunks
 from tests.conftest import randomize
 
 
-@pytest.fixture(scope="module")
-def model() -> InceptionI3d:
-    return randomize(InceptionI3d(), seed=5)
+@pytest.fixture(scope="module", params=["plain", "fast"])
+def model(request) -> InceptionI3d:
+    """The model on the reference path, and on its default fast path as
+    :func:`i3d.runtime.prepare` leaves it."""
+    model = randomize(InceptionI3d(), seed=5)
+    if request.param == "fast":
+        return prepare(model, torch.device("cpu"), "fp32")
+    return model.configure_inference(InferenceOptions.off())
 
 
 def chunked(model, x, size, output):
