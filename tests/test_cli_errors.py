@@ -116,8 +116,12 @@ def fifo(tmp_path) -> Path:
         (["eval", "classify", "--gt", "g", "--pred", "p", "--classes", "{special}"], "--classes", "i3d eval classify"),
         (["predict", "clip.mp4", "--labels", "{special}"], "--labels", "i3d predict"),
         (["extract", "frames", "--out", "o", "--charades-csv", "{special}"], "--charades-csv", "i3d extract"),
-        (["train", "--root", ".", "--csv", "{special}", "--out", "o"], "--csv", "i3d train"),
-        (["train", "--root", ".", "--csv", "c", "--val-csv", "{special}", "--out", "o"], "--val-csv", "i3d train"),
+        (["train", "--root", ".", "--csv", "{special}", "--out", "o"], "--csv/--train", "i3d train"),
+        (
+            ["train", "--root", ".", "--csv", "c", "--val-csv", "{special}", "--out", "o"],
+            "--val-csv/--val",
+            "i3d train",
+        ),
     ],
 )
 def test_a_fifo_given_as_a_file_is_refused_not_waited_on(argv, flag, command, fifo, capsys):

@@ -379,11 +379,11 @@ def test_input_list_that_is_not_utf8_or_a_fifo(tmp_path, weights, capsys):
     listing = tmp_path / "list.txt"
     listing.write_bytes(b"good.npy\n\xff\xfe.mp4\n")
     rc, err = cli(extract(weights, str(listing), "--out", str(tmp_path / "out")), capsys)
-    assert rc == 1 and err.strip() == f"i3d: error: {listing}: line 2: not UTF-8 text (byte 0xff)"
+    assert rc == 1 and err.strip() == f"i3d extract: error: {listing}: line 2: not UTF-8 text (byte 0xff)"
     fifo = tmp_path / "fifo.txt"
     os.mkfifo(fifo)
     rc, err = cli(extract(weights, str(fifo), "--out", str(tmp_path / "out")), capsys)
-    assert rc == 1 and err.strip() == f"i3d: error: {fifo}: is a FIFO, not a video file or folder"
+    assert rc == 1 and err.strip() == f"i3d extract: error: {fifo}: is a FIFO, not a video file or folder"
 
 
 def test_verify_command_finds_damaged_outputs(tmp_path, weights, capsys):

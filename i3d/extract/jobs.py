@@ -151,9 +151,9 @@ def extract_all(
         progress if isinstance(progress, Progress) else Progress("i3d extract", 0, stream=log, quiet=not progress)
     )
 
-    def report(message: str) -> None:
+    def report(message: str) -> None:  # one input's failure
         reporter.clear()
-        print(f"i3d extract: {message}", file=log, flush=True)
+        print(f"i3d extract: error: {message}", file=log, flush=True)
 
     jobs: list[Job] = []
     for path in inputs:

@@ -12,6 +12,7 @@ status: 0 done, 1 unusable input or failed run (one line on stderr), 2 bad flags
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +399,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     flags: dict[str, dict[str, Any]] = {}
     for dest, (section, key) in _FLAGS.items():
         value = getattr(args, dest, None)
+        if isinstance(value, (os.PathLike, torch.device)):
+            value = str(value)  # as the config stores it (checked flags: paths, devices)
         if value is not None:
             flags.setdefault(section, {})[key] = value
     config = merge(*layers, flags)
