@@ -52,10 +52,15 @@ class _Model:
     net: InceptionI3d
     preprocess: Preprocess
     entry: W.WeightsEntry | None  # None for a plain checkpoint file
+    path: str | None = None  # that file
 
     def labels(self, progress: bool) -> list[str]:
         if self.entry is not None:
             return W.categories(self.entry, progress=progress)
+        # A model from `i3d train` carries its class names.
+        saved = W.saved_class_names(self.path) if self.path is not None else None
+        if saved is not None and len(saved) == self.net.num_classes:
+            return saved
         return W.default_categories(self.net.num_classes, progress)
 
 
@@ -68,7 +73,8 @@ def _load(
 ) -> _Model:
     """A model with its preprocessing."""
     net, preprocess, entry, _ = W.load_pretrained(spec, in_channels=channels, progress=progress)
-    return _Model(prepare(net, device, precision), preprocess, entry)  # type: ignore[arg-type]
+    path = None if entry is not None or isinstance(spec, W.WeightsEntry) else os.fspath(spec)
+    return _Model(prepare(net, device, precision), preprocess, entry, path)  # type: ignore[arg-type]
 
 
 class Classifier:

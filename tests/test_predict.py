@@ -165,3 +165,18 @@ def test_predict_out_file_and_headers(rgb_weights, tmp_path, capsys):
     assert len(rows) == 6 and rows[0]["video"] == videos[0] and rows[0]["rank"] == "1"
     assert rows[0]["label"] == lines[0]["top"][0]["label"]
     assert main([*base, "--out", str(tmp_path / "p.txt")]) == 2
+
+
+def test_a_trained_models_class_names_are_used(tmp_path, capsys):
+    """``i3d train`` saves its class names with ``model.safetensors``; predict shows them, no --labels needed."""
+    from i3d.train.export import save_model
+
+    model = InceptionI3d(num_classes=3)
+    weights = save_model(model.state_dict(), tmp_path / "run" / "model.safetensors", ["up", "down", "still"])
+    (tmp_path / "run" / "classes.txt").unlink()  # the metadata alone carries them
+    video = tmp_path / "v.npy"
+    np.save(video, np.random.default_rng(2).uniform(-1, 1, (1, 9, 16, 16, 3)).astype(np.float32))
+    argv = ["predict", str(video), "--weights", str(weights), "--json", "--top", "3", "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert sorted(t["label"] for t in doc["top"]) == ["down", "still", "up"]

@@ -23,12 +23,10 @@ from pathlib import Path
 import torch
 
 from i3d.atomic import atomic_path, open_atomic
-from i3d.errors import InputError
+from i3d.weights.labels import CLASSES_KEY, CLASSES_NAME
+from i3d.weights.labels import saved_class_names as read_class_names
 
 __all__ = ["CLASSES_KEY", "CLASSES_NAME", "save_model", "read_class_names"]
-
-CLASSES_KEY = "i3d.classes"
-CLASSES_NAME = "classes.txt"
 
 
 def save_model(
@@ -47,28 +45,3 @@ def save_model(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
-
-
-def read_class_names(path: str | os.PathLike[str]) -> list[str] | None:
-    """The class names saved with a model file, or ``None`` if it has none."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), "pt") as f:
-                metadata = f.metadata() or {}
-        except (SafetensorError, OSError) as err:
-            raise InputError(path, f"not a readable safetensors file ({err})") from None
-        if CLASSES_KEY in metadata:
-            try:
-                names = json.loads(metadata[CLASSES_KEY])
-            except ValueError:
-                names = None
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise InputError(path, f"metadata {CLASSES_KEY} is not a JSON list of strings")
-            return names
-    sidecar = path.with_name(CLASSES_NAME)
-    if sidecar.is_file():
-        return [line.strip() for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return None

@@ -47,7 +47,7 @@ from i3d.weights.entries import (
 )
 from i3d.weights.hashing import git_blob_sha1, sha256
 from i3d.weights.http import DOWNLOAD_BLOCK, download
-from i3d.weights.labels import categories, default_categories, read_labels
+from i3d.weights.labels import categories, default_categories, read_labels, saved_class_names
 from i3d.weights.loading import WeightsWarning, load_weights
 from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
 from i3d.weights.store import (
@@ -91,6 +91,7 @@ __all__ = [
     "load_weights",
     "prefetch",
     "read_labels",
+    "saved_class_names",
     "resolve_checkpoint",
     "save_state_dict",
     "sha256",

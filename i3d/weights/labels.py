@@ -14,7 +14,13 @@ from pathlib import Path
 from i3d.errors import WeightsError
 from i3d.weights.entries import REGISTRY, WeightsEntry, data_file
 
-__all__ = ["read_labels", "categories", "default_categories"]
+__all__ = ["read_labels", "categories", "default_categories", "saved_class_names", "CLASSES_KEY", "CLASSES_NAME"]
+
+# Where a model file made by `i3d train` keeps its class names (see
+# i3d.train.export): a JSON list in the safetensors metadata, and a
+# classes.txt beside the file for people and tools that do not read it.
+CLASSES_KEY = "i3d.classes"
+CLASSES_NAME = "classes.txt"
 
 # Charades_v1_classes.txt lines read "c000 Holding some clothes": a 4-character
 # code, a space, the name.
@@ -61,6 +67,34 @@ def categories(entry: WeightsEntry, *, progress: bool = True) -> list[str]:
 
     path = download(entry.labels, cache_dir() / "labels" / entry.labels.name, progress=progress)
     return read_labels(path, entry.num_classes)
+
+
+def saved_class_names(path: str | os.PathLike[str]) -> list[str] | None:
+    """The class names saved with a model file (its safetensors metadata,
+    else ``classes.txt`` beside it), or ``None`` if it has none."""
+    import json
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                metadata = f.metadata() or {}
+        except (SafetensorError, OSError) as err:
+            raise WeightsError(f"{path}: not a readable safetensors file ({err})") from None
+        if CLASSES_KEY in metadata:
+            try:
+                names = json.loads(metadata[CLASSES_KEY])
+            except ValueError:
+                names = None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise WeightsError(f"{path}: metadata {CLASSES_KEY} is not a JSON list of strings")
+            return names
+    sidecar = path.with_name(CLASSES_NAME)
+    if sidecar.is_file():
+        return read_labels(sidecar)
+    return None
 
 
 def default_categories(num_classes: int, progress: bool = True) -> list[str]:
