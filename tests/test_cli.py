@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from i3d.cli import main
@@ -34,6 +35,7 @@ def test_weights_list(tmp_path, monkeypatch, capsys):
     assert str(tmp_path) in table and "ImageNet-inflated" in table
 
 
+@pytest.mark.slow
 def test_convert_pt_to_safetensors_and_back(tmp_path, capsys):
     src = random_weights_file(tmp_path / "in.pt", seed=3)
     assert main(["convert", str(src), str(tmp_path / "out.safetensors")]) == 0

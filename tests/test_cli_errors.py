@@ -299,6 +299,7 @@ def run_into_closed_pipe(args: list[str]) -> subprocess.CompletedProcess:
     ],
     ids=["weights-list-json", "help", "convert-list"],
 )
+@pytest.mark.slow
 def test_a_closed_pipe_ends_the_command_quietly(args, tmp_path, monkeypatch):
     monkeypatch.setenv("I3D_HOME", str(tmp_path))
     result = run_into_closed_pipe(args)

@@ -63,6 +63,7 @@ def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
         assert np.abs(got - expected).max() <= 1e-5 * scale, chunk
 
 
+@pytest.mark.slow
 def test_clips_mode(tmp_path, weights, model):
     path = write_npy(tmp_path / "v.npy", 50)
     ex = E.Extractor(weights=weights, mode="clips", clip_len=16, step=12, batch=3, chunk=7, device="cpu")
@@ -207,6 +208,7 @@ def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
     )
 
 
+@pytest.mark.slow
 def test_real_clip_decodes_and_extracts(upstream, weights, tmp_path):
     clip = upstream / "video-features" / "v_ZNVhz7ctTq0.mp4"
     ex = E.Extractor(weights=weights, device="cpu", transforms={"rgb": SMALL_RGB})
@@ -246,6 +248,7 @@ def test_unexpected_errors_of_one_input_do_not_stop_the_batch(tmp_path, weights,
     assert summary.done == [good] and summary.failed == [(bad, f"{bad}: RuntimeError: decoder exploded")]
 
 
+@pytest.mark.slow
 def test_rows_leave_no_precision_state_behind(tmp_path, weights):
     ex = E.Extractor(weights=weights, device="cpu", precision="bf16", chunk=4)
     rows = ex.rows("rgb", 40, (torch.rand(3, 4, 16, 16) for _ in range(10)))
@@ -255,6 +258,7 @@ def test_rows_leave_no_precision_state_behind(tmp_path, weights):
     assert len(first) + sum(len(r) for r in rows) == 4
 
 
+@pytest.mark.slow
 def test_flow_stream_takes_weights_flag(tmp_path, capsys):
     flow = random_weights_file(tmp_path / "flow.pt", seed=5, in_channels=2)
     src = tmp_path / "f.npy"
@@ -291,6 +295,7 @@ def test_input_model_recursion_globs_and_empty_sets(tmp_path, capsys):
     assert err.count("\n") == 1 and "empty: no video files" in err
 
 
+@pytest.mark.slow
 def test_fps_short_side_and_crop_overrides(tmp_path, weights, capsys):
     from tests.video.helpers import encode, indexed_frames
 
@@ -341,6 +346,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, weights):
     assert quiet.getvalue() == ""
 
 
+@pytest.mark.slow
 def test_port_layout(tmp_path, weights, capsys):
     inputs = [write_npy(tmp_path / "a" / f"{name}.npy", 20, size=16, seed=i) for i, name in enumerate(("x", "y"))]
     out = tmp_path / "port"

@@ -128,6 +128,7 @@ def fill(folder: Path, leave: int) -> Path:
 # ---- 1. output names never collide --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_stem_in_other_folders_and_flattened_names(tmp_path, weights, capsys):
     inputs = [write_npy(tmp_path / p, seed=i) for i, p in enumerate(("a/b.npy", "c/b.npy", "a__b.npy"))]
     out = tmp_path / "out"
@@ -182,6 +183,7 @@ def moving(count: int, step: int) -> list[np.ndarray]:
     return [np.roll(base, (step * i, 2 * step * i), axis=(0, 1))[:40, :48].copy() for i in range(count)]
 
 
+@pytest.mark.slow
 def test_flow_cache_is_not_shared_by_videos_of_one_name(tmp_path):
     cam1 = encode(tmp_path / "cam1" / "clip.mp4", moving(5, 1), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     cam2 = encode(tmp_path / "cam2" / "clip.mp4", moving(5, 2), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
@@ -286,6 +288,7 @@ def children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_killed_decoding_worker_is_reported_and_replaced(tmp_path, weights):
     inputs = [write_npy(tmp_path / "in" / f"v{i}.npy", frames=40, seed=i) for i in range(6)]
     out = tmp_path / "out"
@@ -341,6 +344,7 @@ def test_output_made_by_another_live_run_is_left_to_it(tmp_path, weights, capsys
     assert len(check_outputs(out)) == 2
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_share_the_work(tmp_path, weights):
     inputs = [write_npy(tmp_path / "in" / f"v{i}.npy", frames=24, seed=i) for i in range(6)]
     argv = extract(weights, *inputs, "--out", str(tmp_path / "out"), "--chunk", "2", "--workers", "0")

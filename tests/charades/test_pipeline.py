@@ -191,6 +191,7 @@ def test_video_files(mini_charades, tmp_path):
     assert torch.equal(quadrant_scores(chunk)[:ENCODED_CLASSES] > 0, item.labels[:ENCODED_CLASSES] > 0)
 
 
+@pytest.mark.slow
 def test_training_flow_from_video_files_starts_no_process_pool(mini_charades, tmp_path, monkeypatch):
     video = mini_charades.videos[2]  # 50 frames
     write_video(mini_charades, video, tmp_path)

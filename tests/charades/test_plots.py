@@ -26,6 +26,7 @@ def test_timeline_shows_top_and_ground_truth_classes(tmp_path):
     assert path.read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow
 def test_per_class_ap_chart(tmp_path):
     rng = np.random.default_rng(0)
     labels = rng.random((40, 157)) < 0.2

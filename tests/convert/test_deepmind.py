@@ -317,6 +317,7 @@ def full_checkpoint(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     return prefix, variables
 
 
+@pytest.mark.slow
 def test_converted_file_loads_strictly_and_matches_direct_loading(full_checkpoint, tmp_path):
     prefix, variables = full_checkpoint
     report = convert_checkpoint(prefix, tmp_path / "rgb.safetensors")
@@ -335,6 +336,7 @@ def test_converted_file_loads_strictly_and_matches_direct_loading(full_checkpoin
     assert expected.shape == (1, 400, 1)
 
 
+@pytest.mark.slow
 def test_pt_output_holds_the_same_tensors(full_checkpoint, tmp_path):
     prefix, _ = full_checkpoint
     convert_checkpoint(prefix, tmp_path / "rgb.pt")
@@ -379,6 +381,7 @@ def run_cli(*argv: str) -> int:
     return run_convert(parser.parse_args(argv))
 
 
+@pytest.mark.slow
 def test_cli_converts(full_checkpoint, tmp_path, capsys):
     out = tmp_path / "rgb.safetensors"
     assert run_cli(str(full_checkpoint[0]), str(out)) == 0

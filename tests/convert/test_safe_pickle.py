@@ -61,6 +61,7 @@ def test_flax_pickle_maps_converts_and_verifies(release):
     assert verify_against_index(state, index) == len(variables) == 230
 
 
+@pytest.mark.slow
 def test_verification_names_the_tensor_that_differs(release):
     model, _, index = release
     state = {k: v.clone() for k, v in model.state_dict().items()}

@@ -57,6 +57,7 @@ def cricket_frames(upstream, count: int | None = None) -> np.ndarray:
     return next(reader.chunks(count or reader.num_frames)).frames  # (T, 224, 224, 3)
 
 
+@pytest.mark.slow
 def test_cricket_sample_random_weights(upstream, fvd_weights):
     frames = cricket_frames(upstream, 9)
     got = Embedder(fvd_weights, device="cpu")(frames[None])

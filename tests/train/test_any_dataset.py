@@ -60,6 +60,7 @@ def make_trainer(videos, out, steps=4, **options):
     )
 
 
+@pytest.mark.slow
 def test_class_folders_train_validate_and_write_their_outputs(folders, tmp_path):
     videos = read_class_folders(folders)
     assert len(videos.videos) == 12 and videos.classes == CLASSES  # 6 mp4 files and 6 frame folders
@@ -81,6 +82,7 @@ def test_class_folders_train_validate_and_write_their_outputs(folders, tmp_path)
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(folders, tmp_path):
     videos = read_class_folders(folders)
     straight = make_trainer(videos, tmp_path / "straight", steps=4, plots=False)

@@ -127,6 +127,7 @@ def test_the_ports_json_split(tmp_path):
     assert [v.id for v in read_videos(split, "testing")] == ["BBBBB"]
 
 
+@pytest.mark.slow
 def test_an_unreadable_training_video_is_reported_before_step_1(mini_charades, tmp_path, capsys):
     root = tmp_path / "frames"
     shutil.copytree(mini_charades.root, root)

@@ -116,6 +116,7 @@ def test_loss_decreases_on_the_toy_task(mini_charades, tmp_path):
     assert sum(losses[-2:]) < 0.9 * sum(losses[:2])
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_like_the_straight_one(mini_charades, straight_run, tmp_path):
     _, _, straight = straight_run
     clips = CrashingClips(mini_charades.root, mini_charades.train, SMALL_RGB, RECIPE.clip_frames, crash_after=17)

@@ -98,6 +98,7 @@ def test_probe_needs_pooled_features(tmp_path, capsys):
     assert "a_rgb.npy: features of shape (2, 8, 7, 7); a probe needs rows of vectors (--layer pooled)" in err
 
 
+@pytest.mark.slow
 def test_eval_accuracy_of_a_saved_model(folders, tmp_path, capsys):
     from i3d.model import InceptionI3d
     from i3d.train.evaluate import add_accuracy_arguments, run_accuracy

@@ -43,6 +43,7 @@ def folders(tmp_path_factory):
     return make_class_folders(tmp_path_factory.mktemp("classes"), frame_folders=False)
 
 
+@pytest.mark.slow
 def test_train_on_class_folders_and_resume_with_the_same_config_only(folders, tmp_path, capsys):
     out = tmp_path / "run"
     args = parse("--root", str(folders), "--val-root", str(folders), "--out", str(out), *TINY)
@@ -106,6 +107,7 @@ sys.exit(main({argv!r}))
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_write_then_resume(folders, tmp_path):
     out = tmp_path / "run"
     argv = ["train", "--root", str(folders), "--out", str(out), *TINY, "--steps", "3", "--checkpoint-every", "1"]

@@ -26,6 +26,7 @@ def test_every_flag_has_help():
     assert all(action.help for action in parser._actions)
 
 
+@pytest.mark.slow
 def test_batch_processes_every_good_input_and_reports_the_bad_ones(tmp_path, capsys):
     good = [
         encode(tmp_path / "one.mp4", indexed_frames(4), rate=25),

@@ -178,6 +178,7 @@ def test_real_clips_decode_at_25_fps(upstream, name):
     assert count == reader.num_frames
 
 
+@pytest.mark.slow
 def test_real_clip_frame_choice_matches_the_rule(upstream):
     path = upstream / "video-features" / "v_ZNVhz7ctTq0.mp4"  # 30 fps
     source = [f.to_ndarray(format="rgb24") for f in av.open(str(path)).decode(video=0)][:60]
