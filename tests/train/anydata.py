@@ -7,11 +7,13 @@ Videos are 1 s at 25 fps: mp4 files (``v*.mp4``) and one frame folder each.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from i3d.train.cli import add_train_arguments
 from tests.train.helpers import FRAME_SIZE
 from tests.video.helpers import encode, write_rgb_folder
 
@@ -56,3 +58,18 @@ def copy_tree(source: Path, target: Path) -> Path:
 def write_text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    """``i3d train``'s flags parsed as the command would."""
+    parser = argparse.ArgumentParser(prog="i3d train")
+    add_train_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+# The smallest run of the real I3D: 2 clips of 8 frames of 32x32, from a random start.
+TINY = (
+    "--format", "folders", "--weights", "none", "--steps", "2", "--batch", "2", "--accumulate", "1",
+    "--clip-frames", "8", "--crop", "32", "--short-side", "40", "--workers", "0", "--device", "cpu",
+    "--val-clips", "2", "--no-plots",
+)  # fmt: skip

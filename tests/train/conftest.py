@@ -68,3 +68,11 @@ def mini_charades(tmp_path_factory) -> MiniCharades:
     frames = {vid: n for vid, _, n in TRAIN_VIDEOS + VAL_VIDEOS}
     _write_frames(base / "rgb", train + val, frames)
     return MiniCharades(base / "rgb", paths["train"], paths["test"], train, val)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Class folders of small video files (see :func:`tests.train.anydata.make_class_folders`)."""
+    from tests.train.anydata import make_class_folders
+
+    return make_class_folders(tmp_path_factory.mktemp("classes"), frame_folders=False)

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import pytest
 
 from i3d.errors import InputError
-from i3d.train.cli import add_train_arguments, resolve_config
+from i3d.train.cli import resolve_config
 from i3d.train.config import DEFAULTS, dumps, load_config, merge, recipe_of
 from i3d.train.recipe import CHARADES_RECIPE
-from tests.train.anydata import make_class_folders, write_text
+from tests.train.anydata import parse, write_text
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="i3d train")
-    add_train_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
-# The smallest run of the real I3D: 2 clips of 8 frames of 32x32, from a random start.
-TINY = (
-    "--format", "folders", "--weights", "none", "--steps", "2", "--batch", "2", "--accumulate", "1",
-    "--clip-frames", "8", "--crop", "32", "--short-side", "40", "--workers", "0", "--device", "cpu",
-    "--val-clips", "2", "--no-plots",
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_class_folders(tmp_path_factory.mktemp("classes"), frame_folders=False)
 
 
 def test_the_shipped_charades_config_is_the_recipe():

@@ -10,33 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from i3d.train.cli import add_train_arguments, run_train
+from i3d.train.cli import run_train
 from i3d.train.export import read_class_names
 from i3d.train.loop import LOG_NAME
 from i3d.train.probe import PROBE_NAME
 from i3d.weights import load_state_dict_file
-from tests.train.anydata import CLASSES, make_class_folders, write_text
+from tests.train.anydata import CLASSES, parse, write_text
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="i3d train")
-    add_train_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
-# The smallest run of the real I3D: 2 clips of 8 frames of 32x32, from a random start.
-TINY = (
-    "--format", "folders", "--weights", "none", "--steps", "2", "--batch", "2", "--accumulate", "1",
-    "--clip-frames", "8", "--crop", "32", "--short-side", "40", "--workers", "0", "--device", "cpu",
-    "--val-clips", "2", "--no-plots",
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_class_folders(tmp_path_factory.mktemp("classes"), frame_folders=False)
 
 
 def _write_features(folder: Path, videos: list[tuple[str, str]], nested: bool) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -14,33 +13,14 @@ import pytest
 import torch
 
 from i3d.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from i3d.train.cli import add_train_arguments, resolve_config, run_train
+from i3d.train.cli import resolve_config, run_train
 from i3d.train.config import CONFIG_NAME, load_config, merge
 from i3d.train.export import read_class_names
 from i3d.train.loop import LOG_NAME, MODEL_NAME
 from i3d.weights import inception_i3d, load_state_dict_file
-from tests.train.anydata import CLASSES, make_class_folders
+from tests.train.anydata import CLASSES, TINY, parse
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="i3d train")
-    add_train_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
-# The smallest run of the real I3D: 2 clips of 8 frames of 32x32, from a random start.
-TINY = (
-    "--format", "folders", "--weights", "none", "--steps", "2", "--batch", "2", "--accumulate", "1",
-    "--clip-frames", "8", "--crop", "32", "--short-side", "40", "--workers", "0", "--device", "cpu",
-    "--val-clips", "2", "--no-plots",
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return make_class_folders(tmp_path_factory.mktemp("classes"), frame_folders=False)
 
 
 @pytest.mark.slow
