@@ -64,7 +64,7 @@ from torch.nn.parallel import DistributedDataParallel
 from i3d.atomic import open_atomic, remove_stale
 from i3d.charades.datasets import CharadesVideos
 from i3d.errors import CheckpointError, I3DError
-from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, prepare
+from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, prepare_for_training
 from i3d.train.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -253,7 +253,7 @@ class Trainer:
         self.device = device_for(device, self.world)
         self.out = Path(options.out)
         self.seed = options.seed
-        self.module = prepare(model, self.device, options.precision)
+        self.module = prepare_for_training(model, self.device, options.precision)
         set_bn_momentum(self.module, recipe.bn_momentum)
         self._frozen = frozen_modules(self.module, recipe.freeze_until)
         freeze(self._frozen)
