@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from i3d import __version__, console
-from i3d.argtypes import device, regular_file
+from i3d.argtypes import device, regular_file, shard_spec
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
@@ -370,12 +370,9 @@ def _parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[i
             raise ValueError(f"--shard auto: task {index} of {count} from the environment")
         return index, count
     try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard must look like I/N, got {text!r}") from None
-    if not 0 <= index < count:
-        raise ValueError(f"--shard {text}: need 0 <= I < N")
-    return index, count
+        return shard_spec(text)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"--shard {err}") from None
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -387,10 +384,8 @@ def run_extract(args: argparse.Namespace) -> int:
             raise ValueError("--chunk, --clip-len, --step and --batch must be >= 1")
         if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
-        if args.layout == "port" and (
-            args.layer != E.POOLED or args.mode != "full" or args.format != "npy" or args.stream == "both"
-        ):
-            raise ValueError("--layout port needs --layer pooled, --mode full, --format npy and one --stream")
+        if args.layout == "port":
+            E.check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1)
     except ValueError as err:
         _error(str(err))
         return 2

@@ -37,6 +37,8 @@ __all__ = [
     "precision_context",
     "cpu_has_native_bf16",
     "prepare_for_training",
+    "available_devices",
+    "resolve_device",
 ]
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]

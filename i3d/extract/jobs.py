@@ -141,7 +141,7 @@ def extract_all(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     log = log or sys.stderr
     if layout == "port":
-        check_port_layout(extractor, fmt)
+        check_port_layout(extractor.layer, extractor.mode, fmt, len(extractor.streams))
     names = names or (port_names(inputs) if layout == "port" else output_names(inputs))
     check_collisions({i: names[i] for i in inputs})
     out = check_output_dir(out_dir)
@@ -211,14 +211,14 @@ def extract_all(
     return summary
 
 
-def check_port_layout(extractor: Extractor, fmt: str) -> None:
+def check_port_layout(layer: str, mode: str, fmt: str, streams: int) -> None:
     """The ``port`` layout holds what the port saved: pooled features of
     the whole video (``full`` mode), one stream, ``.npy``.
 
     Raises:
         ValueError: other settings.
     """
-    if extractor.layer != POOLED or extractor.mode != "full" or fmt != "npy" or len(extractor.streams) != 1:
+    if layer != POOLED or mode != "full" or fmt != "npy" or streams != 1:
         raise ValueError("--layout port needs --layer pooled, --mode full, --format npy and one --stream")
 
 

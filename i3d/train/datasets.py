@@ -44,6 +44,7 @@ from typing import Literal
 
 from i3d.charades.annotations import read_text
 from i3d.errors import InputError
+from i3d.video import listing
 
 __all__ = [
     "DATASET_FORMATS",
@@ -59,8 +60,10 @@ __all__ = [
 
 DatasetFormat = Literal["charades", "folders", "csv", "kinetics"]
 DATASET_FORMATS: tuple[str, ...] = ("charades", "folders", "csv", "kinetics")
-# Video files a class folder may hold; anything else in it is ignored.
-VIDEO_SUFFIXES = frozenset(".mp4 .avi .mkv .webm .mov .m4v .mpg .mpeg .flv .wmv .ts .3gp .gif".split())
+# Video files a class folder may hold (the inputs of every command, less
+# DeepMind's preprocessed .npy arrays, which are not videos to draw clips
+# from); anything else in it is ignored.
+VIDEO_SUFFIXES = listing.VIDEO_SUFFIXES - {".npy"}
 LABEL_SEPARATOR = ";"
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 # Kinetics downloaders name a clip by id and its 6-digit zero-padded start and end seconds.
