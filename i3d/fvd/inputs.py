@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from i3d.errors import I3DError, VideoError
-from i3d.extract import expand_inputs
 from i3d.video import FrameFolderReader, VideoReader
+from i3d.video.listing import expand_inputs
 
 __all__ = ["VideoItem", "list_videos", "shard_videos", "read_clip", "clip_batches", "ARRAY_SUFFIXES"]
 
