@@ -34,6 +34,7 @@ from i3d.train.config import (
     recipe_of,
     write_config,
 )
+from i3d.train.data import INIT_STREAM, derive_seed, seeded
 from i3d.train.datasets import DATASET_FORMATS
 from i3d.train.distributed import World, barrier, broadcast_object, device_for, process_group, world_from_env
 from i3d.train.loop import Trainer, TrainOptions
@@ -330,7 +331,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--seed",
         setting=("run", "seed"),
         type=natural_int,
-        help="run seed: clip sampling, augmentation, dropout (default: 0)",
+        help="run seed: the new classifier's initial weights, data order, clip sampling, augmentation, dropout, "
+        "loader workers; one seed, one run, bit for bit on the CPU (default: 0)",
     )
     _setting(
         g,
@@ -560,9 +562,12 @@ def _model(config: dict, recipe: Recipe, world: World, resume: bool = False) -> 
             if turn:
                 resolve_checkpoint(weights, progress=False)
             barrier(world)
-    return inception_i3d(
-        weights=weights,
-        num_classes=recipe.num_classes,
-        in_channels=channels,
-        dropout_keep_prob=recipe.dropout_keep_prob,
-    )
+    # The new classifier (every layer, from no weights) is drawn from the run
+    # seed: two runs with one seed start from the same weights on every process.
+    with seeded(derive_seed(INIT_STREAM, config["run"]["seed"])):
+        return inception_i3d(
+            weights=weights,
+            num_classes=recipe.num_classes,
+            in_channels=channels,
+            dropout_keep_prob=recipe.dropout_keep_prob,
+        )

@@ -21,6 +21,7 @@ run, in a way no seed reproduces; fix or drop the video and resume.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,11 +33,13 @@ from torch.utils.data.distributed import DistributedSampler
 
 from i3d.errors import I3DError
 
-__all__ = ["ClipDataset", "ClipStream", "batches_per_epoch", "derive_seed", "clip_loader"]
+__all__ = ["ClipDataset", "ClipStream", "batches_per_epoch", "derive_seed", "clip_loader", "seeded"]
 
 # Domain tags keep the seeds of different uses of one run seed apart.
 DATA_STREAM = 0
 DROPOUT_STREAM = 1
+INIT_STREAM = 2  # the new layers' initial weights (i3d.train.cli)
+WORKER_STREAM = 3  # the loader workers' own generators
 
 
 class ClipDataset(Protocol):
@@ -61,6 +64,19 @@ def derive_seed(*keys: int) -> int:
     """
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's default generators (the CPU's, and ``device``'s if CUDA) seeded
+    by ``seed``, then restore them: what the block draws is a function of ``seed`` alone."""
+    cuda = device is not None and device.type == "cuda"
+    index = device.index if cuda and device.index is not None else 0
+    with torch.random.fork_rng(devices=[index] if cuda else [], device_type="cuda" if cuda else "cpu"):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def batches_per_epoch(num_clips: int, batch_size: int) -> int:
@@ -185,6 +201,9 @@ def clip_loader(
     """
     if not hasattr(clips, "generator"):
         raise TypeError(f"{type(clips).__name__} has no 'generator' attribute to draw its randomness from")
+    # The workers' own seeds (torch, random, numpy) come from this generator,
+    # not from the global one: nothing a worker draws escapes the run seed.
+    workers_seed = derive_seed(WORKER_STREAM, stream.seed, stream.rank, stream.start_batch)
     return _ClipLoader(
         _SeededClips(clips),
         batch_size=stream.local_batch_size,
@@ -193,4 +212,5 @@ def clip_loader(
         collate_fn=_collate,
         pin_memory=pin_memory,
         drop_last=True,
+        generator=torch.Generator().manual_seed(workers_seed),
     )

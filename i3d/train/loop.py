@@ -19,9 +19,11 @@ batches of ``recipe.batch_size`` clips (shared out among the processes of a
 rate follows the recipe's schedule (:func:`i3d.train.finetune.lr_factor`),
 stepped once per optimizer step.
 
-Reproducibility: a run is a function of its seed. Clip sampling and
+Reproducibility: a run is a function of its seed and its starting model
+(``i3d train`` draws the new classifier from the seed). Clip sampling and
 augmentation are seeded by each clip's place in the data stream
-(:mod:`i3d.train.data`), dropout by ``(seed, rank, step, batch)``, so a run
+(:mod:`i3d.train.data`), dropout by ``(seed, rank, step, batch)``, the
+loader workers' own generators by ``(seed, rank, first batch)``, so a run
 stopped after any checkpoint and resumed with ``resume=True`` ends with the
 same weights as one that ran straight through (up to the non-determinism of
 the device's kernels; exact on the CPU), whatever the number of loader
@@ -71,7 +73,15 @@ from i3d.train.checkpoint import (
     plain_scheduler_state,
     save_checkpoint,
 )
-from i3d.train.data import DROPOUT_STREAM, ClipDataset, ClipStream, batches_per_epoch, clip_loader, derive_seed
+from i3d.train.data import (
+    DROPOUT_STREAM,
+    ClipDataset,
+    ClipStream,
+    batches_per_epoch,
+    clip_loader,
+    derive_seed,
+    seeded,
+)
 from i3d.train.distributed import World, barrier, broadcast_buffers, broadcast_object, device_for
 from i3d.train.export import CLASSES_NAME, save_model
 from i3d.train.finetune import freeze, frozen_modules, lr_factor, parameter_groups, set_bn_momentum
@@ -411,16 +421,9 @@ class Trainer:
             torch.distributed.all_reduce(sums)
         return (sums / (accumulate * self.world.world_size)).tolist()
 
-    @contextlib.contextmanager
-    def _dropout_rng(self, micro: int) -> Iterator[None]:
+    def _dropout_rng(self, micro: int) -> contextlib.AbstractContextManager[None]:
         """Seed the default generators of this process for one forward pass, then restore them."""
-        seed = derive_seed(DROPOUT_STREAM, self.seed, self.world.rank, self.step, micro)
-        cuda = self.device.type == "cuda"
-        with torch.random.fork_rng(devices=[self.device.index] if cuda else [], device_type=self.device.type):
-            torch.default_generator.manual_seed(seed)
-            if cuda:
-                torch.cuda.default_generators[self.device.index].manual_seed(seed)
-            yield
+        return seeded(derive_seed(DROPOUT_STREAM, self.seed, self.world.rank, self.step, micro), self.device)
 
     def _precision(self) -> contextlib.AbstractContextManager[None]:
         """TF32 on CUDA only for ``tf32``, ``bf16`` and ``fp16``, as for inference."""
