@@ -8,6 +8,7 @@ module import, so that ``i3d --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from i3d.errors import I3DError, check_regular_file
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec", "regular_file", "device"]
+__all__ = ["positive_int", "natural_int", "positive_float", "finite_float", "shard_spec", "regular_file", "device"]
 
 
 def _int(text: str) -> int:
@@ -50,6 +51,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} is not a finite number > 0")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number (not ``nan`` or ``inf``, which ``float`` accepts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from i3d import console
-from i3d.argtypes import device, natural_int, positive_float, positive_int, regular_file
+from i3d.argtypes import device, finite_float, natural_int, positive_float, positive_int, regular_file
 from i3d.errors import I3DError, InputError
 from i3d.runtime import PRECISIONS, default_device
 from i3d.train.checkpoint import CHECKPOINT_NAME
@@ -37,11 +37,12 @@ from i3d.train.config import (
 from i3d.train.data import INIT_STREAM, derive_seed, seeded
 from i3d.train.datasets import DATASET_FORMATS
 from i3d.train.distributed import World, barrier, broadcast_object, device_for, process_group, world_from_env
+from i3d.train.export import ModelInput
 from i3d.train.loop import Trainer, TrainOptions
 from i3d.train.loss import ClipObjective
 from i3d.train.probe import run_probe
-from i3d.train.recipe import SCHEDULES, Recipe
-from i3d.train.sources import charades_data, clip_data, cpu_share, video_lists
+from i3d.train.recipe import SCHEDULES, Recipe, RecipeError
+from i3d.train.sources import charades_data, clip_data, clip_preprocess, cpu_share, video_lists
 from i3d.video.flow import FlowEngine
 from i3d.video.presets import CHARADES_FLOW
 from i3d.weights import REGISTRY, inception_i3d, resolve_checkpoint
@@ -55,14 +56,16 @@ _NO_WEIGHTS = "none"
 # How many missing ids an error or warning names.
 _IDS_SHOWN = 3
 
-# Flag destination -> (table, setting) of the config.
+# Flag destination -> (table, setting) of the config, and the setting's flag.
 _FLAGS: dict[str, tuple[str, str]] = {}
+_OPTIONS: dict[tuple[str, str], str] = {}
 
 
 def _setting(group: Any, *flags: str, setting: tuple[str, str], **kwargs: Any) -> None:
     """A flag that overrides a config setting; its default is the config's (so ``None`` here)."""
     dest = f"{setting[0]}_{setting[1]}"
     _FLAGS[dest] = setting
+    _OPTIONS[setting] = flags[0]
     if "choices" not in kwargs:
         kwargs.setdefault("metavar", setting[1].upper())
     group.add_argument(*flags, dest=dest, default=None, **kwargs)
@@ -225,7 +228,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         g,
         "--trunk-lr-scale",
         setting=("recipe", "trunk_lr_scale"),
-        type=float,
+        type=finite_float,
         metavar="X",
         help="the trunk's learning rate is --lr times this, e.g. 0.1 (default: 1)",
     )
@@ -265,7 +268,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         g,
         "--label-smoothing",
         setting=("recipe", "label_smoothing"),
-        type=float,
+        type=finite_float,
         metavar="S",
         help="label smoothing of the clip losses, in [0, 1) (default: 0)",
     )
@@ -273,7 +276,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         g,
         "--bn-momentum",
         setting=("recipe", "bn_momentum"),
-        type=float,
+        type=finite_float,
         metavar="M",
         help="BatchNorm running-average momentum while training, e.g. 0.1 for a short run from scratch "
         "(default: the model's, 0.01)",
@@ -282,7 +285,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         g,
         "--weight-decay",
         setting=("recipe", "weight_decay"),
-        type=float,
+        type=finite_float,
         help=f"SGD weight decay (default: {recipe['weight_decay']:g})",
     )
     _setting(
@@ -406,6 +409,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if value is not None:
             flags.setdefault(section, {})[key] = value
     config = merge(*layers, flags)
+    try:
+        recipe_of(config)
+    except RecipeError as err:
+        raise _named(err, flags, layers, args.config) from None
     for key in ("root", "train") if config["data"]["format"] == "charades" else ("root",):
         if config["data"][key] is None and not (key == "root" and config["data"]["features"]):
             flag = {"root": "--root", "train": "--csv"}[key]
@@ -413,6 +420,16 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if config["run"]["out"] is None:
         raise I3DError("--out is required (or run.out in the config)")
     return config
+
+
+def _named(err: RecipeError, flags: dict, layers: list[dict], config: str | None) -> I3DError:
+    """A bad recipe value's error, naming the flag that gave it, else the config file and key."""
+    setting = ("recipe", err.field)
+    if err.field in flags.get("recipe", {}):
+        return I3DError(f"{_OPTIONS.get(setting, err.field)}: {err}")
+    if layers and err.field in layers[0].get("recipe", {}):
+        return InputError(config, f"recipe.{err.field}: {err}")
+    return I3DError(str(err))
 
 
 def _check_resume(config: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
@@ -465,7 +482,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _train(config: dict, args: argparse.Namespace, world: World, val_flow: FlowEngine) -> None:
     data, run = config["data"], config["run"]
     generic = data["format"] != "charades"
-    lists = video_lists(data) if generic else None
+    lists = video_lists(data, warn=world.is_main) if generic else None
     if lists is not None:
         config["recipe"]["num_classes"] = lists[0].num_classes
     recipe = recipe_of(config)
@@ -483,6 +500,7 @@ def _train(config: dict, args: argparse.Namespace, world: World, val_flow: FlowE
     else:
         train_data, validator = charades_data(config, recipe, world, val_flow)
         extra = {}
+    extra["model_input"] = ModelInput(clip_preprocess(data, recipe), recipe.clip_frames)
     options = TrainOptions(
         out=run["out"],
         resume=args.resume,

@@ -25,7 +25,6 @@ clip's logits averaged over the network's time steps), see
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from i3d import console
 from i3d.errors import I3DError
 from i3d.train.datasets import LabelledVideo, VideoList
 from i3d.video.inputs import InputStream, open_input
@@ -106,7 +106,7 @@ def index_videos(
             order), ``"skip"`` leaves broken videos out after one warning line each.
         what: ``"training"`` or ``"validation"``, for messages.
         workers: threads opening videos (decoding releases the GIL).
-        warn: where warnings go (default: stderr).
+        warn: where warnings go, without the ``warning:`` voice (default: :func:`i3d.console.warning`).
 
     Raises:
         I3DError: a broken video with ``on_broken="error"``, or no usable video at all.
@@ -121,11 +121,11 @@ def index_videos(
         raise I3DError(f"{broken[0]}{more}; found before training: fix or remove it, or pass --on-broken skip")
     indexed = [r for r in results if isinstance(r, IndexedVideo)]
     if broken:
-        say = warn or (lambda line: print(line, file=sys.stderr))
+        say = warn or console.warning
         for message in broken[:_BROKEN_SHOWN]:
-            say(f"warning: skipped {what} video: {message}")
+            say(f"skipped {what} video: {message}")
         if len(broken) > _BROKEN_SHOWN:
-            say(f"warning: skipped {len(broken) - _BROKEN_SHOWN} more broken {what} videos")
+            say(f"skipped {len(broken) - _BROKEN_SHOWN} more broken {what} videos")
     if not indexed:
         raise I3DError(f"none of the {len(videos)} {what} videos can be read")
     return indexed

@@ -158,6 +158,8 @@ def _check(values: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
                 raise InputError(where, f"{section}.{key} = {value!r}: expected {want[-1].__name__}")
             if float in want:
                 value = float(value)
+                if not math.isfinite(value):
+                    raise InputError(where, f"{section}.{key} = {value}: not a finite number")
             out.setdefault(section, {})[key] = value
     return out
 

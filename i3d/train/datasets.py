@@ -52,6 +52,7 @@ __all__ = [
     "LabelledVideo",
     "VideoList",
     "read_classes",
+    "check_class_names",
     "read_class_folders",
     "read_video_csv",
     "read_kinetics_csv",
@@ -98,6 +99,9 @@ class VideoList:
     multi_label: bool
     source: str
 
+    def __post_init__(self) -> None:
+        check_class_names(self.classes, self.source)
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -132,6 +136,26 @@ def read_classes(path: str | os.PathLike[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_class_names(classes: Sequence[str], source: str | os.PathLike[str]) -> None:
+    """Refuse names that ``classes.txt`` (one stripped name per line) cannot give back: a line
+    break in a name, an empty name, spaces around one. ``source`` is where they came from.
+
+    Raises:
+        InputError: ``"SOURCE: class name 'a\\nb' holds a line break; ..."``.
+    """
+    for name in classes:
+        lines = name.splitlines()  # every break str.splitlines knows, as read_labels reads the file
+        if len(lines) > 1 or (lines and lines[0] != name):
+            cause = "holds a line break"
+        elif not name.strip():
+            cause = "is empty"
+        elif name != name.strip():
+            cause = "has spaces around it"
+        else:
+            continue
+        raise InputError(source, f"class name {name!r} {cause}; a class name is one line of text (classes.txt)")
+
+
 def _class_index(classes: Sequence[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(classes)}
 
@@ -147,6 +171,19 @@ def _relative(text: str, where: _Lines, line: int) -> PurePosixPath:
     return path
 
 
+def _refuse_aliases(root: Path, folders: Sequence[str]) -> None:
+    """Two class folders that are one folder (a symlink to another) would make one class two."""
+    seen: dict[str, str] = {}
+    for name in folders:
+        real = os.path.realpath(root / name)
+        if real in seen:
+            first, link = (seen[real], name) if (root / name).is_symlink() else (name, seen[real])
+            raise InputError(
+                root / link, f"is a link to the class folder {first!r}: one class would count twice; remove the link"
+            )
+        seen[real] = name
+
+
 def read_class_folders(
     root: str | os.PathLike[str],
     split: str | os.PathLike[str] | None = None,
@@ -159,6 +196,7 @@ def read_class_folders(
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise InputError(root, "no class folders (expected ROOT/CLASS/VIDEO.mp4 or ROOT/CLASS/VIDEO/)")
+    _refuse_aliases(root, folders)
     classes = tuple(classes) if classes is not None else tuple(folders)
     index = _class_index(classes)
     unknown = [f for f in folders if f not in index]

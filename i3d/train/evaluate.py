@@ -12,31 +12,66 @@ is scored as training validates it (:mod:`i3d.train.clips`: ``--val-clips``
 evenly spaced centre-cropped clips of ``--clip-frames`` frames, scores
 averaged): top-1, top-5 and mean class accuracy for single-label lists, mAP
 for multi-label ones.
+
+The clips are made as the model's were in training: its modality, frame
+rate, short side, crop and clip length are saved with it
+(:func:`i3d.train.export.read_model_input`). A flag given overrides one of
+them, and a warning says so; a model file without them (not from
+``i3d train``) gets 64 frames at 25 fps, short side 256, crop 224, and a
+warning says that too.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from i3d import console
 from i3d.argtypes import natural_int, positive_float, positive_int
 from i3d.errors import I3DError
 from i3d.runtime import PRECISIONS, Precision, default_device, prepare
 from i3d.train.clips import BROKEN_POLICIES, ValidationClips, index_videos
 from i3d.train.datasets import DATASET_FORMATS, read_classes, read_video_list
 from i3d.train.distributed import World
-from i3d.train.export import read_class_names
+from i3d.train.export import read_class_names, read_model_input
 from i3d.train.validation import ClipValidation, ClipValidationResult
 from i3d.video.presets import Preprocess
 from i3d.weights import inception_i3d
 
 __all__ = ["evaluate_accuracy", "add_accuracy_arguments", "run_accuracy"]
+
+
+# Used where neither a flag nor the model file says (a model from before the
+# input was saved with it, or not from i3d train): Kinetics' clips.
+_FALLBACK = {"clip_frames": 64, "fps": 25.0, "short_side": 256, "crop": 224}
+_FLAG = {"clip_frames": "--clip-frames", "fps": "--fps", "short_side": "--short-side", "crop": "--crop"}
+
+
+def _show(value: float | None) -> str:
+    return "the source's rate" if value is None else f"{value:g}"
+
+
+def _settings(
+    weights: str | os.PathLike[str], given: dict[str, Any], warn: Callable[[str], None]
+) -> tuple[str | None, dict[str, Any]]:
+    """The clip settings: those given, else the model's saved ones (:func:`read_model_input`), else
+    :data:`_FALLBACK`; a warning says which given ones differ from the model's, or that it has none."""
+    saved = read_model_input(weights)
+    if saved is None:
+        defaulted = [f"{_FLAG[k]} {v:g}" for k, v in _FALLBACK.items() if given[k] is None]
+        if defaulted:
+            warn(f"{weights}: no clip settings saved with the model; using {', '.join(defaulted)}")
+        return None, {k: _FALLBACK[k] if v is None else v for k, v in given.items()}
+    own = saved.to_json()
+    changed = [f"{_FLAG[k]} {v:g} (the model's: {_show(own[k])})" for k, v in given.items() if v not in (None, own[k])]
+    if changed:
+        warn(f"{weights}: overriding the clip settings saved with the model: {', '.join(changed)}")
+    return saved.preprocess.modality, {k: own[k] if v is None else v for k, v in given.items()}
 
 
 def evaluate_accuracy(
@@ -46,18 +81,27 @@ def evaluate_accuracy(
     listing: str | os.PathLike[str] | None = None,
     *,
     classes: Sequence[str] | None = None,
-    clip_frames: int = 64,
+    clip_frames: int | None = None,
     val_clips: int = 3,
-    fps: float = 25.0,
-    short_side: int = 256,
-    crop: int = 224,
+    fps: float | None = None,
+    short_side: int | None = None,
+    crop: int | None = None,
     frame_fps: float = 25.0,
     device: str | torch.device | None = None,
     precision: Precision = "fp32",
     workers: int = 0,
     on_broken: str = "error",
+    warn: Callable[[str], None] = console.warning,
 ) -> ClipValidationResult:
-    """Score ``weights`` on a ``folders``/``csv``/``kinetics`` list; see the module docstring."""
+    """Score ``weights`` on a ``folders``/``csv``/``kinetics`` list; see the module docstring.
+
+    ``clip_frames``, ``fps``, ``short_side`` and ``crop`` left ``None`` are
+    the model's (saved by ``i3d train``), else 64 frames at 25 fps, short
+    side 256, crop 224; ``warn`` is told of values that differ from the
+    model's, or of a model that has none.
+    """
+    given = {"clip_frames": clip_frames, "fps": fps, "short_side": short_side, "crop": crop}
+    modality, settings = _settings(weights, given, warn)
     model = inception_i3d(weights=weights)
     names = read_class_names(weights) or (list(classes) if classes is not None else None)
     videos = read_video_list(format, root, listing, names)
@@ -65,9 +109,14 @@ def evaluate_accuracy(
         raise I3DError(
             f"{weights}: has {model.num_classes} classes and no names for them; the list has {videos.num_classes}"
         )
-    preprocess = Preprocess("rgb" if model.in_channels == 3 else "flow", fps, short_side, crop)
-    indexed = index_videos(videos.videos, preprocess, source_fps=frame_fps, on_broken=on_broken, what="evaluation")
-    clips = ValidationClips(indexed, videos, preprocess, clip_frames, frame_fps, val_clips=val_clips)
+    modality = modality or ("rgb" if model.in_channels == 3 else "flow")
+    preprocess = Preprocess(modality, settings["fps"], settings["short_side"], settings["crop"])
+    if preprocess.crop > preprocess.resize_short_side:
+        raise I3DError(f"--crop {preprocess.crop} is larger than --short-side {preprocess.resize_short_side}")
+    indexed = index_videos(
+        videos.videos, preprocess, source_fps=frame_fps, on_broken=on_broken, what="evaluation", warn=warn
+    )
+    clips = ValidationClips(indexed, videos, preprocess, settings["clip_frames"], frame_fps, val_clips=val_clips)
     device = torch.device(device) if device is not None else default_device()
     model = prepare(model, device, precision)
     return ClipValidation(clips, workers)(model, device=device, precision=precision, world=World())
@@ -80,11 +129,13 @@ def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", required=True, type=Path, metavar="DIR", help="folder of the videos")
     p.add_argument("--csv", type=Path, metavar="FILE", help="the list (a split file for --format folders)")
     p.add_argument("--classes", type=Path, metavar="FILE", help="class names for a model file that has none")
-    p.add_argument("--clip-frames", type=positive_int, default=64, metavar="N", help="frames per clip (64)")
+    # Clip settings: the model's own unless given (a warning states each override).
+    own = "default: the model's (saved by i3d train), else"
+    p.add_argument("--clip-frames", type=positive_int, metavar="N", help=f"frames per clip ({own} 64)")
     p.add_argument("--val-clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
-    p.add_argument("--fps", type=positive_float, default=25.0, help="frames per second of the clips (25)")
-    p.add_argument("--short-side", type=positive_int, default=256, metavar="PX", help="resize before cropping (256)")
-    p.add_argument("--crop", type=positive_int, default=224, metavar="PX", help="centre crop (224)")
+    p.add_argument("--fps", type=positive_float, help=f"frames per second of the clips ({own} 25)")
+    p.add_argument("--short-side", type=positive_int, metavar="PX", help=f"resize before cropping ({own} 256)")
+    p.add_argument("--crop", type=positive_int, metavar="PX", help=f"centre crop ({own} 224)")
     p.add_argument("--frame-fps", type=positive_float, default=25.0, help="rate of frame folders (25)")
     p.add_argument("--device", help="torch device (default: CUDA if available, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="inference precision (fp32)")
@@ -114,10 +165,10 @@ def run_accuracy(args: argparse.Namespace) -> int:
             on_broken=args.on_broken,
         )
     except (I3DError, ValueError, OSError) as err:
-        print(f"i3d: error: {err}", file=sys.stderr)
+        console.error(err)
         return 1
     if args.json:
-        print(json.dumps(result.to_json(), allow_nan=False))
+        console.write_json(result.to_json())
     else:
         print(result.summary())
     return 0

@@ -63,6 +63,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from i3d import console
 from i3d.atomic import open_atomic, remove_stale
 from i3d.charades.datasets import CharadesVideos
 from i3d.errors import CheckpointError, I3DError
@@ -83,7 +84,7 @@ from i3d.train.data import (
     seeded,
 )
 from i3d.train.distributed import World, barrier, broadcast_buffers, broadcast_object, device_for
-from i3d.train.export import CLASSES_NAME, save_model
+from i3d.train.export import CLASSES_NAME, ModelInput, save_model
 from i3d.train.finetune import freeze, frozen_modules, lr_factor, parameter_groups, set_bn_momentum
 from i3d.train.loss import CharadesObjective, Objective
 from i3d.train.plots import CONFUSION_JSON, CONFUSION_PNG, LOSS_PNG, VALIDATION_PNG, plot_run
@@ -225,6 +226,8 @@ class Trainer:
         objective: the loss of a batch (default: Charades' per-frame loss
             with the recipe's weights).
         classes: class names, saved with the final model.
+        model_input: the clips' preprocessing and length, saved with the
+            final model (``i3d eval accuracy`` makes its clips so).
 
     Under ``torchrun`` (an initialized process group, see
     :func:`i3d.train.distributed.process_group`) every process builds the
@@ -241,6 +244,7 @@ class Trainer:
         *,
         objective: Objective | None = None,
         classes: Sequence[str] | None = None,
+        model_input: ModelInput | None = None,
     ) -> None:
         for name in ("clip_frames", "num_classes"):
             have = getattr(train_data, name, getattr(recipe, name))
@@ -258,6 +262,7 @@ class Trainer:
             recipe.localization_weight, recipe.classification_weight
         )
         self.classes = tuple(classes) if classes is not None else None
+        self.model_input = model_input
         self.world = World.current()
         device = torch.device(options.device) if options.device is not None else default_device()
         self.device = device_for(device, self.world)
@@ -443,7 +448,7 @@ class Trainer:
         if self._log is not None:
             for message in validation.skipped:
                 skipped = {"event": "skipped", "step": self.step, "error": message}
-                self._log.write(skipped, f"warning: {message}", sys.stderr)
+                self._log.write(skipped, f"{console.current_command()}: warning: {message}", sys.stderr)
             elapsed = time.perf_counter() - started
             self._log.write(
                 {**record, "seconds": elapsed}, f"val step {self.step}: {validation.summary()} ({elapsed:.0f} s)"
@@ -489,7 +494,7 @@ class Trainer:
         if self.world.is_main:
             if self._saved_step != self.step:
                 self._checkpoint()
-            save_model(self.module.state_dict(), self.out / MODEL_NAME, self.classes)
+            save_model(self.module.state_dict(), self.out / MODEL_NAME, self.classes, self.model_input)
             confusion = getattr(self._last_validation, "confusion", None)
             if confusion is not None and self.classes is not None:
                 with open_atomic(self.out / CONFUSION_JSON) as f:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from i3d import console
 from i3d.atomic import open_atomic
 from i3d.errors import I3DError, InputError
 from i3d.train.datasets import LabelledVideo, VideoList
@@ -201,13 +201,13 @@ def run_probe(
 
     Returns the last validation record (on ``val``, else on ``train``).
     """
-    say = warn or (lambda line: print(line, file=sys.stderr))
+    say = warn or console.warning
     out = Path(out)
     found = find_features(features_dir, stream)
     train_set = match_features(train, found)
     if train_set.missing:
         shown = ", ".join(v.key or str(v.path) for v in train_set.missing[:_SHOWN])
-        say(f"warning: {len(train_set.missing)} training videos have no features in {features_dir}, left out ({shown})")
+        say(f"{len(train_set.missing)} training videos have no features in {features_dir}, left out ({shown})")
     if len(train_set.videos) == 0:
         raise I3DError(f"{features_dir}: none of the {len(train.videos)} training videos has features")
     objective = ClipObjective(train.multi_label, label_smoothing)
@@ -222,7 +222,7 @@ def run_probe(
         probe = train_probe(train_set, train.num_classes, objective, weight_decay)
         evaluated = match_features(val, found) if val is not None else train_set
         if val is not None and evaluated.missing:
-            say(f"warning: {len(evaluated.missing)} validation videos have no features, left out")
+            say(f"{len(evaluated.missing)} validation videos have no features, left out")
         metrics, confusion = score_targets(_scores(probe, evaluated), evaluated.targets, train.multi_label)
         record = {
             "event": "val",

@@ -17,9 +17,17 @@ from i3d.charades.datasets import CLIP_FRAMES
 from i3d.model import ENDPOINTS
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, Modality, Preprocess
 
-__all__ = ["Recipe", "CHARADES_RECIPE", "SCHEDULES"]
+__all__ = ["Recipe", "RecipeError", "CHARADES_RECIPE", "SCHEDULES"]
 
 SCHEDULES: tuple[str, ...] = ("steps", "cosine")
+
+
+class RecipeError(ValueError):
+    """An invalid recipe value; ``field`` names it, so that a caller can name its flag or config key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -126,38 +134,46 @@ class Recipe:
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise RecipeError(name, f"{name} must be a positive integer, got {value!r}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+            raise RecipeError("learning_rate", f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise RecipeError("momentum", f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise RecipeError("weight_decay", f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.lr_gamma <= 1:
-            raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+            raise RecipeError("lr_gamma", f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         milestones = tuple(self.lr_milestones)
         integers = all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones)
         if not integers or list(milestones) != sorted(set(milestones)):
-            raise ValueError(f"lr_milestones must be increasing positive integers, got {self.lr_milestones!r}")
+            raise RecipeError(
+                "lr_milestones",
+                f"lr_milestones must be increasing positive integers, got {self.lr_milestones!r}",
+            )
         # A list from JSON becomes the tuple the dataclass is declared with.
         object.__setattr__(self, "lr_milestones", milestones)
-        if self.localization_weight < 0 or self.classification_weight < 0:
-            raise ValueError("loss weights must be >= 0")
+        for name in ("localization_weight", "classification_weight"):
+            if not getattr(self, name) >= 0:
+                raise RecipeError(name, f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.dropout_keep_prob <= 1:
-            raise ValueError(f"dropout_keep_prob must be in (0, 1], got {self.dropout_keep_prob}")
+            raise RecipeError("dropout_keep_prob", f"dropout_keep_prob must be in (0, 1], got {self.dropout_keep_prob}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise RecipeError("schedule", f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         warmup = self.warmup_steps
         if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup!r}")
+            raise RecipeError("warmup_steps", f"warmup_steps must be an integer >= 0, got {warmup!r}")
         if not 0 <= self.trunk_lr_scale < float("inf"):
-            raise ValueError(f"trunk_lr_scale must be a finite number >= 0, got {self.trunk_lr_scale}")
+            raise RecipeError(
+                "trunk_lr_scale",
+                f"trunk_lr_scale must be a finite number >= 0, got {self.trunk_lr_scale}",
+            )
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise RecipeError("label_smoothing", f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.bn_momentum is not None and not 0 <= self.bn_momentum <= 1:
-            raise ValueError(f"bn_momentum must be in [0, 1], got {self.bn_momentum}")
+            raise RecipeError("bn_momentum", f"bn_momentum must be in [0, 1], got {self.bn_momentum}")
         if self.freeze_until and self.freeze_until not in ENDPOINTS:
-            raise ValueError(
+            raise RecipeError(
+                "freeze_until",
                 f"freeze_until must be an endpoint ({', '.join(ENDPOINTS[:-2])}), got {self.freeze_until!r}"
             )
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from i3d import console
 from i3d.charades.annotations import Subset, Video, read_csv, read_split_json
 from i3d.charades.datasets import CharadesClips, CharadesVideos, source_path
-from i3d.errors import I3DError
+from i3d.errors import I3DError, InputError
 from i3d.train.clips import TrainingClips, ValidationClips, index_videos
 from i3d.train.datasets import LabelledVideo, VideoList, read_class_folders, read_video_list
 from i3d.train.distributed import World
@@ -27,7 +28,15 @@ from i3d.video.flow import FlowEngine, default_workers
 from i3d.video.presets import Preprocess
 from i3d.video.readers import CHARADES_FPS
 
-__all__ = ["read_videos", "charades_data", "video_lists", "clip_data", "cpu_share", "warning_printer"]
+__all__ = [
+    "read_videos",
+    "charades_data",
+    "video_lists",
+    "clip_data",
+    "clip_preprocess",
+    "cpu_share",
+    "warning_printer",
+]
 
 # How many missing ids an error or warning names.
 _IDS_SHOWN = 3
@@ -39,9 +48,9 @@ def cpu_share() -> int:
     return max(default_workers() // local_processes, 1)
 
 
-def warning_printer(world: World):
-    """Rank 0 prints warnings; the others keep quiet."""
-    return (lambda line: print(line, file=sys.stderr)) if world.is_main else (lambda line: None)
+def warning_printer(world: World) -> Callable[[str], None]:
+    """Rank 0 prints warnings (:func:`i3d.console.warning`); the others keep quiet."""
+    return console.warning if world.is_main else (lambda message: None)
 
 
 # ---- Charades ------------------------------------------------------------------------------
@@ -65,10 +74,7 @@ def _present(videos: list[Video], data: dict[str, Any], what: str, warn: bool) -
         raise I3DError(f"{root}: none of the {len(videos)} {what} videos is there (e.g. {shown})")
     if missing and warn:
         shown = ", ".join(missing[:_IDS_SHOWN]) + (", ..." if len(missing) > _IDS_SHOWN else "")
-        print(
-            f"warning: {len(missing)} of {len(videos)} {what} videos are not in {root}, skipped ({shown})",
-            file=sys.stderr,
-        )
+        console.warning(f"{len(missing)} of {len(videos)} {what} videos are not in {root}, skipped ({shown})")
     return present
 
 
@@ -114,9 +120,34 @@ def charades_data(
 # ---- any dataset -------------------------------------------------------------------------------
 
 
-def video_lists(data: dict[str, Any]) -> tuple[VideoList, VideoList | None]:
-    """The training and validation lists of a class-folder, CSV or Kinetics dataset."""
+def _check_classes(train: VideoList, folders: bool, warn: bool) -> None:
+    """At least two classes with training videos; a warning names the classes without any."""
+    counts = [0] * train.num_classes
+    for video in train.videos:
+        for label in video.labels:
+            counts[label] += 1
+    present = [name for name, n in zip(train.classes, counts) if n]
+    if len(present) < 2:
+        only = f"only {present[0]!r}" if present else "none"
+        raise InputError(
+            train.source, f"{only} of its {train.num_classes} class(es) has training videos; a classifier needs two"
+        )
+    empty = [name for name, n in zip(train.classes, counts) if not n]
+    if empty and warn:
+        shown = ", ".join(map(repr, empty[:_IDS_SHOWN])) + (", ..." if len(empty) > _IDS_SHOWN else "")
+        where = "class folder(s) without videos" if folders else "class(es) without training videos"
+        console.warning(f"{train.source}: {len(empty)} {where}, trained as never seen: {shown}")
+
+
+def video_lists(data: dict[str, Any], warn: bool = True) -> tuple[VideoList, VideoList | None]:
+    """The training and validation lists of a class-folder, CSV or Kinetics dataset.
+
+    Raises:
+        I3DError: fewer than two classes with training videos (``warn``: a
+            warning names the classes without any).
+    """
     train = read_video_list(data["format"], data["root"] or ".", data["train"], data["classes"])
+    _check_classes(train, data["format"] == "folders" and data["train"] is None, warn)
     if data["val"] is not None:
         val = read_video_list(data["format"], data["root"] or ".", data["val"], train.classes)
     elif data["format"] == "folders" and data["val_root"] is not None:
@@ -128,7 +159,10 @@ def video_lists(data: dict[str, Any]) -> tuple[VideoList, VideoList | None]:
     return train, dataclasses.replace(val, multi_label=train.multi_label)
 
 
-def _preprocess(data: dict[str, Any], recipe: Recipe) -> Preprocess:
+def clip_preprocess(data: dict[str, Any], recipe: Recipe) -> Preprocess:
+    """The preprocessing of a config's clips (Charades: the recipe's preset)."""
+    if data["format"] == "charades":
+        return recipe.preprocess(data["stream"])
     return Preprocess(data["stream"], fps=data["fps"], resize_short_side=data["short_side"], crop=recipe.crop)
 
 
@@ -136,7 +170,7 @@ def clip_data(
     config: dict, recipe: Recipe, lists: tuple[VideoList, VideoList | None], world: World, workers: int
 ) -> tuple[TrainingClips, Validator | None]:
     data = config["data"]
-    preprocess = _preprocess(data, recipe)
+    preprocess = clip_preprocess(data, recipe)
     common = {"source_fps": data["frame_fps"], "on_broken": data["on_broken"], "workers": cpu_share()}
     train, val = lists
     indexed = index_videos(train.videos, preprocess, what="training", warn=warning_printer(world), **common)

@@ -141,7 +141,7 @@ def test_a_broken_video_is_found_before_step_1(folders, tmp_path, capsys):
     assert str(err.value).startswith(f"{broken}: ") and "found before training" in str(err.value)
     indexed = index_videos(entries, SMALL, source_fps=FPS, on_broken="skip")
     assert len(indexed) == 12
-    assert capsys.readouterr().err.startswith(f"warning: skipped training video: {broken}: ")
+    assert capsys.readouterr().err.startswith(f"i3d: warning: skipped training video: {broken}: ")
 
 
 def test_accuracy_metrics():

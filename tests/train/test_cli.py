@@ -66,7 +66,8 @@ def test_train_i3d_end_to_end(mini_charades, tmp_path, capsys):
     # Without --resume an existing run is not overwritten; with it, a finished run stays finished.
     assert run_train(args) == 1
     warning, error = capsys.readouterr().err.splitlines()
-    assert warning.startswith("warning: 1 of 5") and error.startswith("i3d: error: ") and "exists; pass resume" in error
+    assert warning.startswith("i3d: warning: 1 of 5") and error.startswith("i3d: error: ")
+    assert "exists; pass resume" in error
     resume = tiny_args(mini_charades, out, "--csv", str(csv), "--val-csv", str(mini_charades.val_csv), "--resume")
     assert run_train(resume) == 0
 

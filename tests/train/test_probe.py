@@ -71,7 +71,7 @@ def test_probe_needs_pooled_features(tmp_path, capsys):
     features.mkdir()
     np.save(features / "a_rgb.npy", np.zeros((2, 8, 7, 7), np.float32))
     (features / "a_rgb.json").write_text(json.dumps({"video": "x/a.mp4", "stream": "rgb"}))
-    csv = write_text(tmp_path / "train.csv", "video,label\nx/a.mp4,one\n")
+    csv = write_text(tmp_path / "train.csv", "video,label\nx/a.mp4,one\nx/b.mp4,two\n")
     args = parse("--format", "csv", "--root", str(tmp_path), "--csv", str(csv), "--features", str(features),
                  "--out", str(tmp_path / "o"))  # fmt: skip
     assert run_train(args) == 1
@@ -91,7 +91,8 @@ def test_eval_accuracy_of_a_saved_model(folders, tmp_path, capsys):
     csv = write_text(tmp_path / "test.csv", "video,label\ntop/v0.mp4,top\ntop/v1.mp4,top\n")
     parser = argparse.ArgumentParser()
     add_accuracy_arguments(parser)
-    small = ("--clip-frames", "8", "--val-clips", "1", "--short-side", "40", "--crop", "32", "--device", "cpu")
+    small = ("--clip-frames", "8", "--val-clips", "1", "--fps", "25", "--short-side", "40", "--crop", "32",
+             "--device", "cpu")  # fmt: skip
     args = parser.parse_args(["--weights", str(weights), "--root", str(folders), "--csv", str(csv), "--json", *small])
     assert run_accuracy(args) == 0
     result = json.loads(capsys.readouterr().out)
