@@ -1,0 +1,77 @@
+"""Datasets that would train silently wrong are refused or warned about: one class, an empty
+class, a class folder that is a link to another, a class name with a line break; bad numbers
+name their flag or config key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from i3d.errors import InputError
+from i3d.train.cli import run_train
+from i3d.train.datasets import read_class_folders, read_video_csv
+from tests.train.anydata import TINY, copy_tree, parse, write_text
+
+
+def test_a_single_class_is_an_error(folders, tmp_path, capsys):
+    csv = write_text(tmp_path / "one.csv", "video,label\ntop/v0.mp4,top\ntop/v1.mp4,top\n")
+    args = parse(*TINY, "--format", "csv", "--root", str(folders), "--csv", str(csv), "--out", str(tmp_path / "o"))
+    assert run_train(args) == 1
+    err = capsys.readouterr().err
+    assert err == f"i3d: error: {csv}: only 'top' of its 1 class(es) has training videos; a classifier needs two\n"
+
+
+def test_an_empty_class_folder_is_named_in_a_warning(folders, tmp_path, capsys):
+    root = copy_tree(folders, tmp_path / "root")
+    (root / "sideways").mkdir()
+    listed = read_class_folders(root)
+    assert listed.classes == ("bottom", "sideways", "top")
+    from i3d.train.sources import video_lists
+
+    video_lists({"format": "folders", "root": str(root), "train": None, "classes": None, "val": None,
+                 "val_root": None})  # fmt: skip
+    err = capsys.readouterr().err
+    assert err == f"i3d: warning: {root}: 1 class folder(s) without videos, trained as never seen: 'sideways'\n"
+
+
+def test_a_linked_class_folder_is_refused(folders, tmp_path):
+    root = copy_tree(folders, tmp_path / "root")
+    os.symlink(root / "top", root / "up")
+    with pytest.raises(InputError, match=r"up: is a link to the class folder 'top': one class would count twice"):
+        read_class_folders(root)
+    # A link to a folder elsewhere is a class like any other.
+    (root / "up").unlink()
+    os.symlink(folders / "top", root / "up")
+    assert read_class_folders(root).classes == ("bottom", "top", "up")
+
+
+def test_a_label_with_a_line_break_is_refused(tmp_path):
+    csv = write_text(tmp_path / "l.csv", 'video,label\na.mp4,"one\ntwo"\nb.mp4,three\n')
+    with pytest.raises(InputError, match=r"l.csv: class name 'one\\ntwo' holds a line break"):
+        read_video_csv(csv, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "message"),
+    [
+        (("--trunk-lr-scale", "-1"), None, "i3d: error: --trunk-lr-scale: trunk_lr_scale must be a finite number >= 0"),
+        ((), "[recipe]\nlearning_rate = nan\n", "recipe.learning_rate = nan: not a finite number"),
+        ((), "[recipe]\nmomentum = 1.5\n", "recipe.momentum: momentum must be in [0, 1), got 1.5"),
+    ],
+)
+def test_bad_numbers_name_their_flag_or_config_key(folders, tmp_path, capsys, argv, config, message):
+    extra = ("--config", str(write_text(tmp_path / "c.toml", config))) if config else ()
+    args = parse(*TINY, *argv, *extra, "--root", str(folders), "--out", str(tmp_path / "o"))
+    assert run_train(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    if config:
+        assert err.startswith(f"i3d: error: {tmp_path / 'c.toml'}: ")
+
+
+def test_float_flags_refuse_nan_and_infinity():
+    for flag in ("--label-smoothing", "--weight-decay", "--bn-momentum", "--trunk-lr-scale"):
+        for value in ("nan", "inf"):
+            with pytest.raises(SystemExit):
+                parse(flag, value)
