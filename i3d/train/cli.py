@@ -28,10 +28,13 @@ from i3d.train.config import (
     BUILTIN_CONFIGS,
     CONFIG_NAME,
     DEFAULTS,
+    LOCATION,
+    RESUMABLE,
     differences,
     load_config,
     merge,
     recipe_of,
+    starting_weights,
     write_config,
 )
 from i3d.train.data import INIT_STREAM, derive_seed, seeded
@@ -41,7 +44,7 @@ from i3d.train.export import ModelInput
 from i3d.train.loop import Trainer, TrainOptions
 from i3d.train.loss import ClipObjective
 from i3d.train.probe import run_probe
-from i3d.train.recipe import SCHEDULES, Recipe, RecipeError
+from i3d.train.recipe import CHARADES_RECIPE, SCHEDULES, Recipe, RecipeError
 from i3d.train.sources import charades_data, clip_data, clip_preprocess, cpu_share, video_lists
 from i3d.video.flow import FlowEngine
 from i3d.video.presets import CHARADES_FLOW
@@ -190,8 +193,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         setting=("model", "weights"),
         metavar="NAME|PATH",
         help=f"starting weights: registry name, .pt/.safetensors file, or '{_NO_WEIGHTS}' for a random start "
-        f"(default: {recipe['rgb_weights']} or {recipe['flow_weights']}); the classifier is replaced by one "
-        "for the dataset's classes",
+        f"(default: {CHARADES_RECIPE.rgb_weights} or {CHARADES_RECIPE.flow_weights}, by --stream); the "
+        "classifier is replaced by one for the dataset's classes, drawn from --seed",
     )
     _setting(
         g,
@@ -419,6 +422,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             raise I3DError(f"{flag} is required (or data.{key} in the config)")
     if config["run"]["out"] is None:
         raise I3DError("--out is required (or run.out in the config)")
+    config["model"]["weights"] = starting_weights(config)
     return config
 
 
@@ -437,7 +441,7 @@ def _check_resume(config: dict[str, dict[str, Any]], args: argparse.Namespace) -
     saved_path = Path(config["run"]["out"]) / CONFIG_NAME
     if not (args.resume and (Path(config["run"]["out"]) / CHECKPOINT_NAME).exists() and saved_path.exists()):
         return
-    changed = differences(config, load_config(saved_path))
+    changed = differences(config, load_config(saved_path), ignore=RESUMABLE | {LOCATION})
     if changed and not args.force_config:
         raise InputError(
             saved_path,
@@ -570,7 +574,7 @@ def _model(config: dict, recipe: Recipe, world: World, resume: bool = False) -> 
     out = Path(config["run"]["out"])
     # Rank 0's view: the other processes may not see its output folder, and all must agree.
     resuming = broadcast_object(resume and (out / CHECKPOINT_NAME).exists(), world)
-    weights = config["model"]["weights"] or recipe.weights(stream)
+    weights = starting_weights(config)
     if resuming or weights == _NO_WEIGHTS:
         weights = None
     elif weights in REGISTRY and world.distributed:

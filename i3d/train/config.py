@@ -13,10 +13,19 @@ built-in defaults (the PyTorch port's Charades recipe, see
 the name of a config shipped with the package: ``charades``), the
 command-line flags. Paths in a config file are relative to the file's
 folder; paths on the command line to the working folder. The resolved
-config, paths made absolute, is written to ``OUT/config.toml``: rerunning
-``i3d train --config OUT/config.toml`` repeats the run, and ``--resume``
-refuses to go on with a config that differs from it (except in the settings
-of :data:`RESUMABLE`) unless ``--force-config`` is given.
+config, paths made absolute, is written to ``OUT/config.toml``, except
+``run.out``, written as ``"."`` (the file's own folder), so that a run
+folder moved or copied is still its own: rerunning ``i3d train --config
+OUT/config.toml`` repeats the run (``--resume`` continues it), and
+``--resume`` refuses to go on with a config that differs from it (except
+in the settings of :data:`RESUMABLE`, and the run folder's location)
+unless ``--force-config`` is given.
+
+The starting weights have one record, ``[model] weights``; unset, they are
+the recipe's for ``data.stream`` (:func:`starting_weights`), which the
+resolved config records. (Configs written before kept ``rgb_weights`` and
+``flow_weights`` under ``[recipe]`` too; they are read as ``[model]
+weights``.)
 
 TOML is read with ``tomllib`` (``tomli`` before Python 3.11) and written by
 :func:`dumps`, which writes exactly what configs hold: tables of strings,
@@ -54,6 +63,8 @@ __all__ = [
     "write_config",
     "differences",
     "recipe_of",
+    "starting_weights",
+    "LOCATION",
 ]
 
 CONFIG_NAME = "config.toml"
@@ -89,10 +100,12 @@ _RUN: dict[str, Any] = {
     "log_every": 10,
     "val_chunk": 256,
 }
+# Recipe fields that [model] weights records instead.
+_WEIGHTS_FIELDS = ("rgb_weights", "flow_weights")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "data": _DATA,
     "model": _MODEL,
-    "recipe": CHARADES_RECIPE.to_dict(),
+    "recipe": {k: v for k, v in CHARADES_RECIPE.to_dict().items() if k not in _WEIGHTS_FIELDS},
     "run": _RUN,
 }
 PATH_SETTINGS = {
@@ -110,6 +123,8 @@ _UNSET_TYPES: dict[tuple[str, str], tuple[type, ...]] = {
     ("run", "workers"): (int,),
     ("recipe", "bn_momentum"): (int, float),
 }
+# The run folder's own location: a moved or copied run is the same run.
+LOCATION = ("run", "out")
 # Settings a resumed run may change: they do not change what is trained.
 RESUMABLE = {
     ("recipe", "max_steps"),
@@ -185,13 +200,33 @@ def load_config(spec: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         raise InputError(path, f"not valid TOML: {err}") from None
     except UnicodeDecodeError as err:
         raise InputError(path, f"not UTF-8 text: {err.reason}") from None
-    config = _check(values, os.fspath(path))
+    config = _check(_one_weights_record(values), os.fspath(path))
     base = path.resolve().parent
     for section, key in PATH_SETTINGS:
         value = config.get(section, {}).get(key)
         if value is not None:
             config[section][key] = os.path.normpath(base / Path(value).expanduser())
     return config
+
+
+def _one_weights_record(values: dict[str, Any]) -> dict[str, Any]:
+    """An older config's ``recipe.rgb_weights``/``flow_weights`` read as ``[model] weights``."""
+    recipe, model = values.get("recipe"), values.get("model")
+    if not isinstance(recipe, dict) or not any(field in recipe for field in _WEIGHTS_FIELDS):
+        return values
+    recipe = dict(recipe)
+    legacy = {field: recipe.pop(field) for field in _WEIGHTS_FIELDS if field in recipe}
+    model = dict(model) if isinstance(model, dict) else {}
+    data = values.get("data")
+    stream = data.get("stream", "rgb") if isinstance(data, dict) else "rgb"
+    if "weights" not in model and f"{stream}_weights" in legacy:
+        model["weights"] = legacy[f"{stream}_weights"]
+    return {**values, "recipe": recipe, "model": model}
+
+
+def starting_weights(config: Mapping[str, Mapping[str, Any]]) -> str:
+    """``[model] weights``, else the recipe's for ``data.stream`` (``rgb_imagenet``, ``flow_imagenet``)."""
+    return config["model"]["weights"] or CHARADES_RECIPE.weights(config["data"]["stream"])
 
 
 def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -258,8 +293,11 @@ def write_config(config: Mapping[str, Mapping[str, Any]], path: str | os.PathLik
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    run = dict(config["run"])
+    if run.get("out") is not None and os.path.abspath(run["out"]) == os.path.abspath(path.parent):
+        run["out"] = "."  # the file's folder, wherever it is moved
     with open_atomic(path) as f:
-        f.write(dumps(config))
+        f.write(dumps({**config, "run": run}))
     return path
 
 
