@@ -38,7 +38,7 @@ from i3d.train.config import (
     write_config,
 )
 from i3d.train.data import INIT_STREAM, derive_seed, seeded
-from i3d.train.datasets import DATASET_FORMATS
+from i3d.train.datasets import DATASET_FORMATS, detect_format
 from i3d.train.distributed import World, barrier, broadcast_object, device_for, process_group, world_from_env
 from i3d.train.export import ModelInput
 from i3d.train.loop import Trainer, TrainOptions
@@ -92,7 +92,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         choices=DATASET_FORMATS,
         help="dataset layout: charades (Charades CSV/JSON and frame folders ROOT/ID/), folders (ROOT/CLASS/VIDEO.mp4 "
         "or ROOT/CLASS/VIDEO/ frame folders), csv (header video,label[,start,end]; labels ';'-separated for "
-        f"multi-label), kinetics (label,youtube_id,time_start,time_end,split) (default: {data['format']})",
+        "multi-label), kinetics (label,youtube_id,time_start,time_end,split) (default: told by the header of "
+        f"--csv, else {data['format']})",
     )
     _setting(g, "--root", setting=("data", "root"), metavar="DIR", help="folder of the videos or frame folders")
     _setting(
@@ -412,6 +413,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if value is not None:
             flags.setdefault(section, {})[key] = value
     config = merge(*layers, flags)
+    data = config["data"]
+    told = any("format" in layer.get("data", {}) for layer in (*layers, flags))
+    if not told and data["train"] is not None and os.path.isfile(data["train"]):  # else its reader says why
+        data["format"] = detect_format(data["train"])
     try:
         recipe_of(config)
     except RecipeError as err:

@@ -57,6 +57,7 @@ __all__ = [
     "read_video_csv",
     "read_kinetics_csv",
     "read_video_list",
+    "detect_format",
 ]
 
 DatasetFormat = Literal["charades", "folders", "csv", "kinetics"]
@@ -388,6 +389,38 @@ def read_kinetics_csv(
         videos.append(LabelledVideo(video, tuple(labels), key=trimmed))
     multi = any(len(v.labels) > 1 for v in videos)
     return VideoList(tuple(videos), tuple(classes), multi, os.fspath(path))
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The layout of a training list, from its name and header: ``charades`` (a ``.json`` split,
+    or a CSV whose header has ``id``, ``actions`` and ``length``), ``csv`` (``video,label...``) or
+    ``kinetics`` (``label,youtube_id,time_start,time_end...``).
+
+    Raises:
+        InputError: ``"FILE: line 1: ..."`` for a header of none of them, naming ``--format``.
+    """
+    from i3d.charades.annotations import REQUIRED_COLUMNS
+
+    if Path(path).suffix.lower() == ".json":
+        return "charades"
+    where = _Lines(path)
+    header: list[str] = []
+    for row in csv.reader(io.StringIO(read_text(path))):
+        header = [cell.strip().lower() for cell in row]
+        if any(header):
+            break
+    if all(c in header for c in REQUIRED_COLUMNS):
+        return "charades"
+    if header[:2] == ["video", "label"]:
+        return "csv"
+    if all(c in header for c in KINETICS_COLUMNS):
+        return "kinetics"
+    raise where.error(
+        1,
+        f"cannot tell the dataset layout from the header {','.join(header)[:80]!r} (Charades: "
+        f"{','.join(REQUIRED_COLUMNS)}; csv: video,label[,start,end]; Kinetics: {','.join(KINETICS_COLUMNS)}); "
+        "pass --format",
+    )
 
 
 def read_video_list(

@@ -75,3 +75,27 @@ def test_float_flags_refuse_nan_and_infinity():
         for value in ("nan", "inf"):
             with pytest.raises(SystemExit):
                 parse(flag, value)
+
+
+def test_the_layout_is_told_by_the_header(tmp_path, capsys):
+    from i3d.train.cli import resolve_config
+
+    lists = {
+        "plain.csv": ("video,label\na.mp4,x\n", "csv"),
+        "kin.csv": ("label,youtube_id,time_start,time_end,split\nx,abc,0,10,train\n", "kinetics"),
+        "Charades_v1_train.csv": ("id,subject,actions,length\nAB12,s,,3\n", "charades"),
+        "split.json": ("{}", "charades"),
+    }
+    for name, (text, layout) in lists.items():
+        path = write_text(tmp_path / name, text)
+        config = resolve_config(parse("--root", str(tmp_path), "--csv", str(path), "--out", str(tmp_path / "o")))
+        assert config["data"]["format"] == layout, name
+    # Told, it is not guessed.
+    told = resolve_config(parse("--format", "kinetics", "--csv", str(tmp_path / "plain.csv"), "--root", "r",
+                                "--out", "o"))  # fmt: skip
+    assert told["data"]["format"] == "kinetics"
+    odd = write_text(tmp_path / "odd.csv", "file,class\na.mp4,x\n")
+    assert run_train(parse("--root", str(tmp_path), "--csv", str(odd), "--out", str(tmp_path / "o"))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"i3d: error: {odd}: line 1: cannot tell the dataset layout from the header 'file,class'")
+    assert err.endswith("; pass --format\n") and err.count("\n") == 1
