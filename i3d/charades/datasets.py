@@ -58,7 +58,7 @@ class _Sources:
     flow_dir: Path | None
     flow_engine: FlowEngine | None
 
-    def open(self, video: Video, train: bool, generator: torch.Generator | None) -> InputStream:
+    def open(self, video: Video, train: bool, generator: torch.Generator | None, hflip: bool = True) -> InputStream:
         return open_input(
             source_path(self.root, video.id, self.video_ext),
             self.preprocess,
@@ -66,6 +66,7 @@ class _Sources:
             flow_dir=self.flow_dir,
             generator=generator,
             flow_engine=self.flow_engine,
+            hflip=hflip,
         )
 
 
@@ -99,6 +100,7 @@ class CharadesClips(Dataset):
             worker gets its own copy), not a pool of processes per clip.
         generator: randomness; by default torch's global generator, which a
             ``DataLoader`` seeds differently in each worker.
+        hflip: mirror half the clips left to right (``False``: none).
 
     Items:
         ``(clip, labels)``: ``clip`` ``(C, clip_frames, crop, crop)`` float32
@@ -117,6 +119,7 @@ class CharadesClips(Dataset):
         flow_dir: str | os.PathLike[str] | None = None,
         flow_engine: FlowEngine | None = None,
         generator: torch.Generator | None = None,
+        hflip: bool = True,
     ) -> None:
         if clip_frames < 1:
             raise ValueError(f"clip_frames must be >= 1, got {clip_frames}")
@@ -126,6 +129,7 @@ class CharadesClips(Dataset):
         self.clip_frames = clip_frames
         self.num_classes = num_classes
         self.generator = generator
+        self.hflip = hflip
         if flow_engine is None:
             # Loader workers already read clips in parallel: one TV-L1 process each.
             flow_engine = FlowEngine(workers=1)
@@ -136,7 +140,7 @@ class CharadesClips(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         video = self.videos[index]
-        stream = self._sources.open(video, train=True, generator=self.generator)
+        stream = self._sources.open(video, train=True, generator=self.generator, hflip=self.hflip)
         total = stream.num_frames
         start = int(torch.randint(0, max(total - self.clip_frames, 0) + 1, (), generator=self.generator))
         count = min(self.clip_frames, total)

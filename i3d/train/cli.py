@@ -180,6 +180,23 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
     _setting(
         g,
+        "--hflip",
+        setting=("data", "hflip"),
+        choices=("on", "off"),
+        help="mirror half the training clips left to right; off for classes that name a direction, e.g. "
+        "Something-Something's 'pushing something from left to right' (default: on)",
+    )
+    _setting(
+        g,
+        "--flip-label-map",
+        setting=("data", "flip_label_map"),
+        type=regular_file,
+        metavar="FILE",
+        help="other than Charades, with --hflip on: CSV of label pairs that a mirrored clip swaps, one pair "
+        "a line, e.g. 'left to right,right to left' (mmaction2's flip_label_map)",
+    )
+    _setting(
+        g,
         "--features",
         setting=("data", "features"),
         metavar="DIR",
@@ -558,6 +575,10 @@ def _run_probe(config: dict, world: World) -> int:
 
 def _check(data: dict, recipe: Recipe, run: dict, device: torch.device, world: World) -> None:
     """Refuse, before any work, what cannot run."""
+    if data["hflip"] not in ("on", "off"):
+        raise I3DError(f"data.hflip = {data['hflip']!r}: expected 'on' or 'off' (--hflip)")
+    if data["flip_label_map"] is not None and (data["hflip"] == "off" or data["format"] == "charades"):
+        raise I3DError("--flip-label-map needs --hflip on and a dataset other than Charades")
     if data["format"] == "charades":
         short_side = recipe.preprocess(data["stream"]).resize_short_side
     else:

@@ -10,8 +10,9 @@ the default) or left out with a warning (``"skip"``).
 
 **Training clips** (:class:`TrainingClips`): ``clip_frames`` consecutive
 frames starting at a uniformly drawn frame of the video's range, with the
-preset's scale jitter, random crop and flip; a shorter range is repeated
-from its start until the clip is full.
+preset's scale jitter, random crop and flip (unless ``hflip=False``; a
+flipped clip may change class, ``flipped_classes``); a shorter range is
+repeated from its start until the clip is full.
 
 **Validation clips** (:class:`ValidationClips`): the common protocol for
 clip classifiers. Each video gives ``val_clips`` clips of ``clip_frames``
@@ -182,16 +183,21 @@ class _Clips:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def _open(self, item: IndexedVideo, train: bool, generator: torch.Generator | None) -> InputStream:
+    def _open(
+        self, item: IndexedVideo, train: bool, generator: torch.Generator | None, hflip: bool = True
+    ) -> InputStream:
         stream = open_input(
-            item.video.path, self.preprocess, train=train, generator=generator, source_fps=self.source_fps
+            item.video.path, self.preprocess, train=train, generator=generator, source_fps=self.source_fps, hflip=hflip
         )
         if stream.num_frames != item.num_frames:
             raise I3DError(f"{item.video.path}: has {stream.num_frames} frames now, {item.num_frames} when indexed")
         return stream
 
-    def target(self, index: int) -> torch.Tensor:
-        return _target(self.videos[index].video.labels, self.num_classes, self.multi_label)
+    def target(self, index: int, flipped_classes: Sequence[int] | None = None) -> torch.Tensor:
+        labels = self.videos[index].video.labels
+        if flipped_classes is not None:
+            labels = tuple(flipped_classes[label] for label in labels)
+        return _target(labels, self.num_classes, self.multi_label)
 
 
 class TrainingClips(_Clips, Dataset):
@@ -200,18 +206,37 @@ class TrainingClips(_Clips, Dataset):
     ``target`` is the class index (``()`` int64) or, for multi-label data, a
     multi-hot ``(num_classes,)`` float32. All randomness comes from
     ``generator`` (see :class:`i3d.train.data.ClipDataset`).
+
+    Keyword args:
+        hflip: mirror half the clips left to right (``False``: none, for
+            classes that name a direction).
+        flipped_classes: the class of a mirrored clip of each class
+            (:func:`i3d.train.datasets.read_flip_map`), e.g. "left to right"
+            for "right to left"; ``None``: mirroring keeps the class.
     """
 
-    def __init__(self, *args, generator: torch.Generator | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        generator: torch.Generator | None = None,
+        hflip: bool = True,
+        flipped_classes: Sequence[int] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if flipped_classes is not None and sorted(flipped_classes) != list(range(self.num_classes)):
+            raise ValueError(f"flipped_classes must be a permutation of the {self.num_classes} classes")
         self.generator = generator
+        self.hflip = hflip
+        self.flipped_classes = tuple(flipped_classes) if flipped_classes is not None else None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.videos[index]
-        stream = self._open(item, train=True, generator=self.generator)
+        stream = self._open(item, train=True, generator=self.generator, hflip=self.hflip)
         spare = max(item.count - self.clip_frames, 0)
         start = item.first + int(torch.randint(0, spare + 1, (), generator=self.generator))
-        return _read_clip(stream, start, item.count, self.clip_frames), self.target(index)
+        target = self.target(index, self.flipped_classes if stream.flipped else None)
+        return _read_clip(stream, start, item.count, self.clip_frames), target
 
 
 class ValidationClips(_Clips, Dataset):

@@ -86,6 +86,8 @@ _DATA: dict[str, Any] = {
     "short_side": 256,  # any dataset: frames resized to this short side before cropping
     "frame_fps": 25.0,  # any dataset: the rate frame folders were extracted at
     "on_broken": "error",  # a video that cannot be read: error | skip
+    "hflip": "on",  # training clips mirrored at random: on | off
+    "flip_label_map": None,  # CSV of label pairs swapped in a mirrored clip
     "features": None,  # linear probe on i3d extract's features
 }
 _MODEL: dict[str, Any] = {"weights": None}  # None: the recipe's rgb_weights / flow_weights
@@ -116,6 +118,7 @@ PATH_SETTINGS = {
     ("data", "classes"),
     ("data", "flow_dir"),
     ("data", "features"),
+    ("data", "flip_label_map"),
     ("run", "out"),
 }
 # Settings whose default is unset, and the types they take.

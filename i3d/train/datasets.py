@@ -58,6 +58,7 @@ __all__ = [
     "read_kinetics_csv",
     "read_video_list",
     "detect_format",
+    "read_flip_map",
 ]
 
 DatasetFormat = Literal["charades", "folders", "csv", "kinetics"]
@@ -389,6 +390,43 @@ def read_kinetics_csv(
         videos.append(LabelledVideo(video, tuple(labels), key=trimmed))
     multi = any(len(v.labels) > 1 for v in videos)
     return VideoList(tuple(videos), tuple(classes), multi, os.fspath(path))
+
+
+def read_flip_map(path: str | os.PathLike[str], classes: Sequence[str]) -> tuple[int, ...]:
+    """The class of a mirrored clip of each class, from a CSV of label pairs, one pair a line:
+    ``pushing something from left to right,pushing something from right to left`` swaps the two
+    (as mmaction2's ``flip_label_map``); a class in no pair keeps its label.
+
+    Raises:
+        InputError: ``"FILE: line N: cause"`` for a line that is not two known, different classes,
+            or a class in two pairs.
+    """
+    where = _Lines(path)
+    index = _class_index(classes)
+    flipped = list(range(len(classes)))
+    paired: dict[str, int] = {}
+    reader = csv.reader(io.StringIO(read_text(path)))
+    try:
+        for row in reader:
+            pair = [cell.strip() for cell in row]
+            if not any(pair):
+                continue
+            line = reader.line_num
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise where.error(line, f"expected two different labels 'LABEL,MIRRORED LABEL', got {row!r}")
+            for name in pair:
+                if name not in index:
+                    raise where.error(line, f"unknown class {name!r}")
+                if name in paired:
+                    raise where.error(line, f"class {name!r} is already paired on line {paired[name]}")
+                paired[name] = line
+            a, b = index[pair[0]], index[pair[1]]
+            flipped[a], flipped[b] = b, a
+    except csv.Error as err:
+        raise where.error(reader.line_num, f"not CSV ({err})") from None
+    if not paired:
+        raise InputError(where.path, "no label pairs")
+    return tuple(flipped)
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:

@@ -20,7 +20,7 @@ from i3d.charades.annotations import Subset, Video, read_csv, read_split_json
 from i3d.charades.datasets import CharadesClips, CharadesVideos, source_path
 from i3d.errors import I3DError, InputError
 from i3d.train.clips import TrainingClips, ValidationClips, index_videos
-from i3d.train.datasets import LabelledVideo, VideoList, read_class_folders, read_video_list
+from i3d.train.datasets import LabelledVideo, VideoList, read_class_folders, read_flip_map, read_video_list
 from i3d.train.distributed import World
 from i3d.train.recipe import Recipe
 from i3d.train.validation import ClipValidation, Validator
@@ -109,7 +109,8 @@ def charades_data(
     sources = {"video_ext": data["video_ext"], "num_classes": recipe.num_classes, "flow_dir": data["flow_dir"]}
     train = _present(read_videos(data["train"], "training"), data, "training", world.is_main)
     train = _readable(train, data, preprocess, "training", world)
-    train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, **sources)
+    hflip = data["hflip"] == "on"
+    train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, hflip=hflip, **sources)
     if data["val"] is None:
         return train_data, None
     val = _present(read_videos(data["val"], "testing"), data, "validation", world.is_main)
@@ -174,7 +175,16 @@ def clip_data(
     common = {"source_fps": data["frame_fps"], "on_broken": data["on_broken"], "workers": cpu_share()}
     train, val = lists
     indexed = index_videos(train.videos, preprocess, what="training", warn=warning_printer(world), **common)
-    train_data = TrainingClips(indexed, train, preprocess, recipe.clip_frames, data["frame_fps"])
+    flip_map = data["flip_label_map"]
+    train_data = TrainingClips(
+        indexed,
+        train,
+        preprocess,
+        recipe.clip_frames,
+        data["frame_fps"],
+        hflip=data["hflip"] == "on",
+        flipped_classes=read_flip_map(flip_map, train.classes) if flip_map is not None else None,
+    )
     if val is None:
         return train_data, None
     indexed = index_videos(val.videos, preprocess, what="validation", warn=warning_printer(world), **common)

@@ -132,6 +132,11 @@ class InputStream:
         self._flow_engine = flow_engine
         self._cache = cache
 
+    @property
+    def flipped(self) -> bool:
+        """Whether the frames are mirrored left to right (a training draw)."""
+        return self._geometry is not None and self._geometry.flip
+
     def __repr__(self) -> str:
         return (
             f"InputStream({self.path!r}, modality={self.preprocess.modality!r}, fps={self.fps}, "
@@ -258,12 +263,14 @@ def _geometry(
     preprocess: Preprocess,
     train: bool,
     generator: torch.Generator | None,
+    hflip: bool = True,
 ) -> _Geometry:
     short_side = random_short_side(preprocess.resize_short_side, generator) if train else preprocess.resize_short_side
     size = resized_size(*source_size, short_side)
     if train:
         top, left = random_crop_offsets(*size, preprocess.crop, generator)
-        flip = bool(torch.rand((), generator=generator) < FLIP_PROBABILITY)
+        # Drawn even when flips are off: the other draws of a seed stay the same.
+        flip = bool(torch.rand((), generator=generator) < FLIP_PROBABILITY) and hflip
     else:
         top, left = center_crop_offsets(*size, preprocess.crop)
         flip = False
@@ -279,6 +286,7 @@ def open_input(
     generator: torch.Generator | None = None,
     flow_engine: FlowEngine | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
+    hflip: bool = True,
 ) -> InputStream:
     """Open a video, frame folder or ``.npy`` as network input for ``preprocess``.
 
@@ -304,6 +312,9 @@ def open_input(
             default each :meth:`InputStream.chunks` call starts and stops one
             using every core.
         source_fps: frame rate of frame folders (Charades: 24).
+        hflip: with ``train``, mirror the clip with probability 1/2
+            (:attr:`InputStream.flipped` says whether it was); ``False`` for
+            direction-sensitive classes.
 
     Raises:
         VideoError: the source is unusable (see :mod:`i3d.video.readers`), a
@@ -319,7 +330,7 @@ def open_input(
         return InputStream(path, preprocess, mode="normalized", reader=array, geometry=None)
 
     source = _open_source(path, preprocess.fps, preprocess.resize_short_side, source_fps)
-    geometry = _geometry(source.source_size, preprocess, train, generator)
+    geometry = _geometry(source.source_size, preprocess, train, generator, hflip)
     if source.kind == "flow" and not is_flow:
         raise VideoError(path, "holds flow frames, but the preset is for RGB input")
     if source.kind == "flow" or not is_flow:

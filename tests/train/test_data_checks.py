@@ -99,3 +99,49 @@ def test_the_layout_is_told_by_the_header(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"i3d: error: {odd}: line 1: cannot tell the dataset layout from the header 'file,class'")
     assert err.endswith("; pass --format\n") and err.count("\n") == 1
+
+
+def test_flip_label_map(tmp_path):
+    from i3d.train.datasets import read_flip_map
+
+    classes = ("left to right", "right to left", "still", "up")
+    good = write_text(tmp_path / "flip.csv", "left to right,right to left\n\n")
+    assert read_flip_map(good, classes) == (1, 0, 2, 3)
+    for text, cause in [
+        ("left to right\n", "line 1: expected two different labels"),
+        ("still,sideways\n", "line 1: unknown class 'sideways'"),
+        ("left to right,right to left\nup,left to right\n", "line 2: class 'left to right' is already paired"),
+    ]:
+        with pytest.raises(InputError, match=cause):
+            read_flip_map(write_text(tmp_path / "bad.csv", text), classes)
+
+
+def _flips(folders, hflip: bool, flipped_classes=None) -> list[tuple[bool, int]]:
+    """(mirrored, target) of video 0 (class 'bottom') under 16 seeds."""
+    import torch
+
+    from i3d.train.clips import TrainingClips, index_videos
+    from i3d.train.datasets import read_class_folders
+    from i3d.video.presets import Preprocess
+
+    videos = read_class_folders(folders)
+    preprocess = Preprocess("rgb", fps=25.0, resize_short_side=32, crop=32)
+    indexed = index_videos(videos.videos[:1], preprocess, source_fps=25.0)
+    frames = indexed[0].count  # whole videos: the clips differ by their flip only
+    clips = TrainingClips(indexed, videos, preprocess, frames, 25.0, hflip=hflip, flipped_classes=flipped_classes)
+    out = []
+    for seed in range(16):
+        clips.generator = torch.Generator().manual_seed(seed)
+        clip, target = clips[0]
+        clips.generator = torch.Generator().manual_seed(seed)
+        plain = clips._open(clips.videos[0], train=True, generator=clips.generator, hflip=False)
+        out.append((not torch.equal(clip, next(plain.chunks(frames))), int(target)))
+    return out
+
+
+@pytest.mark.slow
+def test_hflip_off_never_mirrors_and_a_flip_map_swaps_labels(folders):
+    assert all(not mirrored and target == 0 for mirrored, target in _flips(folders, hflip=False))
+    drawn = _flips(folders, hflip=True, flipped_classes=(1, 0))
+    assert {mirrored for mirrored, _ in drawn} == {True, False}  # both, in 16 draws of p = 1/2
+    assert all(target == (1 if mirrored else 0) for mirrored, target in drawn)
