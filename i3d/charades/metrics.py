@@ -175,6 +175,17 @@ def _warn_ids(what: str, ids: Sequence[object], consequence: str) -> None:
     warnings.warn(f"{len(ids)} {what} ({shown}); {consequence}", SubmissionWarning, stacklevel=3)
 
 
+def _warn_without_positives(result: EvalResult) -> EvalResult:
+    if result.excluded:
+        codes = [f"c{c:03d}" for c in result.excluded]
+        _warn_ids(
+            "class(es) without positives in the ground truth",
+            codes,
+            "left out of mAP and wAP (the official script's mean is NaN then)",
+        )
+    return result
+
+
 def evaluate_classification(
     videos: Sequence[Video],
     predictions: Mapping[str, ArrayLike],
@@ -188,7 +199,8 @@ def evaluate_classification(
 
     Warns:
         SubmissionWarning: for videos with actions that have no scores (they
-            score ``-inf``) and for ids not in the ground truth (ignored).
+            score ``-inf``), for ids not in the ground truth (ignored), and
+            for classes without positives (left out of the means).
     """
     labels = class_labels(videos, num_classes)
     scores = np.full((len(videos), num_classes), -np.inf)
@@ -206,7 +218,7 @@ def evaluate_classification(
     extra = [key for key in predictions if key not in known]
     if extra:
         _warn_ids("ids not in the ground truth", extra, "ignored")
-    return mean_average_precision(scores, labels)
+    return _warn_without_positives(mean_average_precision(scores, labels))
 
 
 def evaluate_localization(
@@ -224,8 +236,9 @@ def evaluate_localization(
             ``(j - 1) / frames * length``).
 
     Warns:
-        SubmissionWarning: for frames without scores (they score ``-inf``) and
-            for keys not among the ground-truth frames (ignored).
+        SubmissionWarning: for frames without scores (they score ``-inf``),
+            for keys not among the ground-truth frames (ignored), and for
+            classes without positives (left out of the means).
     """
     labels = np.zeros((len(videos) * frames, num_classes), dtype=bool)
     scores = np.full((len(videos) * frames, num_classes), -np.inf)
@@ -244,7 +257,7 @@ def evaluate_localization(
     extra = [f"{vid} frame {j}" for vid, j in predictions if vid not in known or not 1 <= j <= frames]
     if extra:
         _warn_ids("frames not in the ground truth", extra, "ignored")
-    return mean_average_precision(scores, labels)
+    return _warn_without_positives(mean_average_precision(scores, labels))
 
 
 def _parse_scores(tokens: Sequence[str], where: str) -> np.ndarray:

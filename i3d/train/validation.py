@@ -141,9 +141,11 @@ class Validation:
         return {**self.result.to_json(), "videos": self.videos, "skipped": len(self.skipped)}
 
     def summary(self) -> str:
+        excluded = self.result.excluded
+        left_out = f" (left out, no positives: {' '.join(f'c{c:03d}' for c in excluded)})" if excluded else ""
         return (
             f"mAP {_percent(self.result.map)} wAP {_percent(self.result.wap)} "
-            f"over {self.result.classes} classes, {self.videos} videos"
+            f"over {self.result.classes} classes{left_out}, {self.videos} videos"
         )
 
 
