@@ -463,7 +463,8 @@ def _check_resume(config: dict[str, dict[str, Any]], args: argparse.Namespace) -
     saved_path = Path(config["run"]["out"]) / CONFIG_NAME
     if not (args.resume and (Path(config["run"]["out"]) / CHECKPOINT_NAME).exists() and saved_path.exists()):
         return
-    changed = differences(config, load_config(saved_path), ignore=RESUMABLE | {LOCATION})
+    # The defaults fill in what an older file lacks (a setting added since).
+    changed = differences(config, merge(load_config(saved_path)), ignore=RESUMABLE | {LOCATION})
     if changed and not args.force_config:
         raise InputError(
             saved_path,

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from i3d.errors import InputError
 from i3d.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from i3d.train.cli import resolve_config, run_train
 from i3d.train.config import CONFIG_NAME, load_config
@@ -42,3 +43,24 @@ def test_a_moved_run_folder_resumes(folders, tmp_path, capsys):
     assert load_checkpoint(copied / CHECKPOINT_NAME)["step"] == 3
     assert load_checkpoint(moved / CHECKPOINT_NAME)["step"] == 2
     assert "error" not in capsys.readouterr().err
+
+
+def test_an_older_run_config_compares_with_the_defaults_filled_in(tmp_path):
+    from i3d.train.cli import _check_resume
+    from i3d.train.config import write_config
+
+    out = tmp_path / "run"
+    args = parse("--format", "folders", "--root", str(tmp_path), "--out", str(out), "--resume")
+    config = resolve_config(args)
+    write_config(config, out / CONFIG_NAME)
+    (out / CHECKPOINT_NAME).write_bytes(b"")
+    # Written before --hflip existed, and with the weights under [recipe].
+    text = (out / CONFIG_NAME).read_text().replace('hflip = "on"\n', "")
+    text = text.replace('weights = "rgb_imagenet"\n', "")
+    text = text.replace("[recipe]\n", '[recipe]\nrgb_weights = "rgb_imagenet"\n')
+    write_text(out / CONFIG_NAME, text)
+    _check_resume(config, args)  # no difference
+    _check_resume(resolve_config(parse("--format", "folders", "--root", str(tmp_path), "--out", str(out))), args)
+    with pytest.raises(InputError, match=r"data.hflip: 'off' vs 'on'"):
+        _check_resume(resolve_config(parse("--format", "folders", "--root", str(tmp_path), "--out", str(out),
+                                           "--hflip", "off")), args)  # fmt: skip
