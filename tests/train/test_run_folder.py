@@ -23,7 +23,8 @@ def test_the_starting_weights_have_one_record(tmp_path):
 
 
 def test_an_older_config_reads_its_recipe_weights_as_the_models(tmp_path):
-    old = write_text(tmp_path / "old.toml", '[data]\nstream = "flow"\n[recipe]\nrgb_weights = "a"\nflow_weights = "b"\n')
+    text = '[data]\nstream = "flow"\n[recipe]\nrgb_weights = "a"\nflow_weights = "b"\n'
+    old = write_text(tmp_path / "old.toml", text)
     assert load_config(old) == {"data": {"stream": "flow"}, "model": {"weights": "b"}}
 
 
