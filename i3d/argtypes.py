@@ -1,4 +1,4 @@
-"""``argparse`` types shared by the subcommands' parsers: numbers, files read, devices.
+"""``argparse`` types shared by the subcommands' parsers: numbers, files read and written, devices.
 
 Each raises :class:`argparse.ArgumentTypeError`, which argparse reports as a
 usage error (exit status 2) naming the flag. None imports anything heavy at
@@ -16,7 +16,7 @@ from i3d.errors import I3DError, check_regular_file
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec", "regular_file", "device"]
+__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec", "regular_file", "output_file", "device"]
 
 
 def _int(text: str) -> int:
@@ -75,6 +75,18 @@ def regular_file(text: str) -> Path:
     except I3DError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return Path(text)
+
+
+def output_file(text: str) -> Path:
+    """A file to write, checked before any work (:func:`i3d.atomic.check_output_file`):
+    a regular file or a new name in an existing, writable folder; a device
+    node, FIFO, socket, folder or symbolic link is refused."""
+    from i3d.atomic import check_output_file
+
+    try:
+        return check_output_file(text)
+    except I3DError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device(text: str) -> torch.device:

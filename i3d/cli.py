@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from i3d import __version__, console
-from i3d.argtypes import device, regular_file, shard_spec
+from i3d.argtypes import device, output_file, regular_file, shard_spec
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
@@ -145,7 +145,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     _add_quiet(p)
     p.add_argument(
         "--out",
-        type=Path,
+        type=output_file,
         default=None,
         metavar="FILE",
         help="also write the results to FILE: JSON lines (.jsonl, one object per video) or CSV (.csv, one row per "
@@ -218,6 +218,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out is not None:
         try:
             _write_predictions(args.out, results)
+        except I3DError as err:  # e.g. made a device node meanwhile (checked when parsed)
+            _error(str(err))
+            return 1
         except OSError as err:
             _error(f"{args.out}: cannot write ({err.strerror or err})")
             return 1

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from i3d.atomic import check_replaceable
 from i3d.errors import WeightsError
 from i3d.weights.entries import RemoteFile
 from i3d.weights.hashing import git_blob_sha1
@@ -60,6 +61,7 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool
         WeightsError: the downloaded file has the wrong blob id (deleted).
     """
     dest = Path(dest)
+    check_replaceable(dest)
     if dest.is_file():
         if git_blob_sha1(dest) == remote.blob_sha1:
             return dest
@@ -76,6 +78,7 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool
         raise WeightsError(
             f"{remote.url}: downloaded file has git blob sha1 {got}, expected {remote.blob_sha1}; deleted it, try again"
         )
+    check_replaceable(dest)  # made meanwhile?
     os.replace(partial, dest)
     return dest
 
