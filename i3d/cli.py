@@ -164,7 +164,7 @@ def run_predict(args: argparse.Namespace) -> int:
         _error(f"--out {args.out}: the name must end in .jsonl or .csv")
         return 2
     try:
-        videos = expand_inputs(args.videos)
+        videos = expand_inputs(args.videos, exclude=[args.flow_dir])
     except I3DError as err:
         _error(str(err))
         return 1
@@ -402,7 +402,7 @@ def run_extract(args: argparse.Namespace) -> int:
             _error(str(err))
             return 1
     try:
-        inputs = E.expand_inputs(args.inputs, ids=ids)
+        inputs = E.expand_inputs(args.inputs, ids=ids, exclude=[args.out, args.flow_dir])
         # Over all inputs, so that shards agree.
         names = E.port_names(inputs) if args.layout == "port" else E.output_names(inputs)
         E.check_collisions(names)  # before any work, on every shard
@@ -657,6 +657,9 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 console.error("interrupted")
                 return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # while parsing, which imports the subcommand's modules (torch: seconds)
+        console.error("interrupted")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _quiet_broken_pipe()
     return status

@@ -91,7 +91,7 @@ def run_flow(args: argparse.Namespace) -> int:
         0 if every input succeeded, 1 otherwise.
     """
     try:
-        videos = expand_inputs(args.videos)
+        videos = expand_inputs(args.videos, exclude=[args.out])
         names = output_names(videos, keep_suffix=False)
         check_collisions(names)  # before any work: x/clip.mp4 and x/clip.mov would share x/clip
         out = check_output_dir(args.out)

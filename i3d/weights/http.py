@@ -61,11 +61,12 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool
         WeightsError: the downloaded file has the wrong blob id (deleted).
     """
     dest = Path(dest)
-    check_replaceable(dest)
     if dest.is_file():
         if git_blob_sha1(dest) == remote.blob_sha1:
             return dest
+        check_replaceable(dest)  # a link is never replaced (nor unlinked)
         dest.unlink()  # corrupt or outdated: fetch again
+    check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
     try:

