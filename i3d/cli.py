@@ -96,6 +96,24 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _prefetch(args: argparse.Namespace, streams: tuple[str, ...]) -> None:
+    """Fetch the registry weights of ``streams`` before any work: one error
+    lists every missing file and names the flag that chose each.
+
+    Raises:
+        WeightsError: as :func:`i3d.weights.prefetch`.
+    """
+    from i3d.weights import prefetch
+
+    rgb, flow = _stream_weights(args)
+    flags = {}
+    if "rgb" in streams:
+        flags[rgb] = "--weights"
+    if "flow" in streams:
+        flags.setdefault(flow, "--weights" if streams == ("flow",) else "--flow-weights")
+    prefetch(flags, progress=sys.stderr.isatty(), flags=flags)
+
+
 def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
     """``(rgb, flow)`` weights; ``--stream flow --weights X`` means that X is
     the flow network."""
@@ -170,6 +188,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return 1
     weights, flow_weights = _stream_weights(args)
     try:
+        _prefetch(args, {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}[args.stream])
         classifier = Classifier(
             args.stream,
             rgb_weights=weights,
@@ -415,6 +434,7 @@ def run_extract(args: argparse.Namespace) -> int:
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
     weights, flow_weights = _stream_weights(args)
     try:
+        _prefetch(args, streams)
         extractor = E.Extractor(
             streams,
             weights=weights,
