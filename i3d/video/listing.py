@@ -4,7 +4,7 @@ One input model for every command that reads videos (``predict``,
 ``extract``, ``flow``). Each command-line item is one of:
 
 * a video file (anything FFmpeg decodes) or a DeepMind ``.npy`` array;
-* a frame folder (``ID/ID-000001.jpg``, RGB or flow);
+* a frame folder (``ID/ID-000001.jpg`` or ``.png``, RGB or flow);
 * a ``.txt``/``.lst`` file listing inputs, one per line (``#`` comments,
   UTF-8; relative paths are taken from the working directory);
 * a folder, searched **recursively**: its video files and frame folders,
@@ -42,6 +42,7 @@ from i3d.errors import I3DError, InputError
 
 __all__ = [
     "VIDEO_SUFFIXES",
+    "FRAME_SUFFIXES",
     "LIST_SUFFIXES",
     "NoInputs",
     "NameCollision",
@@ -55,7 +56,10 @@ __all__ = [
 
 VIDEO_SUFFIXES = frozenset(".mp4 .avi .mkv .webm .mov .gif .m4v .mpg .mpeg .flv .wmv .ts .3gp .npy".split())
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
-_FRAME_NAME = re.compile(r"-0*1x?\.jpg$")
+# Frame images of a frame folder (one kind per folder): JPEG as Charades ships
+# them, or lossless PNG.
+FRAME_SUFFIXES = ("jpg", "png")
+_FRAME_NAME = re.compile(rf"-0*1x?\.({'|'.join(FRAME_SUFFIXES)})$")
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
 
@@ -94,7 +98,7 @@ def check_source(path: str | os.PathLike[str]) -> None:
 
 
 def is_frame_folder(path: Path) -> bool:
-    """A folder of Charades-style frames (``*-000001.jpg`` or ``*-000001x.jpg``)."""
+    """A folder of Charades-style frames (``*-000001.jpg`` or ``*-000001x.jpg``; or ``.png``)."""
     try:
         return path.is_dir() and any(_FRAME_NAME.search(p.name) for p in path.iterdir())
     except OSError:

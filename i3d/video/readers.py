@@ -32,6 +32,7 @@ import numpy as np
 
 from i3d.errors import VideoError
 from i3d.video.flow import flow_from_jpeg_values
+from i3d.video.listing import FRAME_SUFFIXES
 from i3d.video.timing import MIN_FRAMES, FpsResampler, as_rate, output_frame_count
 from i3d.video.transforms import UINT8_MAX, resize_flow_field, resize_frame, resized_size
 
@@ -431,7 +432,9 @@ class VideoReader:
 class FrameFolderReader:
     """Streams a Charades-style frame folder.
 
-    Layouts (``ID`` is the folder's name, numbering 1-based and contiguous):
+    Layouts (``ID`` is the folder's name, numbering 1-based and contiguous,
+    any number of digits; ``.png`` in place of ``.jpg`` too, one of the two
+    per folder):
 
     * RGB: ``ID/ID-000001.jpg``, ``ID-000002.jpg``, ...
     * flow: ``ID/ID-000001x.jpg`` and ``ID-000001y.jpg``, ... grayscale, value
@@ -526,10 +529,11 @@ class FrameFolderReader:
 def _list_frames(folder: str) -> tuple[FrameKind, list[tuple[str, ...]]]:
     """The folder's layout and its frame files in order: ``[(rgb,)]`` or ``[(x, y)]``."""
     name = os.path.basename(os.path.normpath(folder))
-    pattern = re.compile(rf"{re.escape(name)}-(\d+)([xy]?)\.jpg")
+    pattern = re.compile(rf"{re.escape(name)}-(\d+)([xy]?)\.({'|'.join(FRAME_SUFFIXES)})")
     rgb: dict[int, str] = {}
     flow: dict[str, dict[int, str]] = {"x": {}, "y": {}}
     width = 0
+    suffixes = set()
     with os.scandir(folder) as entries:
         for entry in entries:
             match = pattern.fullmatch(entry.name)
@@ -537,14 +541,22 @@ def _list_frames(folder: str) -> tuple[FrameKind, list[tuple[str, ...]]]:
                 continue
             number, axis = int(match[1]), match[2]
             width = max(width, len(match[1]))
+            suffixes.add(match[3])
             (flow[axis] if axis else rgb)[number] = entry.name
     if rgb and (flow["x"] or flow["y"]):
         raise VideoError(folder, f"mixes RGB frames ({name}-N.jpg) and flow frames ({name}-Nx.jpg)")
     if not rgb and not flow["x"] and not flow["y"]:
-        raise VideoError(folder, f"no frames named {name}-000001.jpg (RGB) or {name}-000001x.jpg (flow)")
+        raise VideoError(
+            folder,
+            f"no frames named {name}-000001.jpg (RGB) or {name}-000001x.jpg and {name}-000001y.jpg (flow), "
+            "numbered from 1, .jpg or .png; the name before the number is the folder's",
+        )
+    if len(suffixes) > 1:
+        raise VideoError(folder, f"mixes .jpg and .png frames ({name}-N.jpg and {name}-N.png); keep one kind")
+    (suffix,) = suffixes
 
     def frame_name(number: int, axis: str = "") -> str:
-        return f"{name}-{number:0{width}d}{axis}.jpg"
+        return f"{name}-{number:0{width}d}{axis}.{suffix}"
 
     def check_contiguous(numbers: dict[int, str], axis: str = "") -> int:
         count = max(numbers)
