@@ -16,7 +16,16 @@ from i3d.errors import I3DError, check_regular_file
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["positive_int", "natural_int", "positive_float", "shard_spec", "regular_file", "output_file", "device"]
+__all__ = [
+    "positive_int",
+    "natural_int",
+    "positive_float",
+    "frame_rate",
+    "shard_spec",
+    "regular_file",
+    "output_file",
+    "device",
+]
 
 
 def _int(text: str) -> int:
@@ -50,6 +59,16 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} is not a finite number > 0")
+    return value
+
+
+def frame_rate(text: str) -> float:
+    """A frame rate: a number > 0 and at most :data:`i3d.video.timing.MAX_FPS`."""
+    from i3d.video.timing import MAX_FPS
+
+    value = positive_float(text)
+    if value > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"{value:g} frames per second is more than the {MAX_FPS} allowed")
     return value
 
 

@@ -64,11 +64,11 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
-    from i3d.argtypes import positive_float, positive_int
+    from i3d.argtypes import frame_rate, positive_int
 
     p.add_argument(
         "--fps",
-        type=positive_float,
+        type=frame_rate,
         default=None,
         help="resample videos to this rate instead of the weights' (e.g. 10 or 15 to save time; features then "
         "cover more seconds per row and differ from DeepMind's)",

@@ -59,7 +59,7 @@ def rgb_scratch(weights_home):
         return entry, W.checkpoint_path(entry, progress=False)
     except W.OfflineError as err:  # upstream and the second source both failed: say why each did
         causes = "; ".join(sorted({f.reason for f in err.failures}) + err.others)
-        pytest.skip(f"rgb_scratch is not cached in {weights_home.user} and cannot be fetched ({causes[:_REASON_CHARS]})")
+        pytest.skip(f"rgb_scratch is not in {weights_home.user} and cannot be fetched ({causes[:_REASON_CHARS]})")
     except I3DError as err:
         pytest.skip(f"rgb_scratch cannot be had: {str(err)[:_REASON_CHARS]}")
 

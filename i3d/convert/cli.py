@@ -28,7 +28,11 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         "it), or a .pt/.safetensors file to convert between the two",
     )
     parser.add_argument(
-        "output", metavar="OUT", nargs="?", type=output_file, help="converted weights to write: a .safetensors or .pt file"
+        "output",
+        metavar="OUT",
+        nargs="?",
+        type=output_file,
+        help="converted weights to write: a .safetensors or .pt file",
     )
     parser.add_argument(
         "--scope",

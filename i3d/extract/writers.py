@@ -291,7 +291,7 @@ def verify_outputs(out_dir: str | os.PathLike[str]) -> Iterator[tuple[Path, str 
     killed before writing it). Hidden files (temporaries, locks) are skipped.
     """
     out_dir = Path(out_dir)
-    entries = [e for e in sorted(out_dir.rglob("*")) if not any(p.startswith(".") for p in e.relative_to(out_dir).parts)]
+    entries = [e for e in sorted(out_dir.rglob("*")) if not any(p[0] == "." for p in e.relative_to(out_dir).parts)]
     checked = set()
     for entry in entries:
         if entry.suffix != ".json" or _not_regular(entry) is not None:

@@ -48,6 +48,11 @@ FALLBACK_FPS = 25
 # header's frame count is no help: MP4 edit lists legitimately drop samples.)
 TRUNCATION_SLACK_SECONDS = 1.0
 TRUNCATION_SLACK_FRACTION = 0.05
+# A stream is refused when its frames have fewer than 1/2 as many distinct
+# timestamps as frames: its times say nothing of when most frames show. (A few
+# repeated timestamps in a long video are a muxer's glitch; the fps rule drops
+# those frames as it drops any two frames of one output slot.)
+DEGENERATE_STAMPS_RATIO = 2
 # The DISPLAYMATRIX side data is 3x3 int32 in 16.16 fixed point.
 _DISPLAY_MATRIX_ONE = 1 << 16
 # Tolerated float error on the [-1, 1] range of a NumPy input.
@@ -272,6 +277,7 @@ def _scan_stream(path: str) -> _StreamScan:
         last_duration = 0
         packets = discarded = 0
         untimed = False
+        stamps: set[int] = set()
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the demuxer's end-of-stream marker
@@ -286,6 +292,7 @@ def _scan_stream(path: str) -> _StreamScan:
                 if stamp is None:
                     untimed = True
                     continue
+                stamps.add(stamp)
                 first = stamp if first is None else min(first, stamp)
                 if last is None or stamp >= last:
                     last, last_duration = stamp, packet.duration or 0
@@ -293,6 +300,13 @@ def _scan_stream(path: str) -> _StreamScan:
             raise VideoError(path, f"truncated or corrupt stream ({_ffmpeg_cause(err)})") from None
         if packets < MIN_FRAMES:
             raise VideoError(path, f"no frames (at least {MIN_FRAMES} needed)")
+        if len(stamps) * DEGENERATE_STAMPS_RATIO < packets and not untimed:
+            # Resampling by time would keep one frame per timestamp: most of the video, silently gone.
+            raise VideoError(
+                path,
+                f"broken timestamps: {packets} frames have only {len(stamps)} distinct time(s) (e.g. all at 0); "
+                "re-time it by frame order, e.g. `ffmpeg -i IN -vf setpts=N/25/TB OUT` for 25 fps",
+            )
         rate = _nominal_rate(stream, first, last, packets, time_base)
         if untimed or first is None or last is None:
             start, end = Fraction(0), packets / rate
