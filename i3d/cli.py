@@ -221,7 +221,7 @@ def run_predict(args: argparse.Namespace) -> int:
             _error(str(err))
             failed += 1
             continue
-        except (ValueError, RuntimeError, OSError) as err:  # e.g. out of memory: report, go on
+        except (ValueError, RuntimeError, OSError, MemoryError) as err:  # e.g. out of memory: report, go on
             progress.clear()
             _error(f"{video}: {type(err).__name__}: {err}")
             failed += 1

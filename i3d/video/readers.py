@@ -94,6 +94,27 @@ def _ffmpeg_cause(err: av.FFmpegError) -> str:
     return err.strerror or type(err).__name__
 
 
+def _opencv_cause(err: cv2.error) -> str:
+    """OpenCV's reason, e.g. ``(-4:Insufficient memory) Failed to allocate ...``,
+    without the source file and line its message starts with."""
+    text = " ".join(str(err).split())
+    match = re.search(r"error: (\(.*)", text)
+    return match[1] if match else text
+
+
+@contextlib.contextmanager
+def _frame_errors(path: str) -> Iterator[None]:
+    """A frame that cannot be decoded or resized (a 20000x20000 JPEG under a
+    memory limit) is a :class:`VideoError` naming ``path``, not OpenCV's or
+    NumPy's exception, whichever command reads it."""
+    try:
+        yield
+    except cv2.error as err:
+        raise VideoError(path, f"cannot decode or resize a frame: {_opencv_cause(err)}") from None
+    except MemoryError:
+        raise VideoError(path, "out of memory decoding or resizing a frame") from None
+
+
 class _Delivery(Generic[_F]):
     """Resamples source frames by timestamp and packs the delivered frames into chunks.
 
@@ -418,10 +439,11 @@ class VideoReader:
                 ) from None
 
     def _load(self, frame: av.VideoFrame) -> np.ndarray:
-        image = self._orientation.apply(frame.to_ndarray(format="rgb24"))
-        if self.short_side:
-            return resize_frame(image, self.short_side)
-        return np.ascontiguousarray(image)
+        with _frame_errors(self.path):
+            image = self._orientation.apply(frame.to_ndarray(format="rgb24"))
+            if self.short_side:
+                return resize_frame(image, self.short_side)
+            return np.ascontiguousarray(image)
 
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Decode, resample and deliver the frames from ``start`` on, ``size``
@@ -503,12 +525,15 @@ class FrameFolderReader:
         images = []
         for name in names:
             flag = cv2.IMREAD_COLOR if self.kind == "rgb" else cv2.IMREAD_GRAYSCALE
-            image = cv2.imread(os.path.join(self.path, name), flag)
-            if image is None:
-                raise VideoError(os.path.join(self.path, name), "cannot read frame image")
+            with _frame_errors(os.path.join(self.path, name)):
+                image = cv2.imread(os.path.join(self.path, name), flag)
+                if image is None:
+                    raise VideoError(os.path.join(self.path, name), "cannot read frame image")
+                if self.kind == "rgb":
+                    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             images.append(image)
         if self.kind == "rgb":
-            return cv2.cvtColor(images[0], cv2.COLOR_BGR2RGB)
+            return images[0]
         if images[0].shape != images[1].shape:
             raise VideoError(os.path.join(self.path, names[1]), f"size differs from {names[0]}")
         return flow_from_jpeg_values(np.stack(images, axis=-1))
@@ -523,9 +548,10 @@ class FrameFolderReader:
             )
         if not self.short_side:
             return image
-        if self.kind == "flow":
-            return resize_flow_field(image, self.frame_size)
-        return resize_frame(image, self.short_side)
+        with _frame_errors(os.path.join(self.path, self._files[index][0])):
+            if self.kind == "flow":
+                return resize_flow_field(image, self.frame_size)
+            return resize_frame(image, self.short_side)
 
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Read, resample and deliver the frames from ``start`` on, ``size`` at
