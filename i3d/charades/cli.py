@@ -47,7 +47,9 @@ def _add_eval(parser: argparse.ArgumentParser, pred_help: str) -> None:
     parser.add_argument(
         "--json", action="store_true", help='print {"map", "wap", "classes", "per_class"} as JSON instead of a table'
     )
-    parser.add_argument("--plot", metavar="PNG", help="also write a bar chart of the per-class APs to this file")
+    parser.add_argument(
+        "--plot", metavar="PNG", type=output_file, help="also write a bar chart of the per-class APs to this file"
+    )
 
 
 def add_classify_arguments(parser: argparse.ArgumentParser) -> None:

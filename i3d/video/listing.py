@@ -32,6 +32,7 @@ a case-insensitive file system would store as one file.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import stat
@@ -145,6 +146,20 @@ def _is_output(path: Path) -> bool:
     return path.suffix.lower() == ".npy" and path.with_name(path.name + ".json").is_file()
 
 
+def _below(folders: frozenset[str], root: str | os.PathLike[str]) -> frozenset[str]:
+    """The ``folders`` that a search of ``root`` must skip: those that do not
+    hold ``root`` (``--out`` equal to the searched folder leaves it searched)."""
+    real = _real(root)
+    return frozenset(f for f in folders if not _inside(real, frozenset([f])))
+
+
+def _pattern_root(pattern: str) -> str:
+    """The folder a glob pattern searches: its leading parts without magic."""
+    parts = Path(pattern).parts
+    fixed = list(itertools.takewhile(lambda part: not _GLOB_MAGIC.search(part), parts))
+    return os.path.join(*fixed) if fixed else "."
+
+
 def _search(folder: Path, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Video files and frame folders under ``folder``, recursively, sorted;
     hidden entries (temporaries, ``.git``) and the folders ``exclude`` (real
@@ -197,7 +212,7 @@ def expand_inputs(
         elif path.suffix.lower() in LIST_SUFFIXES and (path.is_file() or path.exists()):
             out.extend(read_list(path))
         elif path.is_dir() and not is_frame_folder(path):
-            found = _search(path, skip)
+            found = _search(path, _below(skip, path))
             if not found:
                 raise NoInputs(f"{text}: no video files or frame folders in it or its subfolders")
             out.extend(found)
@@ -206,7 +221,7 @@ def expand_inputs(
                 p
                 for p in sorted(glob.glob(text, recursive=True))
                 if (_is_input(Path(p)) or (Path(p).exists() and not Path(p).is_dir()))
-                and not _inside(_real(p), skip)
+                and not _inside(_real(p), _below(skip, _pattern_root(text)))
                 and not _is_output(Path(p))
             ]
             if not found:
