@@ -110,7 +110,7 @@ def _prefetch(args: argparse.Namespace, streams: tuple[str, ...]) -> None:
     if "rgb" in streams:
         flags[rgb] = "--weights"
     if "flow" in streams:
-        flags.setdefault(flow, "--weights" if streams == ("flow",) else "--flow-weights")
+        flags.setdefault(flow, "--flow-weights")  # with --stream flow, --weights works too
     prefetch(flags, progress=sys.stderr.isatty(), flags=flags)
 
 

@@ -231,7 +231,7 @@ def test_the_offline_error_names_the_package_index_source_and_each_streams_flag(
     "stream, expected",
     [
         ("rgb", {"rgb_imagenet": "--weights"}),
-        ("flow", {"flow_imagenet": "--weights"}),  # --stream flow --weights X: X is the flow network
+        ("flow", {"flow_imagenet": "--flow-weights"}),  # which --stream flow takes, as it takes --weights
         ("joint", {"rgb_imagenet": "--weights", "flow_imagenet": "--flow-weights"}),
     ],
 )

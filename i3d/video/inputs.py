@@ -520,6 +520,8 @@ def compute_flow(
         VideoError: the source is unusable or has fewer than two frames, or
             TV-L1 failed on it (a worker process died; ``engine`` goes on
             with a fresh pool for the next video).
+        OutputError: the output or its record is a device node, FIFO,
+            socket or link (checked before any work; never replaced).
     """
     path = os.fspath(path)
     target = flow_output_path(out_dir, name or source_name(path), format)
