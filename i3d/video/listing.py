@@ -135,7 +135,7 @@ def _real(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(path)
 
 
-def _inside(path: str, folders: frozenset[str]) -> bool:
+def _inside(path: str, folders: Iterable[str]) -> bool:
     """Whether real path ``path`` is one of ``folders`` (real paths) or under one."""
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
@@ -150,7 +150,7 @@ def _below(folders: frozenset[str], root: str | os.PathLike[str]) -> frozenset[s
     """The ``folders`` that a search of ``root`` must skip: those that do not
     hold ``root`` (``--out`` equal to the searched folder leaves it searched)."""
     real = _real(root)
-    return frozenset(f for f in folders if not _inside(real, frozenset([f])))
+    return frozenset(f for f in folders if not _inside(real, [f]))
 
 
 def _pattern_root(pattern: str) -> str:
