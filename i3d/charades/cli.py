@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from i3d import console
-from i3d.argtypes import positive_int, regular_file
+from i3d.argtypes import output_file, positive_int, regular_file
 from i3d.errors import I3DError
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ def _add_eval(parser: argparse.ArgumentParser, pred_help: str) -> None:
     parser.add_argument(
         "--json", action="store_true", help='print {"map", "wap", "classes", "per_class"} as JSON instead of a table'
     )
-    parser.add_argument("--plot", metavar="PNG", help="also write a bar chart of the per-class APs to this file")
+    parser.add_argument(
+        "--plot", metavar="PNG", type=output_file, help="also write a bar chart of the per-class APs to this file"
+    )
 
 
 def add_classify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +66,7 @@ def add_timeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``i3d eval timeline``."""
     _add_common(parser, f"localization submission: lines 'id j s1 ... s157', j = 1..{_LOCALIZATION_FRAMES}")
     parser.add_argument("--video", required=True, metavar="ID", help="the video to plot")
-    parser.add_argument("--out", required=True, metavar="PNG", help="the PNG file to write")
+    parser.add_argument("--out", type=output_file, required=True, metavar="PNG", help="the PNG file to write")
     parser.add_argument(
         "--top", type=positive_int, default=5, metavar="K", help="plot the K best-scoring classes (default 5)"
     )

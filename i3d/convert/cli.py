@@ -10,8 +10,10 @@ and gives exit status 1.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from i3d import console
+from i3d.argtypes import output_file
 from i3d.convert.deepmind import convert_checkpoint
 from i3d.convert.tf_checkpoint import CheckpointReader
 from i3d.errors import I3DError
@@ -26,7 +28,11 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
         "it), or a .pt/.safetensors file to convert between the two",
     )
     parser.add_argument(
-        "output", metavar="OUT", nargs="?", help="converted weights to write: a .safetensors or .pt file"
+        "output",
+        metavar="OUT",
+        nargs="?",
+        type=output_file,
+        help="converted weights to write: a .safetensors or .pt file",
     )
     parser.add_argument(
         "--scope",
@@ -65,7 +71,7 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resave(source: str, output: str | None, list_only: bool) -> int:
+def _resave(source: str, output: Path | None, list_only: bool) -> int:
     """``.pt`` <-> ``.safetensors`` through the safe loader, or list its tensors."""
     from i3d.convert.state_file import load_state_dict_file, save_state_dict
 

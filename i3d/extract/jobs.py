@@ -27,7 +27,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from i3d.atomic import OutputError, OutputLock, check_output_dir, remove_stale
+from i3d.atomic import OutputError, OutputLock, check_output_dir, check_replaceable, remove_stale
 from i3d.errors import I3DError, InputError
 from i3d.extract.extractor import Extractor
 from i3d.extract.inputs import port_names
@@ -159,14 +159,14 @@ def extract_all(
     for path in inputs:
         try:
             check_source(path)
-            missing = [
-                s
-                for s in extractor.streams
-                if not check_output(
-                    output_paths(out, names[path], s, fmt, layout), fmt, extractor.settings(s), verify=verify
-                )
-            ]
-        except InputError as err:
+            missing = []
+            for s in extractor.streams:
+                paths = output_paths(out, names[path], s, fmt, layout)
+                for made in (paths.data, paths.sidecar):
+                    check_replaceable(made)  # before reading it (a FIFO blocks) or any work
+                if not check_output(paths, fmt, extractor.settings(s), verify=verify):
+                    missing.append(s)
+        except (InputError, OutputError) as err:
             report(str(err))
             summary.failed.append((path, str(err)))
             continue

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,23 +266,57 @@ def write_sidecar(paths: OutputPaths, meta: dict, size: int, sha256: str) -> Non
     fsync_dir(paths.sidecar.parent)
 
 
+def _not_regular(path: Path) -> str | None:
+    """Why ``path`` cannot be a feature file or sidecar (never following a
+    final link), or ``None`` for a regular file; ``"missing"`` if absent."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return f"is a symbolic link (to {os.readlink(path)}), not a feature file"
+    return "is a FIFO, socket, device or folder, not a regular file"
+
+
 def verify_outputs(out_dir: str | os.PathLike[str]) -> Iterator[tuple[Path, str | None]]:
     """Check every output under ``out_dir`` against its sidecar: yields
     ``(data file, None)`` for a good one, ``(data file, what is wrong)``
-    otherwise (missing, other size, other SHA-256)."""
-    for sidecar in sorted(Path(out_dir).rglob("*.json")):
-        meta = read_sidecar(OutputPaths(sidecar.with_suffix(""), sidecar))
+    otherwise: missing, not a regular file (a symbolic link, whatever it
+    points to, is not an output this package made), other size, other
+    SHA-256, or a feature file without a sidecar (deleted, or its run was
+    killed before writing it). Hidden files (temporaries, locks) are skipped.
+    """
+    out_dir = Path(out_dir)
+    entries = [e for e in sorted(out_dir.rglob("*")) if not any(p[0] == "." for p in e.relative_to(out_dir).parts)]
+    checked = set()
+    for entry in entries:
+        if entry.suffix != ".json" or _not_regular(entry) is not None:
+            continue  # a link or special file named *.json is no sidecar of ours (and a FIFO would block)
+        meta = read_sidecar(OutputPaths(entry.with_suffix(""), entry))
         if meta is None or "sha256" not in meta or "bytes" not in meta:
             continue  # not an output's sidecar (or one from before checksums)
-        data = sidecar.with_name(sidecar.name[: -len(".json")])
-        try:
-            size = data.stat().st_size
-        except OSError:
-            yield data, "missing"
-            continue
-        if size != meta["bytes"]:
-            yield data, f"{size} bytes, the sidecar says {meta['bytes']}"
-        elif file_sha256(data) != meta["sha256"]:
-            yield data, "SHA-256 differs from the sidecar's"
-        else:
-            yield data, None
+        data = entry.with_name(entry.name[: -len(".json")])
+        checked.add(data)
+        yield data, _check_against(data, meta)
+    suffixes = {f".{fmt}" for fmt in FORMATS}
+    for entry in entries:
+        if entry.suffix in suffixes and entry not in checked and not (entry.is_dir() and not entry.is_symlink()):
+            problem = _not_regular(entry)
+            yield entry, problem or "has no sidecar (deleted, or its run stopped before finishing it); rerun to redo"
+
+
+def _check_against(data: Path, meta: dict) -> str | None:
+    """What is wrong with ``data`` given its sidecar's ``meta``, or ``None``."""
+    problem = _not_regular(data)
+    if problem is not None:
+        return problem
+    size = data.stat().st_size
+    if size != meta["bytes"]:
+        return f"{size} bytes, the sidecar says {meta['bytes']}"
+    if file_sha256(data) != meta["sha256"]:
+        return "SHA-256 differs from the sidecar's"
+    return None

@@ -15,10 +15,9 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 from i3d import console
-from i3d.argtypes import device, positive_int, regular_file, shard_spec
+from i3d.argtypes import device, output_file, positive_int, regular_file, shard_spec
 from i3d.errors import I3DError
 
 HELP = "Fréchet video distance (FVD) and KVD, exactly as the reference computes them"
@@ -106,7 +105,7 @@ def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_stats_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, as for REAL and GEN")
-    p.add_argument("--out", type=Path, required=True, help="statistics file to write (.npz)")
+    p.add_argument("--out", type=output_file, required=True, help="statistics file to write (.npz)")
     p.add_argument(
         "--shard",
         type=shard_spec,
@@ -122,7 +121,7 @@ def _add_merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "parts", nargs="+", metavar="STATS", type=regular_file, help="statistics files of disjoint sets of videos"
     )
-    p.add_argument("--out", type=Path, required=True, help="merged statistics file to write (.npz)")
+    p.add_argument("--out", type=output_file, required=True, help="merged statistics file to write (.npz)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

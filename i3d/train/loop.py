@@ -64,7 +64,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from i3d import console
-from i3d.atomic import open_atomic, remove_stale
+from i3d.atomic import OutputError, check_replaceable, open_atomic, remove_stale
 from i3d.charades.datasets import CharadesVideos
 from i3d.errors import CheckpointError, I3DError
 from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, prepare_for_training
@@ -514,11 +514,17 @@ class Trainer:
         path = self.out / CHECKPOINT_NAME
         # Rank 0 alone may see the file; every process must take the same branch.
         outcome: tuple[str, Any] = ("fresh", None)
+        if self.world.is_main:
+            try:
+                for name in _OUTPUTS:  # before any step: a device node or link there is never replaced
+                    check_replaceable(self.out / name)
+            except OutputError as err:
+                outcome = ("error", str(err))
         if self.world.is_main and self.options.resume:
             # A run killed while writing left these; the resumed run is their only writer now.
             for name in _OUTPUTS:
                 remove_stale(self.out / name)
-        if self.world.is_main and path.exists():
+        if self.world.is_main and outcome[0] == "fresh" and path.exists():
             if not self.options.resume:
                 message = f"{path} exists; pass resume (--resume) to continue that run, or another output folder"
                 outcome = ("error", message)

@@ -11,7 +11,7 @@ import errno
 import os
 
 from i3d import console
-from i3d.argtypes import positive_float, positive_int
+from i3d.argtypes import frame_rate, positive_int
 from i3d.atomic import check_output_dir
 from i3d.errors import I3DError
 from i3d.progress import Progress
@@ -52,7 +52,7 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fps",
-        type=positive_float,
+        type=frame_rate,
         default=KINETICS_FLOW.fps,
         help=f"frame rate the video is resampled to before computing flow (default: {KINETICS_FLOW.fps:g}, Kinetics; "
         f"{CHARADES_FLOW.fps:g} for Charades, e.g. a flow cache for 'i3d train --flow-dir')",
@@ -66,7 +66,7 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--source-fps",
-        type=positive_float,
+        type=frame_rate,
         default=CHARADES_FPS,
         help=f"frame rate of RGB frame folders given as VIDEO (default: {CHARADES_FPS:g}, Charades)",
     )
@@ -91,7 +91,7 @@ def run_flow(args: argparse.Namespace) -> int:
         0 if every input succeeded, 1 otherwise.
     """
     try:
-        videos = expand_inputs(args.videos)
+        videos = expand_inputs(args.videos, exclude=[args.out])
         names = output_names(videos, keep_suffix=False)
         check_collisions(names)  # before any work: x/clip.mp4 and x/clip.mov would share x/clip
         out = check_output_dir(args.out)

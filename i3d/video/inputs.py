@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from i3d.atomic import open_atomic
+from i3d.atomic import check_replaceable, open_atomic
 from i3d.errors import VideoError
 from i3d.progress import Progress
 from i3d.video.flow import (
@@ -531,8 +531,13 @@ def compute_flow(
         VideoError: the source is unusable or has fewer than two frames, or
             TV-L1 failed on it (a worker process died; ``engine`` goes on
             with a fresh pool for the next video).
+        OutputError: the output or its record is a device node, FIFO,
+            socket or link (checked before any work; never replaced).
     """
     path = os.fspath(path)
+    target = flow_output_path(out_dir, name or source_name(path), format)
+    check_replaceable(target, folder=format == "jpg")  # before any work
+    check_replaceable(flow_record_path(target))
     source = _open_source(path, fps, short_side, source_fps)
     if source.kind == "flow":
         raise VideoError(path, "holds flow frames already")

