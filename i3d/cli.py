@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from i3d import __version__, console
-from i3d.argtypes import device, regular_file, shard_spec
+from i3d.argtypes import device, positive_int, regular_file, shard_spec
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
@@ -280,17 +280,42 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=("full", "clips"),
+        choices=E.MODES,
         default="full",
-        help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window",
+        help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window; "
+        "frames: a row per frame, its window starting --clip-len // 2 frames before it (edge frames repeated)",
     )
     p.add_argument(
         "--clip-len",
         type=int,
         default=E.DEFAULT_CLIP_LEN,
-        help=f"clips mode: frames per window (default: {E.DEFAULT_CLIP_LEN})",
+        help=f"clips and frames modes: frames per window (default: {E.DEFAULT_CLIP_LEN})",
     )
     p.add_argument("--step", type=int, default=None, help="clips mode: frames between windows (default: --clip-len)")
+    p.add_argument(
+        "--num-clips",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="clips mode, instead of --step: K windows evenly spaced, the first at frame 0, the last ending at the "
+        "last frame (starts rounded to the nearest frame, halves up)",
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        choices=E.CROP_COUNTS,
+        default=1,
+        help="views of every frame, run as a batch: 1 centre (default); 3 left, centre, right along the long side; "
+        "5 four corners and centre; 10 those five, then the same in the mirrored frame (torchvision's TenCrop); "
+        "rows become (crops, C)",
+    )
+    p.add_argument(
+        "--combine",
+        choices=E.COMBINE,
+        default="separate",
+        help="with --stream both: separate files per stream (default), or concat: one file OUT/NAME.rgb+flow.FORMAT "
+        "whose rows hold RGB then flow",
+    )
     p.add_argument(
         "--chunk",
         type=int,
@@ -302,7 +327,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "--batch",
         type=int,
         default=E.DEFAULT_BATCH,
-        help=f"clips mode: windows per network call (default: {E.DEFAULT_BATCH})",
+        help=f"clips and frames modes: clips (a window of one crop) per network call (default: {E.DEFAULT_BATCH})",
     )
     p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
     p.add_argument(
@@ -385,7 +410,11 @@ def run_extract(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
         if args.layout == "port":
-            E.check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1)
+            E.check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1, args.crops)
+        if args.combine == "concat" and args.stream != "both":
+            raise ValueError("--combine concat needs --stream both")
+        if args.num_clips is not None and (args.mode != "clips" or args.step is not None):
+            raise ValueError("--num-clips is for --mode clips, instead of --step")
     except ValueError as err:
         _error(str(err))
         return 2
@@ -420,6 +449,9 @@ def run_extract(args: argparse.Namespace) -> int:
             mode=args.mode,
             clip_len=args.clip_len,
             step=args.step,
+            num_clips=args.num_clips,
+            crops=args.crops,
+            combine=args.combine,
             chunk=args.chunk,
             batch=args.batch,
             device=args.device,
