@@ -109,6 +109,42 @@ def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
 # ---- predict ------------------------------------------------------------------
 
 
+def _add_views(p: argparse.ArgumentParser) -> None:
+    """Multi-view testing: ``--clips``, ``--clip-len``, ``--crops``, ``--average``."""
+    from i3d.predict import AVERAGES, DEFAULT_CLIP_LEN
+    from i3d.video.transforms import CROP_COUNTS
+
+    p.add_argument(
+        "--clips",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="score K windows of --clip-len frames evenly spaced over the video, the first at frame 0, the last "
+        "ending at the last frame (default: the whole video as one view)",
+    )
+    p.add_argument(
+        "--clip-len",
+        type=positive_int,
+        default=DEFAULT_CLIP_LEN,
+        metavar="N",
+        help=f"frames per window with --clips (default: {DEFAULT_CLIP_LEN})",
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        choices=CROP_COUNTS,
+        default=1,
+        help="crops of every frame, each a view: 1 centre (default), 3 along the long side, 5 corners and centre, "
+        "10 those and their mirror images",
+    )
+    p.add_argument(
+        "--average",
+        choices=AVERAGES,
+        default="score",
+        help="average the views' logits (score, default) or their softmax probabilities (prob)",
+    )
+
+
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
@@ -142,6 +178,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
     _add_overrides(p)
+    _add_views(p)
     _add_quiet(p)
     p.add_argument(
         "--out",
@@ -182,6 +219,10 @@ def run_predict(args: argparse.Namespace) -> int:
             fps=args.fps,
             short_side=args.short_side,
             crop=args.crop,
+            clips=args.clips,
+            clip_len=args.clip_len,
+            crops=args.crops,
+            average=args.average,
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:

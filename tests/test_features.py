@@ -207,3 +207,34 @@ def test_concat_halves_equal_the_separate_streams(tmp_path, weights, flow_weight
         meta = json.loads((tmp_path / f"cat{crops}" / f"{video.name}.rgb+flow.npy.json").read_text())
         assert meta["halves"] == {"rgb": [0, 1024], "flow": [1024, 2048]}
         assert [p["stream"] for p in meta["parts"]] == ["rgb", "flow"]
+
+
+@pytest.mark.slow
+def test_multi_view_predict_averages_its_views(weights, model, video, frames):
+    from i3d.predict import Classifier
+
+    labels = [f"c{i}" for i in range(model.num_classes)]
+    make = dict(rgb_weights=weights, labels=labels, device="cpu", progress=False, chunk_frames=9, **SIZE)
+    count = len(frames)
+    starts = [0, count - 8]  # two windows of 8: the first at frame 0, the last ending at the last frame
+    views = []
+    for s in starts:
+        for t, left in THREE:
+            with torch.no_grad():
+                cut = frames[s : s + 8, t : t + CROP, left : left + CROP]
+                views.append(model(network_input(cut)).mean(dim=2)[0])  # (num_classes,)
+    views = torch.stack(views)  # (6, num_classes), clip-major
+    scale = float(views.abs().max())
+    for average in ("score", "prob"):
+        classifier = Classifier(clips=2, clip_len=8, crops=3, average=average, **make)
+        got = classifier.predict(video, top=3)
+        torch.testing.assert_close(got.logits, views.mean(dim=0), rtol=0, atol=1e-5 * scale)
+        probs = views.softmax(dim=1).mean(dim=0) if average == "prob" else views.mean(dim=0).softmax(dim=0)
+        assert [t.index for t in got.top] == probs.argsort(descending=True)[:3].tolist()
+        np.testing.assert_allclose([t.prob for t in got.top], probs.sort(descending=True).values[:3], atol=1e-5)
+    # Crops alone: each crop over the whole video, fully convolutionally.
+    whole = Classifier(crops=3, **make).view_logits(video)
+    for k, (t, left) in enumerate(THREE):
+        with torch.no_grad():
+            expected = model(network_input(frames[:, t : t + CROP, left : left + CROP])).mean(dim=2)[0]
+        torch.testing.assert_close(whole[k], expected, rtol=0, atol=1e-5 * scale)
