@@ -53,9 +53,10 @@ class TopClass:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One video's logits (averaged over time and views) and its top classes
-    (ranked by probability: the views' averaged probabilities with
-    ``average="prob"``, else the softmax of the averaged logits)."""
+    """One video's logits (averaged over time and views) and its top classes,
+    ranked by the averaged logits, or with ``average="prob"`` by the views'
+    averaged probabilities (``prob`` of a class is the softmax of the
+    averaged logits, or that average of probabilities)."""
 
     video: str
     logits: torch.Tensor  # (num_classes,)
@@ -214,7 +215,8 @@ class Classifier:
         views = self.view_logits(path, progress)  # (views, num_classes)
         logits = views.mean(dim=0)
         probs = torch.softmax(views, dim=1).mean(dim=0) if self.average == "prob" else torch.softmax(logits, dim=0)
-        order = torch.argsort(probs, descending=True, stable=True)[:top]
+        # Ranked by what was averaged: probabilities saturate (ties at 0 and 1), logits do not.
+        order = torch.argsort(probs if self.average == "prob" else logits, descending=True, stable=True)[:top]
         best = [TopClass(self.labels[i], int(i), float(probs[i]), float(logits[i])) for i in order.tolist()]
         return Prediction(str(Path(path)), logits, best)
 

@@ -230,11 +230,42 @@ def test_multi_view_predict_averages_its_views(weights, model, video, frames):
         got = classifier.predict(video, top=3)
         torch.testing.assert_close(got.logits, views.mean(dim=0), rtol=0, atol=1e-5 * scale)
         probs = views.softmax(dim=1).mean(dim=0) if average == "prob" else views.mean(dim=0).softmax(dim=0)
-        assert [t.index for t in got.top] == probs.argsort(descending=True)[:3].tolist()
-        np.testing.assert_allclose([t.prob for t in got.top], probs.sort(descending=True).values[:3], atol=1e-5)
+        ranked = (probs if average == "prob" else views.mean(dim=0)).argsort(descending=True)[:3]
+        assert [t.index for t in got.top] == ranked.tolist()
+        np.testing.assert_allclose([t.prob for t in got.top], probs[ranked], atol=1e-5)
     # Crops alone: each crop over the whole video, fully convolutionally.
     whole = Classifier(crops=3, **make).view_logits(video)
     for k, (t, left) in enumerate(THREE):
         with torch.no_grad():
             expected = model(network_input(frames[:, t : t + CROP, left : left + CROP])).mean(dim=2)[0]
         torch.testing.assert_close(whole[k], expected, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.slow
+def test_eval_accuracy_averages_clips_and_crops(upstream, tmp_path):
+    from i3d.model import InceptionI3d
+    from i3d.train.evaluate import evaluate_accuracy
+    from i3d.train.export import save_model
+    from tests.conftest import randomize
+
+    net = randomize(InceptionI3d(num_classes=2), seed=5)
+    weights = save_model(net.state_dict(), tmp_path / "model.safetensors", ["a", "b"])
+    root = upstream / "video-features"
+    names = ["v_GGSY1Qvo990.mp4", "v_ZNVhz7ctTq0.mp4"]
+    csv = tmp_path / "test.csv"
+    csv.write_text("video,label\n" + "".join(f"{n},{c}\n" for n, c in zip(names, "ab")))
+    small = dict(clip_frames=8, val_clips=2, crops=3, fps=FPS, short_side=SHORT, crop=CROP, device="cpu")
+    for average in ("score", "prob"):
+        result = evaluate_accuracy(weights, "csv", root, csv, average=average, **small)
+        for row, name in zip(result.scores, names):
+            reader = VideoReader(root / name, FPS, short_side=SHORT)
+            frames = np.concatenate([c.frames for c in reader.chunks(64)])
+            views = []
+            for s in (0, len(frames) - 8):  # two clips: the first and the last 8 frames
+                for t, left in THREE:
+                    with torch.no_grad():
+                        cut = frames[s : s + 8, t : t + CROP, left : left + CROP]
+                        views.append(net(network_input(cut)).mean(dim=2)[0])
+            views = torch.stack(views)  # (6, 2)
+            expected = views.softmax(dim=1).mean(dim=0) if average == "prob" else views.mean(dim=0)
+            np.testing.assert_allclose(row, expected.numpy(), rtol=1e-5, atol=1e-5 * float(views.abs().max()))

@@ -11,7 +11,10 @@ or ``--classes``), which must be as many as the model's outputs. Each video
 is scored as training validates it (:mod:`i3d.train.clips`: ``--val-clips``
 evenly spaced centre-cropped clips of ``--clip-frames`` frames, scores
 averaged): top-1, top-5 and mean class accuracy for single-label lists, mAP
-for multi-label ones.
+for multi-label ones. Multi-view testing: ``--clips K --crops N`` scores
+``K x N`` views of each video (:func:`i3d.video.transforms.crop_views`) and
+averages their logits (``--average score``) or probabilities (``prob``:
+softmax, or sigmoid for multi-label lists).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from i3d.train.distributed import World
 from i3d.train.export import read_class_names
 from i3d.train.validation import ClipValidation, ClipValidationResult
 from i3d.video.presets import Preprocess
+from i3d.video.transforms import CROP_COUNTS
 from i3d.weights import inception_i3d
 
 __all__ = ["evaluate_accuracy", "add_accuracy_arguments", "run_accuracy"]
@@ -56,6 +60,8 @@ def evaluate_accuracy(
     precision: Precision = "fp32",
     workers: int = 0,
     on_broken: str = "error",
+    crops: int = 1,
+    average: str = "score",
 ) -> ClipValidationResult:
     """Score ``weights`` on a ``folders``/``csv``/``kinetics`` list; see the module docstring."""
     model = inception_i3d(weights=weights)
@@ -67,10 +73,10 @@ def evaluate_accuracy(
         )
     preprocess = Preprocess("rgb" if model.in_channels == 3 else "flow", fps, short_side, crop)
     indexed = index_videos(videos.videos, preprocess, source_fps=frame_fps, on_broken=on_broken, what="evaluation")
-    clips = ValidationClips(indexed, videos, preprocess, clip_frames, frame_fps, val_clips=val_clips)
+    clips = ValidationClips(indexed, videos, preprocess, clip_frames, frame_fps, val_clips=val_clips, crops=crops)
     device = torch.device(device) if device is not None else default_device()
     model = prepare(model, device, precision)
-    return ClipValidation(clips, workers)(model, device=device, precision=precision, world=World())
+    return ClipValidation(clips, workers, average)(model, device=device, precision=precision, world=World())
 
 
 def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,7 +87,9 @@ def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", type=Path, metavar="FILE", help="the list (a split file for --format folders)")
     p.add_argument("--classes", type=Path, metavar="FILE", help="class names for a model file that has none")
     p.add_argument("--clip-frames", type=positive_int, default=64, metavar="N", help="frames per clip (64)")
-    p.add_argument("--val-clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
+    p.add_argument("--val-clips", "--clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
+    p.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1, help="crops of every clip, 1, 3, 5 or 10 (1)")
+    p.add_argument("--average", choices=("score", "prob"), default="score", help="average logits or probabilities")
     p.add_argument("--fps", type=positive_float, default=25.0, help="frames per second of the clips (25)")
     p.add_argument("--short-side", type=positive_int, default=256, metavar="PX", help="resize before cropping (256)")
     p.add_argument("--crop", type=positive_int, default=224, metavar="PX", help="centre crop (224)")
@@ -112,6 +120,8 @@ def run_accuracy(args: argparse.Namespace) -> int:
             precision=args.precision,
             workers=args.workers,
             on_broken=args.on_broken,
+            crops=args.crops,
+            average=args.average,
         )
     except (I3DError, ValueError, OSError) as err:
         print(f"i3d: error: {err}", file=sys.stderr)
