@@ -269,3 +269,29 @@ def test_eval_accuracy_averages_clips_and_crops(upstream, tmp_path):
             views = torch.stack(views)  # (6, 2)
             expected = views.softmax(dim=1).mean(dim=0) if average == "prob" else views.mean(dim=0)
             np.testing.assert_allclose(row, expected.numpy(), rtol=1e-5, atol=1e-5 * float(views.abs().max()))
+
+
+def test_cli_refuses_flags_that_do_not_go_together(tmp_path, weights, capsys):
+    from i3d.cli import main
+
+    base = ["extract", str(tmp_path / "v.npy"), "--out", str(tmp_path / "out"), "--weights", str(weights)]
+    for extra, cause in (
+        (["--combine", "concat"], "--combine concat needs --stream both"),
+        (["--mode", "clips", "--step", "4", "--num-clips", "3"], "--num-clips is for --mode clips, instead of --step"),
+        (["--num-clips", "3"], "--num-clips is for --mode clips"),
+        (["--layout", "port", "--crops", "10"], "--crops 1"),
+    ):
+        assert main([*base, *extra]) == 2
+        assert cause in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--crops", "4"])
+    assert "invalid choice: 4" in capsys.readouterr().err
+
+
+def test_npy_arrays_are_not_cropped_into_views(tmp_path, weights, capsys):
+    from i3d.cli import main
+
+    np.save(tmp_path / "v.npy", np.zeros((1, 9, 32, 32, 3), np.float32))
+    args = ["extract", str(tmp_path / "v.npy"), "--out", str(tmp_path / "out"), "--weights", str(weights)]
+    assert main([*args, "--crops", "3", "--device", "cpu", "--quiet"]) == 1
+    assert "cannot be cropped into views" in capsys.readouterr().err

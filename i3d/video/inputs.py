@@ -14,7 +14,9 @@ up front and yields network-ready ``(C, t, crop, crop)`` float32 chunks:
 * ``.npy`` in DeepMind's sample layout: returned as is.
 
 Training augmentation is drawn once per :func:`open_input` call, so every
-chunk of a clip gets the same crop, flip and scale.
+chunk of a clip gets the same crop, flip and scale. At test time ``crops``
+views of every frame (:func:`i3d.video.transforms.crop_views`) come from one
+decode as a leading batch dimension of every chunk.
 """
 
 from __future__ import annotations
