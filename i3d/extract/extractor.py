@@ -329,9 +329,7 @@ class Extractor:
         else:
             yield from self._clips(net.model, frames, chunks)
 
-    def output_rows(
-        self, output: str, frames: int, chunks: Iterable[tuple[int, torch.Tensor]]
-    ) -> Iterator[np.ndarray]:
+    def output_rows(self, output: str, frames: int, chunks: Iterable[tuple[int, torch.Tensor]]) -> Iterator[np.ndarray]:
         """Rows of ``output`` from chunks tagged with the index of their part
         in :meth:`parts` (one part's chunks in order; parts interleaved in any
         way). A combined output's rows are its parts' rows side by side,

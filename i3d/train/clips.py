@@ -183,9 +183,7 @@ class _Clips:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def _open(
-        self, item: IndexedVideo, train: bool, generator: torch.Generator | None, crops: int = 1
-    ) -> InputStream:
+    def _open(self, item: IndexedVideo, train: bool, generator: torch.Generator | None, crops: int = 1) -> InputStream:
         stream = open_input(
             item.video.path, self.preprocess, train=train, generator=generator, source_fps=self.source_fps, crops=crops
         )
