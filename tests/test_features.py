@@ -271,10 +271,11 @@ def test_eval_accuracy_averages_clips_and_crops(upstream, tmp_path):
             np.testing.assert_allclose(row, expected.numpy(), rtol=1e-5, atol=1e-5 * float(views.abs().max()))
 
 
-def test_cli_refuses_flags_that_do_not_go_together(tmp_path, weights, capsys):
+def test_cli_refuses_flags_that_do_not_go_together(tmp_path, capsys):
     from i3d.cli import main
 
-    base = ["extract", str(tmp_path / "v.npy"), "--out", str(tmp_path / "out"), "--weights", str(weights)]
+    # Refused before any input or weights file is opened.
+    base = ["extract", str(tmp_path / "v.npy"), "--out", str(tmp_path / "out"), "--weights", "unused.pt"]
     for extra, cause in (
         (["--combine", "concat"], "--combine concat needs --stream both"),
         (["--mode", "clips", "--step", "4", "--num-clips", "3"], "--num-clips is for --mode clips, instead of --step"),
@@ -288,6 +289,7 @@ def test_cli_refuses_flags_that_do_not_go_together(tmp_path, weights, capsys):
     assert "invalid choice: 4" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_npy_arrays_are_not_cropped_into_views(tmp_path, weights, capsys):
     from i3d.cli import main
 
