@@ -2,6 +2,7 @@
 
     python benchmarks/bench_extract.py                      # CPU defaults, a few minutes
     python benchmarks/bench_extract.py --device cuda --throughput-seconds 60 --size 112 --fps 25
+    python benchmarks/bench_extract.py --crops 1,10 --workers 0   # multi-crop: speed ratio, flat memory
 
 Throughput. One synthetic video file goes through :func:`i3d.extract.extract_all`
 into a feature file on disk (scanning, decoding, resampling, resizing, the
@@ -22,6 +23,12 @@ process that runs the model. The decoding worker's own peak (whole life,
 ``extract_all`` has joined it. Tiny frames at a low rate make an hour of
 video feasible on a CPU; memory is bounded by the chunk, so the point is the
 flatness across lengths, not the absolute numbers.
+
+Crops. With ``--crops 1,10`` the throughput part also times end-to-end
+extraction of every other crop count (``--workers`` first value) and prints
+its rate against one crop, in video frames/s and in crop views/s; the memory
+series runs every crop count (all crops of a chunk share ``--chunk`` frames,
+so the peak should not grow with the count either).
 
 Weights are random (saved to a temporary ``.safetensors``): neither speed nor
 memory depends on their values. Durations are printed, never asserted.
@@ -47,7 +54,7 @@ import av
 import numpy as np
 import torch
 
-from i3d.extract import DEFAULT_CHUNK_FRAMES, LAYERS, Extractor, extract_all, output_names, output_paths
+from i3d.extract import CROP_COUNTS, DEFAULT_CHUNK_FRAMES, LAYERS, Extractor, extract_all, output_names, output_paths
 from i3d.model import InceptionI3d
 from i3d.runtime import PRECISIONS, Precision
 from i3d.streaming import POOLED
@@ -144,12 +151,20 @@ def random_weights(folder: Path) -> Path:
 
 
 def make_extractor(
-    weights: Path, size: int, fps: float, chunk: int, device: str | None, precision: Precision, layer: str
+    weights: Path,
+    size: int,
+    fps: float,
+    chunk: int,
+    device: str | None,
+    precision: Precision,
+    layer: str,
+    crops: int = 1,
 ) -> Extractor:
     return Extractor(
         (OUTPUT_STREAM,),
         weights=weights,
         layer=layer,
+        crops=crops,
         chunk=chunk,
         device=device,
         precision=precision,
@@ -191,17 +206,25 @@ def throughput(args: argparse.Namespace, cache: Path, scratch: Path, weights: Pa
     def decode_only() -> int:
         return sum(c.shape[1] for c in open_input(video, prep).chunks(args.chunk))
 
-    def end_to_end(source: Path, workers: int) -> Callable[[], int]:
+    def end_to_end(source: Path, workers: int, ex: Extractor = extractor) -> Callable[[], int]:
         def run() -> int:
             out = Path(tempfile.mkdtemp(dir=scratch, prefix=f"features_w{workers}_"))
-            return len(extract_one(extractor, source, out, workers))
+            return len(extract_one(ex, source, out, workers))
 
         return run
 
+    more_crops = {
+        c: make_extractor(weights, size, fps, args.chunk, args.device, args.precision, args.layer, c)
+        for c in args.crops
+        if c != 1
+    }
+    first_workers = args.workers[0]
+    crop_case = {c: f"end-to-end, --crops {c}, --workers {first_workers}" for c in more_crops}
     cases: dict[str, Callable[[], int]] = {
         MODEL_ONLY: model_only,
         "decode only (file -> tensors)": decode_only,
         **{f"end-to-end, --workers {w}": end_to_end(video, w) for w in args.workers},
+        **{crop_case[c]: end_to_end(video, first_workers, ex) for c, ex in more_crops.items()},
     }
     startups = {w: end_to_end(tiny, w) for w in args.workers}
     # First calls pay one-time costs (kernel selection, allocator growth) that a long run does not.
@@ -233,12 +256,19 @@ def throughput(args: argparse.Namespace, cache: Path, scratch: Path, weights: Pa
         f"device {extractor.device}, {args.precision}; layer {args.layer}; best of {args.repeats} interleaved round(s)"
     )
     baseline = min(wall[MODEL_ONLY])
-    print(f"{'case':32} {'best s':>7} {'CPU s':>6} {'frames/s':>9} {'vs model only':>14}  per round")
+    print(f"{'case':42} {'best s':>7} {'CPU s':>6} {'frames/s':>9} {'vs model only':>14}  per round")
     for name, measured in wall.items():
         best = min(measured)
         cpu_best = cpu[name][measured.index(best)]
         per_round = " ".join(f"{m / t:.2f}" for m, t in zip(wall[MODEL_ONLY], measured, strict=True))
-        print(f"{name:32} {best:7.2f} {cpu_best:6.1f} {frames / best:9.1f} {baseline / best:14.2f}  {per_round}")
+        print(f"{name:42} {best:7.2f} {cpu_best:6.1f} {frames / best:9.1f} {baseline / best:14.2f}  {per_round}")
+    one_crop = min(wall[f"end-to-end, --workers {first_workers}"])
+    for crops, name in crop_case.items():
+        ratio = one_crop / min(wall[name])
+        print(
+            f"--crops {crops} vs --crops 1 (end-to-end, --workers {first_workers}): {ratio:.3f}x the video frames/s, "
+            f"{ratio * crops:.2f}x the crop views/s (ideal: {1 / crops:.3f}x and 1.00x)"
+        )
     fixed = ", ".join(f"--workers {w}: {min(t):.2f} s" for w, t in startup.items())
     print(
         "'vs model only' = frames/s relative to the model alone (goal for end-to-end: >= 0.90); per round: the same\n"
@@ -269,7 +299,7 @@ def _reset_peak_rss() -> bool:
 
 def memory_case(spec: dict) -> dict:
     """Run in a fresh process: one extraction and its memory peaks (bytes)."""
-    keys = ("size", "fps", "chunk", "device", "precision", "layer")
+    keys = ("size", "fps", "chunk", "device", "precision", "layer", "crops")
     extractor = make_extractor(Path(spec["weights"]), *(spec[k] for k in keys))
     ready = _status_kib("VmRSS") * KIB
     reset = _reset_peak_rss()
@@ -300,15 +330,16 @@ def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) 
         f"layer {args.layer}; one fresh process per case"
     )
     header = (
-        f"{'minutes':>7} {'frames':>7} {'rows':>6} {'workers':>7} {'seconds':>8} {'frames/s':>9} "
+        f"{'minutes':>7} {'frames':>7} {'rows':>6} {'crops':>5} {'workers':>7} {'seconds':>8} {'frames/s':>9} "
         f"{'ready MB':>9} {'peak MB':>8} {'growth MB':>10} {'features MB':>12} {'worker peak MB':>15}"
     )
     print(header)
     results = []
     for minutes in args.minutes:
         video = synthetic_video(cache, minutes * SECONDS_PER_MINUTE, args.fps, source_side(args.size))
-        for workers in args.workers:
+        for crops, workers in [(c, w) for c in args.crops for w in args.workers]:
             spec = {
+                "crops": crops,
                 "video": str(video),
                 "weights": str(weights),
                 "size": args.size,
@@ -329,7 +360,7 @@ def memory(args: argparse.Namespace, cache: Path, scratch: Path, weights: Path) 
             results.append(r)
             gpu = f"  GPU peak {r['gpu_peak'] / MIB:.0f} MB" if r["gpu_peak"] is not None else ""
             print(
-                f"{minutes:7g} {r['frames']:7d} {r['rows']:6d} {workers:7d} {r['seconds']:8.1f} "
+                f"{minutes:7g} {r['frames']:7d} {r['rows']:6d} {crops:5d} {workers:7d} {r['seconds']:8.1f} "
                 f"{r['frames'] / r['seconds']:9.1f} {r['ready'] / MIB:9.0f} {r['peak'] / MIB:8.0f} "
                 f"{(r['peak'] - r['ready']) / MIB:10.1f} {r['feature_bytes'] / MIB:12.2f} "
                 f"{r['worker_peak'] / MIB:15.0f}{gpu}",
@@ -394,6 +425,14 @@ def main() -> None:
         metavar="M,M",
         help="memory series video lengths (default: 1,10,60)",
     )
+    parser.add_argument(
+        "--crops",
+        type=_list(int),
+        default=[1],
+        metavar="N,N",
+        help="crop counts (as i3d extract --crops) to time against one crop and to run the memory series with "
+        "(default: 1)",
+    )
     parser.add_argument("--skip", choices=("throughput", "memory"), action="append", default=[], help="part to skip")
     parser.add_argument("--cache-dir", type=Path, help="keep the synthetic videos here between runs")
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)  # internal: one memory measurement, JSON spec
@@ -401,6 +440,8 @@ def main() -> None:
     if args.memory_case:
         print(json.dumps(memory_case(json.loads(args.memory_case))))
         return
+    if not args.crops or any(c not in CROP_COUNTS for c in args.crops):
+        parser.error(f"--crops takes counts among {CROP_COUNTS}")
     if min(args.chunk, args.repeats, args.size, args.throughput_size) < 1 or min(args.workers, default=0) < 0:
         parser.error("--chunk, --repeats and sizes must be >= 1, --workers >= 0")
     if min(args.fps, args.throughput_fps, args.throughput_seconds, *args.minutes) <= 0 or not args.workers:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from i3d import __version__, console
-from i3d.argtypes import device, output_file, regular_file, shard_spec
+from i3d.argtypes import device, output_file, positive_int, regular_file, shard_spec
 from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
@@ -127,6 +127,42 @@ def _stream_weights(args: argparse.Namespace) -> tuple[str, str]:
 # ---- predict ------------------------------------------------------------------
 
 
+def _add_views(p: argparse.ArgumentParser) -> None:
+    """Multi-view testing: ``--clips``, ``--clip-len``, ``--crops``, ``--average``."""
+    from i3d.predict import AVERAGES, DEFAULT_CLIP_LEN
+    from i3d.video.transforms import CROP_COUNTS
+
+    p.add_argument(
+        "--clips",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="score K windows of --clip-len frames evenly spaced over the video, the first at frame 0, the last "
+        "ending at the last frame (default: the whole video as one view)",
+    )
+    p.add_argument(
+        "--clip-len",
+        type=positive_int,
+        default=DEFAULT_CLIP_LEN,
+        metavar="N",
+        help=f"frames per window with --clips (default: {DEFAULT_CLIP_LEN})",
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        choices=CROP_COUNTS,
+        default=1,
+        help="crops of every frame, each a view: 1 centre (default), 3 along the long side, 5 corners and centre, "
+        "10 those and their mirror images",
+    )
+    p.add_argument(
+        "--average",
+        choices=AVERAGES,
+        default="score",
+        help="average the views' logits (score, default) or their softmax probabilities (prob)",
+    )
+
+
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
@@ -160,6 +196,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
     _add_overrides(p)
+    _add_views(p)
     _add_quiet(p)
     p.add_argument(
         "--out",
@@ -201,6 +238,10 @@ def run_predict(args: argparse.Namespace) -> int:
             fps=args.fps,
             short_side=args.short_side,
             crop=args.crop,
+            clips=args.clips,
+            clip_len=args.clip_len,
+            crops=args.crops,
+            average=args.average,
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:
@@ -302,17 +343,42 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=("full", "clips"),
+        choices=E.MODES,
         default="full",
-        help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window",
+        help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window; "
+        "frames: a row per frame, its window starting --clip-len // 2 frames before it (edge frames repeated)",
     )
     p.add_argument(
         "--clip-len",
         type=int,
         default=E.DEFAULT_CLIP_LEN,
-        help=f"clips mode: frames per window (default: {E.DEFAULT_CLIP_LEN})",
+        help=f"clips and frames modes: frames per window (default: {E.DEFAULT_CLIP_LEN})",
     )
     p.add_argument("--step", type=int, default=None, help="clips mode: frames between windows (default: --clip-len)")
+    p.add_argument(
+        "--num-clips",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="clips mode, instead of --step: K windows evenly spaced, the first at frame 0, the last ending at the "
+        "last frame (starts rounded to the nearest frame, halves up)",
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        choices=E.CROP_COUNTS,
+        default=1,
+        help="views of every frame, run as a batch: 1 centre (default); 3 left, centre, right along the long side; "
+        "5 four corners and centre; 10 those five, then the same in the mirrored frame (torchvision's TenCrop); "
+        "rows become (crops, C)",
+    )
+    p.add_argument(
+        "--combine",
+        choices=E.COMBINE,
+        default="separate",
+        help="with --stream both: separate files per stream (default), or concat: one file OUT/NAME.rgb+flow.FORMAT "
+        "whose rows hold RGB then flow",
+    )
     p.add_argument(
         "--chunk",
         type=int,
@@ -324,7 +390,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "--batch",
         type=int,
         default=E.DEFAULT_BATCH,
-        help=f"clips mode: windows per network call (default: {E.DEFAULT_BATCH})",
+        help=f"clips and frames modes: clips (a window of one crop) per network call (default: {E.DEFAULT_BATCH})",
     )
     p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
     p.add_argument(
@@ -407,7 +473,11 @@ def run_extract(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
         if args.layout == "port":
-            E.check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1)
+            E.check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1, args.crops)
+        if args.combine == "concat" and args.stream != "both":
+            raise ValueError("--combine concat needs --stream both")
+        if args.num_clips is not None and (args.mode != "clips" or args.step is not None):
+            raise ValueError("--num-clips is for --mode clips, instead of --step")
     except ValueError as err:
         _error(str(err))
         return 2
@@ -443,6 +513,9 @@ def run_extract(args: argparse.Namespace) -> int:
             mode=args.mode,
             clip_len=args.clip_len,
             step=args.step,
+            num_clips=args.num_clips,
+            crops=args.crops,
+            combine=args.combine,
             chunk=args.chunk,
             batch=args.batch,
             device=args.device,

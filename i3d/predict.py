@@ -2,6 +2,15 @@
 
 DeepMind's evaluation averages each stream's per-time logits over time and,
 for the joint model, adds the RGB and flow averages before the softmax.
+
+Multi-view testing (mmaction2's "10 clips x 3 crops"): each video is seen as
+``clips x crops`` views, ``clips`` windows of ``clip_len`` frames evenly
+spaced (:func:`i3d.video.windows.spaced_starts`; by default one view: the
+whole video) times ``crops`` crops of every frame
+(:func:`i3d.video.transforms.crop_views`). A view's score is its logits
+averaged over time (summed over the streams for ``joint``); the video's
+score averages the views' logits (``average="score"``) or their softmax
+probabilities (``average="prob"``).
 """
 
 from __future__ import annotations
@@ -18,13 +27,20 @@ from i3d import weights as W
 from i3d.model import InceptionI3d
 from i3d.progress import Progress
 from i3d.runtime import Precision, default_device, prepare
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, stream_outputs
+from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, run_clips, stream_outputs
 from i3d.video import Preprocess, open_input
+from i3d.video.inputs import InputStream
 from i3d.video.presets import with_overrides
+from i3d.video.transforms import CROP_COUNTS
+from i3d.video.windows import TIME_DIM, gather_windows, spaced_windows
 
-__all__ = ["Stream", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
+__all__ = ["Stream", "Average", "AVERAGES", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
 
 Stream = Literal["rgb", "flow", "joint"]
+Average = Literal["score", "prob"]
+AVERAGES: tuple[str, ...] = ("score", "prob")
+# Frames of each multi-view clip unless told otherwise: DeepMind's 64-frame training clips.
+DEFAULT_CLIP_LEN = 64
 
 
 @dataclass(frozen=True)
@@ -37,7 +53,10 @@ class TopClass:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Time-averaged logits of one video and its top classes."""
+    """One video's logits (averaged over time and views) and its top classes,
+    ranked by the averaged logits, or with ``average="prob"`` by the views'
+    averaged probabilities (``prob`` of a class is the softmax of the
+    averaged logits, or that average of probabilities)."""
 
     video: str
     logits: torch.Tensor  # (num_classes,)
@@ -93,6 +112,12 @@ class Classifier:
         flow_dir: a cache folder of flow frames (see :mod:`i3d.video.flow`).
         fps, short_side, crop: override these fields of the weights'
             preprocessing (:class:`i3d.video.Preprocess`).
+        clips: windows per video for multi-view testing (default: one
+            view of the whole video).
+        clip_len: frames per window when ``clips`` is given.
+        crops: views of every frame: 1, 3, 5 or 10.
+        average: ``"score"`` (the views' logits) or ``"prob"`` (their
+            softmax probabilities).
     """
 
     def __init__(
@@ -109,10 +134,21 @@ class Classifier:
         fps: float | None = None,
         short_side: int | None = None,
         crop: int | None = None,
+        clips: int | None = None,
+        clip_len: int = DEFAULT_CLIP_LEN,
+        crops: int = 1,
+        average: Average = "score",
         progress: bool = True,
     ) -> None:
         if stream not in ("rgb", "flow", "joint"):
             raise ValueError(f"stream must be rgb, flow or joint, got {stream!r}")
+        if crops not in CROP_COUNTS:
+            raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
+        if average not in AVERAGES:
+            raise ValueError(f"average must be one of {AVERAGES}, got {average!r}")
+        if (clips is not None and clips < 1) or clip_len < 1:
+            raise ValueError(f"clips and clip_len must be >= 1, got {clips} and {clip_len}")
+        self.clips, self.clip_len, self.crops, self.average = clips, clip_len, crops, average
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.chunk_frames = chunk_frames
@@ -139,37 +175,65 @@ class Classifier:
         if len(self.labels) != num_classes:
             raise W.WeightsError(f"{len(self.labels)} labels for {num_classes} classes")
 
-    def logits(self, path: str | os.PathLike[str], progress: Progress | None = None) -> torch.Tensor:
-        """Time-averaged logits ``(num_classes,)``, summed over the streams;
+    def view_logits(self, path: str | os.PathLike[str], progress: Progress | None = None) -> torch.Tensor:
+        """Each view's time-averaged logits ``(views, num_classes)``, summed
+        over the streams; views clip-major (clip 0's crops, then clip 1's);
         frames done reported to ``progress``."""
         total = None
         for model in self.models:
-            source = open_input(path, model.preprocess, flow_dir=self.flow_dir)
-            chunks = source.chunks(self.chunk_frames)  # decoding stays outside the precision context
+            source = open_input(path, model.preprocess, flow_dir=self.flow_dir, crops=self.crops)
+            # All crops of a chunk run together: chunk_frames frames in all.
+            chunks = source.chunks(max(1, self.chunk_frames // self.crops))  # outside the precision context
             if progress is not None:
                 progress.start(f"{path} ({model.preprocess.modality})", source.num_frames)
                 chunks = _counted(chunks, progress)
-            outputs = [
-                y.float()
-                for y in stream_outputs(
-                    model.net, chunks, source.num_frames, LOGITS, device=self.device, precision=self.precision
-                )
-            ]
-            per_time = torch.cat(outputs, dim=2)  # (1, num_classes, T')
-            averaged = per_time[0].mean(dim=1).cpu()  # (num_classes,)
-            total = averaged if total is None else total + averaged
+            views = self._views(model.net, source, chunks)
+            total = views if total is None else total + views
         assert total is not None
         return total
 
+    def _views(self, net: InceptionI3d, source: InputStream, chunks: Iterator[torch.Tensor]) -> torch.Tensor:
+        """``(views, num_classes)`` of one stream."""
+        if self.clips is None:  # the whole video, fully convolutionally
+            frames = source.num_frames
+            outputs = stream_outputs(net, chunks, frames, LOGITS, device=self.device, precision=self.precision)
+            per_time = torch.cat([y.float() for y in outputs], dim=2)  # (crops, num_classes, T')
+            return per_time.mean(dim=2).cpu()
+        frames = source.num_frames
+        windows = gather_windows(chunks, spaced_windows(frames, self.clip_len, self.clips), frames)
+        clips = (c for w in windows for c in (w.unbind(0) if self.crops > 1 else (w,)))  # (C, L, S, S) each
+        per_call = max(1, self.chunk_frames // self.clip_len)  # clips per network call: chunk_frames frames
+        batches = _stacked(clips, per_call)
+        outputs = run_clips(net, batches, LOGITS, device=self.device, precision=self.precision)
+        return torch.cat([y.float().mean(dim=2).cpu() for y in outputs])  # (clips * crops, num_classes)
+
+    def logits(self, path: str | os.PathLike[str], progress: Progress | None = None) -> torch.Tensor:
+        """Logits ``(num_classes,)`` averaged over time and views, summed over the streams."""
+        return self.view_logits(path, progress).mean(dim=0)
+
     def predict(self, path: str | os.PathLike[str], top: int = 5, progress: Progress | None = None) -> Prediction:
-        logits = self.logits(path, progress)
-        probs = torch.softmax(logits, dim=0)
-        order = torch.argsort(logits, descending=True, stable=True)[:top]
+        views = self.view_logits(path, progress)  # (views, num_classes)
+        logits = views.mean(dim=0)
+        probs = torch.softmax(views, dim=1).mean(dim=0) if self.average == "prob" else torch.softmax(logits, dim=0)
+        # Ranked by what was averaged: probabilities saturate (ties at 0 and 1), logits do not.
+        order = torch.argsort(probs if self.average == "prob" else logits, descending=True, stable=True)[:top]
         best = [TopClass(self.labels[i], int(i), float(probs[i]), float(logits[i])) for i in order.tolist()]
         return Prediction(str(Path(path)), logits, best)
 
 
+def _stacked(clips: Iterator[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """Batches ``(B, C, L, S, S)`` of at most ``size`` clips."""
+    batch: list[torch.Tensor] = []
+    for clip in clips:
+        batch.append(clip)
+        if len(batch) == size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)
+
+
 def _counted(chunks: Iterator[torch.Tensor], progress: Progress) -> Iterator[torch.Tensor]:
-    for chunk in chunks:  # (C, t, H, W)
+    for chunk in chunks:  # (C, t, H, W) or (crops, C, t, H, W)
         yield chunk
-        progress.advance(chunk.shape[1])  # the network has taken it
+        progress.advance(chunk.shape[TIME_DIM])  # the network has taken it

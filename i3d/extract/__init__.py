@@ -8,8 +8,18 @@ Two modes:
   row below that. Row ``j`` of the pooled feature averages Mixed_5c steps
   ``j`` and ``j + 1``, i.e. input frames ``[8j, 8j + 16)``.
 * ``clips``: one row per window of ``clip_len`` frames every ``step``
-  frames, each window run as a clip of its own and averaged over time (and
-  space); a video shorter than a window gives one row for all its frames.
+  frames (or ``num_clips`` windows evenly spaced), each window run as a clip
+  of its own and averaged over time (and space); a video shorter than a
+  window gives one row for all its frames.
+* ``frames``: one row per input frame, row ``i`` a clip of the ``clip_len``
+  frames from ``i - clip_len // 2``, indices clamped to the video (edge
+  frames repeated), averaged as in ``clips``.
+
+Every mode takes ``crops`` views of each frame (1, 3, 5 or 10, see
+:func:`i3d.video.transforms.crop_views`) as a batch dimension: rows are then
+``(crops, C)``, the file ``(T', crops, C)``. ``--stream both --combine
+concat`` writes one output, ``OUT/<name>.rgb+flow.<format>``, whose rows hold
+the RGB features then the flow features of the same frames.
 
 The parts:
 
@@ -28,7 +38,17 @@ written last; runs skip complete outputs and redo the rest.
 from __future__ import annotations
 
 from i3d.atomic import OutputError, check_output_dir
-from i3d.extract.extractor import DEFAULT_BATCH, DEFAULT_CLIP_LEN, LAYERS, STREAMS, Extractor, Mode
+from i3d.extract.extractor import (
+    COMBINE,
+    CONCAT,
+    DEFAULT_BATCH,
+    DEFAULT_CLIP_LEN,
+    LAYERS,
+    MODES,
+    STREAMS,
+    Extractor,
+    Mode,
+)
 from i3d.extract.inputs import (
     check_collisions,
     distributed_shard,
@@ -50,6 +70,7 @@ from i3d.extract.writers import (
     verify_outputs,
 )
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
+from i3d.video.transforms import CROP_COUNTS
 
 __all__ = [
     "Extractor",
@@ -76,6 +97,10 @@ __all__ = [
     "FORMATS",
     "LAYERS",
     "STREAMS",
+    "MODES",
+    "COMBINE",
+    "CONCAT",
+    "CROP_COUNTS",
     "POOLED",
     "DEFAULT_CHUNK_FRAMES",
     "DEFAULT_CLIP_LEN",

@@ -141,7 +141,7 @@ def extract_all(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     log = log or sys.stderr
     if layout == "port":
-        check_port_layout(extractor.layer, extractor.mode, fmt, len(extractor.streams))
+        check_port_layout(extractor.layer, extractor.mode, fmt, len(extractor.outputs), extractor.crops)
     names = names or (port_names(inputs) if layout == "port" else output_names(inputs))
     check_collisions({i: names[i] for i in inputs})
     out = check_output_dir(out_dir)
@@ -160,7 +160,7 @@ def extract_all(
         try:
             check_source(path)
             missing = []
-            for s in extractor.streams:
+            for s in extractor.outputs:
                 paths = output_paths(out, names[path], s, fmt, layout)
                 for made in (paths.data, paths.sidecar):
                     check_replaceable(made)  # before reading it (a FIFO blocks) or any work
@@ -173,8 +173,11 @@ def extract_all(
         if not missing:
             summary.skipped.append(path)
         flow_dir = str(extractor.flow_dir) if extractor.flow_dir is not None else None
-        jobs.extend(Job(path, s, extractor.preprocess(s), flow_dir) for s in missing)
-    prefetch = Prefetch(jobs, extractor.chunk, workers)
+        jobs.extend(
+            Job(path, s, tuple(extractor.preprocess(p) for p in extractor.parts(s)), flow_dir, extractor.crops)
+            for s in missing
+        )
+    prefetch = Prefetch(jobs, extractor.decode_chunk, workers)
     start = time.perf_counter()
     reporter.total = len(jobs)
     state: dict[str, str] = {}  # input -> _DONE, _SKIPPED, _BUSY, _NOT_DONE or its error
@@ -211,15 +214,15 @@ def extract_all(
     return summary
 
 
-def check_port_layout(layer: str, mode: str, fmt: str, streams: int) -> None:
+def check_port_layout(layer: str, mode: str, fmt: str, streams: int, crops: int = 1) -> None:
     """The ``port`` layout holds what the port saved: pooled features of
-    the whole video (``full`` mode), one stream, ``.npy``.
+    the whole video (``full`` mode), one stream, one crop, ``.npy``.
 
     Raises:
         ValueError: other settings.
     """
-    if layer != POOLED or mode != "full" or fmt != "npy" or streams != 1:
-        raise ValueError("--layout port needs --layer pooled, --mode full, --format npy and one --stream")
+    if layer != POOLED or mode != "full" or fmt != "npy" or streams != 1 or crops != 1:
+        raise ValueError("--layout port needs --layer pooled, --mode full, --format npy, one --stream and --crops 1")
 
 
 def _finish(messages: Iterator[Message], workers: int) -> None:
@@ -291,18 +294,19 @@ def _compute_and_write(
     frames, fps = first.frames, first.fps
     reporter.frames = frames
 
-    def chunks() -> Iterator[torch.Tensor]:
+    def chunks() -> Iterator[tuple[int, torch.Tensor]]:
         for message in messages:
             if isinstance(message, Chunk):
-                yield torch.from_numpy(message.frames)  # (C, t, H, W)
-                reporter.advance(message.frames.shape[1])  # the network has taken the chunk
+                yield message.part, torch.from_numpy(message.frames)  # (C, t, H, W) or (crops, C, t, H, W)
+                if message.part == 0:
+                    reporter.advance(message.frames.shape[-3])  # the network has taken the chunk
             elif isinstance(message, Failed):
                 raise _WorkerFailed(message.message)
             elif isinstance(message, Finished):
                 return
 
     try:
-        rows = extractor.rows(job.stream, frames, chunks())
+        rows = extractor.output_rows(job.stream, frames, chunks())
         if paths.layout == "port":
             rows = (r[:, None, None, :] for r in rows)  # (t, 1024) -> (t, 1, 1, 1024), the port's layout
         if fmt == "npy":
@@ -314,10 +318,10 @@ def _compute_and_write(
     except (I3DError, ValueError, RuntimeError) as err:
         return f"{job.path}: {err}"
     if fmt == "npy":
-        _, meta = extractor.describe(job.stream, job.path, frames, fps, shape)
+        _, meta = extractor.describe(job.stream, job.path, frames, fps, shape, first.views)
         write_sidecar(paths, dict(meta, format=fmt), size, digest)
     else:
-        times, meta = extractor.describe(job.stream, job.path, frames, fps, data.shape)
+        times, meta = extractor.describe(job.stream, job.path, frames, fps, data.shape, first.views)
         save_features(Features(data, times, meta), paths, fmt)
     summary.frames += frames
     return _DONE

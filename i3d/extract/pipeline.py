@@ -17,6 +17,7 @@ With ``workers=0`` the same messages are produced inline.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import signal
@@ -30,6 +31,7 @@ import numpy as np
 from i3d.errors import I3DError
 from i3d.video import FlowEngine, Preprocess, open_input
 from i3d.video.listing import check_source
+from i3d.video.transforms import CropView
 
 __all__ = [
     "Job",
@@ -47,23 +49,28 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Job:
-    """Decode ``path`` as network input for ``stream``."""
+    """Decode ``path`` as network input for output ``stream``: one source per
+    part (two for a combined RGB + flow output), part ``k`` for ``preprocess[k]``,
+    ``crops`` views of every frame."""
 
     path: str
     stream: str
-    preprocess: Preprocess
+    preprocess: tuple[Preprocess, ...]
     flow_dir: str | None
+    crops: int = 1
 
 
 @dataclass(frozen=True)
 class Started:
-    frames: int  # frames the chunks will add up to
+    frames: int  # frames each part's chunks will add up to
     fps: float | None
+    views: tuple[CropView, ...] = ()  # the crops of every frame, in order
 
 
 @dataclass(frozen=True)
 class Chunk:
-    frames: np.ndarray  # (C, t, H, W) float32 network input
+    frames: np.ndarray  # (C, t, H, W) or (crops, C, t, H, W) float32 network input
+    part: int = 0  # index into Job.preprocess
 
 
 @dataclass(frozen=True)
@@ -85,10 +92,20 @@ def produce(job: Job, chunk: int, flow: FlowEngine | None) -> Iterator[Message]:
     never stops the batch."""
     try:
         check_source(job.path)
-        source = open_input(job.path, job.preprocess, flow_dir=job.flow_dir, flow_engine=flow)
-        yield Started(source.num_frames, source.fps)
-        for c in source.chunks(chunk):
-            yield Chunk(c.numpy())
+        sources = [
+            open_input(job.path, p, flow_dir=job.flow_dir, flow_engine=flow, crops=job.crops) for p in job.preprocess
+        ]
+        counts = {s.num_frames for s in sources}
+        if len(counts) != 1:
+            got = " and ".join(f"{s.num_frames} {s.preprocess.modality}" for s in sources)
+            yield Failed(f"{job.path}: {got} frames; streams combined in one output need as many")
+            return
+        yield Started(sources[0].num_frames, sources[0].fps, sources[0].views)
+        # The parts in step, so that the consumer holds little of one while it waits for the other.
+        for step in itertools.zip_longest(*(s.chunks(chunk) for s in sources)):
+            for part, c in enumerate(step):
+                if c is not None:
+                    yield Chunk(c.numpy(), part)
     except I3DError as err:
         yield Failed(str(err))
         return
@@ -138,13 +155,14 @@ class _ChunkHeader:
 
     shape: tuple[int, ...]
     dtype: str
+    part: int
 
 
 def send_message(conn, index: int, message: Message) -> None:
     """Send job ``index``'s ``message`` through a ``multiprocessing`` connection."""
     if isinstance(message, Chunk):
         array = np.ascontiguousarray(message.frames)
-        conn.send((index, _ChunkHeader(array.shape, array.dtype.str)))
+        conn.send((index, _ChunkHeader(array.shape, array.dtype.str, message.part)))
         conn.send_bytes(memoryview(array).cast("B"))
     else:
         conn.send((index, message))
@@ -161,7 +179,7 @@ def receive_message(conn) -> tuple[int, Message]:
         dtype = np.dtype(message.dtype)
         buffer = bytearray(int(np.prod(message.shape)) * dtype.itemsize)  # writable, for torch.from_numpy
         conn.recv_bytes_into(buffer)
-        message = Chunk(np.frombuffer(buffer, dtype).reshape(message.shape))
+        message = Chunk(np.frombuffer(buffer, dtype).reshape(message.shape), message.part)
     return index, message
 
 

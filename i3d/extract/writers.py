@@ -57,6 +57,9 @@ FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
 # PyTorch port's extract_features.py saved pooled features.
 LAYOUTS: tuple[str, ...] = ("i3d", "port")
 _READ_BLOCK = 1 << 20  # bytes per read when checksumming a file back
+# Settings recorded since a later version, with the value every output made
+# before them has: such an output is still reused when they match.
+_LATER_SETTINGS = {"crops": 1, "num_clips": None}
 
 
 @dataclass
@@ -149,7 +152,7 @@ def check_output(paths: OutputPaths, fmt: str, settings: dict | None = None, *, 
             complete = file_sha256(paths.data) == meta["sha256"]
     except Exception:  # missing, truncated or foreign files all mean "redo"
         return False
-    differ = [k for k, v in (settings or {}).items() if complete and meta.get(k) != v]
+    differ = [k for k, v in (settings or {}).items() if complete and meta.get(k, _LATER_SETTINGS.get(k)) != v]
     if differ:
         got = ", ".join(f"{k} {meta.get(k)!r}" for k in differ)
         raise InputError(paths.data, f"made with other settings ({got}); use another --out or delete it")

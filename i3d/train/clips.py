@@ -148,14 +148,15 @@ def _target(labels: tuple[int, ...], num_classes: int, multi_label: bool) -> tor
 
 
 def _read_clip(stream: InputStream, start: int, available: int, clip_frames: int) -> torch.Tensor:
-    """``(C, clip_frames, H, W)`` from ``start``: ``available`` frames, repeated to length if fewer."""
+    """``(C, clip_frames, H, W)`` (``(crops, C, clip_frames, H, W)`` for a
+    multi-crop stream) from ``start``: ``available`` frames, repeated to length if fewer."""
     count = min(clip_frames, available)
     clip = next(stream.chunks(count, start=start))
-    if clip.shape[1] != count:
-        raise I3DError(f"{stream.path}: delivered {clip.shape[1]} frames from {start}, expected {count}")
+    if clip.shape[-3] != count:
+        raise I3DError(f"{stream.path}: delivered {clip.shape[-3]} frames from {start}, expected {count}")
     if count < clip_frames:
         repeats = -(-clip_frames // count)  # ceil
-        clip = clip.repeat(1, repeats, 1, 1)[:, :clip_frames]
+        clip = torch.cat([clip] * repeats, dim=-3).narrow(-3, 0, clip_frames)
     return clip
 
 
@@ -184,10 +185,21 @@ class _Clips:
         return len(self.videos)
 
     def _open(
-        self, item: IndexedVideo, train: bool, generator: torch.Generator | None, hflip: bool = True
+        self,
+        item: IndexedVideo,
+        train: bool,
+        generator: torch.Generator | None,
+        hflip: bool = True,
+        crops: int = 1,
     ) -> InputStream:
         stream = open_input(
-            item.video.path, self.preprocess, train=train, generator=generator, source_fps=self.source_fps, hflip=hflip
+            item.video.path,
+            self.preprocess,
+            train=train,
+            generator=generator,
+            source_fps=self.source_fps,
+            hflip=hflip,
+            crops=crops,
         )
         if stream.num_frames != item.num_frames:
             raise I3DError(f"{item.video.path}: has {stream.num_frames} frames now, {item.num_frames} when indexed")
@@ -240,18 +252,22 @@ class TrainingClips(_Clips, Dataset):
 
 
 class ValidationClips(_Clips, Dataset):
-    """Item ``i`` is ``(clips (val_clips, C, T, crop, crop), target)`` of video ``i``; see the module docstring."""
+    """Item ``i`` is ``(clips (val_clips * crops, C, T, crop, crop), target)``
+    of video ``i``, clip-major (clip 0's crops first); see the module docstring.
+    ``crops``: views of every frame (:func:`i3d.video.transforms.crop_views`)."""
 
-    def __init__(self, *args, val_clips: int = 1, **kwargs) -> None:
+    def __init__(self, *args, val_clips: int = 1, crops: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if val_clips < 1:
             raise ValueError(f"val_clips must be >= 1, got {val_clips}")
         self.val_clips = val_clips
+        self.crops = crops
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.videos[index]
-        stream = self._open(item, train=False, generator=None)
+        stream = self._open(item, train=False, generator=None, crops=self.crops)
         starts = clip_starts(item.first, item.count, self.clip_frames, self.val_clips)
         end = item.first + item.count
         clips = [_read_clip(stream, s, end - s, self.clip_frames) for s in starts]
-        return torch.stack(clips), self.target(index)
+        views = torch.stack(clips)  # (val_clips, C, T, H, W) or (val_clips, crops, C, T, H, W)
+        return (views.flatten(0, 1) if self.crops > 1 else views), self.target(index)

@@ -11,7 +11,10 @@ or ``--classes``), which must be as many as the model's outputs. Each video
 is scored as training validates it (:mod:`i3d.train.clips`: ``--val-clips``
 evenly spaced centre-cropped clips of ``--clip-frames`` frames, scores
 averaged): top-1, top-5 and mean class accuracy for single-label lists, mAP
-for multi-label ones.
+for multi-label ones. Multi-view testing: ``--clips K --crops N`` scores
+``K x N`` views of each video (:func:`i3d.video.transforms.crop_views`) and
+averages their logits (``--average score``) or probabilities (``prob``:
+softmax, or sigmoid for multi-label lists).
 
 The clips are made as the model's were in training: its modality, frame
 rate, short side, crop and clip length are saved with it
@@ -41,6 +44,7 @@ from i3d.train.distributed import World
 from i3d.train.export import read_class_names, read_model_input
 from i3d.train.validation import ClipValidation, ClipValidationResult
 from i3d.video.presets import Preprocess
+from i3d.video.transforms import CROP_COUNTS
 from i3d.weights import inception_i3d
 
 __all__ = ["evaluate_accuracy", "add_accuracy_arguments", "run_accuracy"]
@@ -92,6 +96,8 @@ def evaluate_accuracy(
     workers: int = 0,
     on_broken: str = "error",
     warn: Callable[[str], None] = console.warning,
+    crops: int = 1,
+    average: str = "score",
 ) -> ClipValidationResult:
     """Score ``weights`` on a ``folders``/``csv``/``kinetics`` list; see the module docstring.
 
@@ -116,10 +122,12 @@ def evaluate_accuracy(
     indexed = index_videos(
         videos.videos, preprocess, source_fps=frame_fps, on_broken=on_broken, what="evaluation", warn=warn
     )
-    clips = ValidationClips(indexed, videos, preprocess, settings["clip_frames"], frame_fps, val_clips=val_clips)
+    clips = ValidationClips(
+        indexed, videos, preprocess, settings["clip_frames"], frame_fps, val_clips=val_clips, crops=crops
+    )
     device = torch.device(device) if device is not None else default_device()
     model = prepare(model, device, precision)
-    return ClipValidation(clips, workers)(model, device=device, precision=precision, world=World())
+    return ClipValidation(clips, workers, average)(model, device=device, precision=precision, world=World())
 
 
 def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
@@ -132,7 +140,9 @@ def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     # Clip settings: the model's own unless given (a warning states each override).
     own = "default: the model's (saved by i3d train), else"
     p.add_argument("--clip-frames", type=positive_int, metavar="N", help=f"frames per clip ({own} 64)")
-    p.add_argument("--val-clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
+    p.add_argument("--val-clips", "--clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
+    p.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1, help="crops of every clip, 1, 3, 5 or 10 (1)")
+    p.add_argument("--average", choices=("score", "prob"), default="score", help="average logits or probabilities")
     p.add_argument("--fps", type=positive_float, help=f"frames per second of the clips ({own} 25)")
     p.add_argument("--short-side", type=positive_int, metavar="PX", help=f"resize before cropping ({own} 256)")
     p.add_argument("--crop", type=positive_int, metavar="PX", help=f"centre crop ({own} 224)")
@@ -163,6 +173,8 @@ def run_accuracy(args: argparse.Namespace) -> int:
             precision=args.precision,
             workers=args.workers,
             on_broken=args.on_broken,
+            crops=args.crops,
+            average=args.average,
         )
     except (I3DError, ValueError, OSError) as err:
         console.error(err)

@@ -264,6 +264,7 @@ class ClipValidation:
 
     clips: ValidationClips
     workers: int = 0
+    average: str = "score"  # the views' logits ("score") or their probabilities ("prob")
 
     def __call__(
         self, model: nn.Module, *, device: torch.device, precision: Precision, world: World
@@ -277,8 +278,13 @@ class ClipValidation:
             if isinstance(clips, str):
                 skipped.append(clips)
                 continue
-            # The video's score: its clips' scores averaged.
-            scores[index] = clip_logits(model, clips, device, precision).mean(dim=0).numpy()
+            # The video's score: its clips' (views') scores averaged; as many
+            # clips per network call as one crop of each clip.
+            parts = clips.split(self.clips.val_clips)
+            logits = torch.cat([clip_logits(model, part, device, precision) for part in parts])
+            if self.average == "prob":
+                logits = logits.sigmoid() if self.clips.multi_label else logits.softmax(dim=1)
+            scores[index] = logits.mean(dim=0).numpy()
         merged: dict[int, np.ndarray] = {}
         all_skipped: list[str] = []
         for part_scores, part_skipped in gather_objects((scores, skipped), world):

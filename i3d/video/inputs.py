@@ -14,7 +14,9 @@ up front and yields network-ready ``(C, t, crop, crop)`` float32 chunks:
 * ``.npy`` in DeepMind's sample layout: returned as is.
 
 Training augmentation is drawn once per :func:`open_input` call, so every
-chunk of a clip gets the same crop, flip and scale.
+chunk of a clip gets the same crop, flip and scale. At test time ``crops``
+views of every frame (:func:`i3d.video.transforms.crop_views`) come from one
+decode as a leading batch dimension of every chunk.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ from i3d.video.readers import (
     check_start,
 )
 from i3d.video.transforms import (
+    CROP_COUNTS,
     FLIP_PROBABILITY,
-    center_crop_offsets,
+    CropView,
     crop,
+    crop_views,
     horizontal_flip,
     normalize,
     random_crop_offsets,
@@ -92,9 +96,7 @@ class _Geometry:
 
     short_side: int  # scale jitter included
     size: tuple[int, int]  # (H, W) after resizing
-    top: int
-    left: int
-    flip: bool
+    views: tuple[CropView, ...]  # one per crop of the output, in order
 
 
 class InputStream:
@@ -108,6 +110,8 @@ class InputStream:
         num_frames: the exact number of frames :meth:`chunks` yields in total,
             known before iterating.
         frame_size: ``(H, W)`` of the frames before cropping.
+        views: the crops of each frame (:func:`i3d.video.transforms.crop_views`);
+            empty for ``.npy`` arrays, which are used as stored.
     """
 
     def __init__(
@@ -126,16 +130,18 @@ class InputStream:
         self.fps: float | None = reader.fps
         self.num_frames: int = reader.num_frames
         self.frame_size: tuple[int, int] = tuple(geometry.size if geometry else reader.frame_size)
+        self.views: tuple[CropView, ...] = geometry.views if geometry else ()
         self._mode = mode
         self._reader = reader
         self._geometry = geometry
         self._flow_engine = flow_engine
         self._cache = cache
+        self._crops = len(self.views) if len(self.views) > 1 else 1
 
     @property
     def flipped(self) -> bool:
         """Whether the frames are mirrored left to right (a training draw)."""
-        return self._geometry is not None and self._geometry.flip
+        return self._geometry is not None and any(view.flip for view in self._geometry.views)
 
     def __repr__(self) -> str:
         return (
@@ -148,7 +154,8 @@ class InputStream:
 
         Yields:
             Consecutive float32 tensors ``(C, t, crop, crop)`` with
-            ``t <= size`` (``(C, t, H, W)`` as stored for ``.npy``), covering
+            ``t <= size`` (``(views, C, t, crop, crop)`` when opened with
+            ``crops > 1``; ``(C, t, H, W)`` as stored for ``.npy``), covering
             frames ``start .. num_frames - 1`` in order. Memory is bounded by
             ``size``, not by the video's length. Frames before ``start`` are
             not converted (frame files not even read), so a clip from the
@@ -169,19 +176,20 @@ class InputStream:
                 yield self._network_input(chunk.frames)
 
     def _network_input(self, frames: np.ndarray) -> torch.Tensor:
-        """``(t, H, W, C)`` frames (uint8 RGB or flow in pixels) to ``(C, t, crop, crop)``."""
+        """``(t, H, W, C)`` frames (uint8 RGB or flow in pixels) to ``(C, t, crop, crop)``,
+        or ``(views, C, t, crop, crop)`` for several crops."""
         geometry = self._geometry
         assert geometry is not None
         flow = self.preprocess.modality == "flow"
         if flow and frames.shape[1:3] != geometry.size:
             frames = np.stack([resize_flow_field(field, geometry.size) for field in frames])
         video = torch.from_numpy(frames).permute(3, 0, 1, 2)
-        # Gather the crop channel-first before converting: float ops on contiguous data are ~3x faster.
-        video = crop(video, geometry.top, geometry.left, self.preprocess.crop).contiguous()
-        video = normalize(video, self.preprocess)
-        if geometry.flip:
-            video = horizontal_flip(video, flow=flow).contiguous()
-        return video
+        views = []
+        for view in geometry.views:
+            # Gather the crop channel-first before converting: float ops on contiguous data are ~3x faster.
+            clip = normalize(crop(video, view.top, view.left, self.preprocess.crop).contiguous(), self.preprocess)
+            views.append(horizontal_flip(clip, flow=flow).contiguous() if view.flip else clip)
+        return views[0] if self._crops == 1 else torch.stack(views)  # (C, t, S, S) or (N, C, t, S, S)
 
     def _computed_flow(self, size: int, start: int) -> Iterator[torch.Tensor]:
         # Field t needs frames t and t + 1 (the last field repeats the one
@@ -264,6 +272,7 @@ def _geometry(
     train: bool,
     generator: torch.Generator | None,
     hflip: bool = True,
+    crops: int = 1,
 ) -> _Geometry:
     short_side = random_short_side(preprocess.resize_short_side, generator) if train else preprocess.resize_short_side
     size = resized_size(*source_size, short_side)
@@ -271,10 +280,8 @@ def _geometry(
         top, left = random_crop_offsets(*size, preprocess.crop, generator)
         # Drawn even when flips are off: the other draws of a seed stay the same.
         flip = bool(torch.rand((), generator=generator) < FLIP_PROBABILITY) and hflip
-    else:
-        top, left = center_crop_offsets(*size, preprocess.crop)
-        flip = False
-    return _Geometry(short_side, size, top, left, flip)
+        return _Geometry(short_side, size, (CropView("random", top, left, flip),))
+    return _Geometry(short_side, size, crop_views(*size, preprocess.crop, crops))
 
 
 def open_input(
@@ -287,6 +294,7 @@ def open_input(
     flow_engine: FlowEngine | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
     hflip: bool = True,
+    crops: int = 1,
 ) -> InputStream:
     """Open a video, frame folder or ``.npy`` as network input for ``preprocess``.
 
@@ -315,6 +323,9 @@ def open_input(
         hflip: with ``train``, mirror the clip with probability 1/2
             (:attr:`InputStream.flipped` says whether it was); ``False`` for
             direction-sensitive classes.
+        crops: test-time views of every frame, 1, 3, 5 or 10
+            (:func:`i3d.video.transforms.crop_views`), delivered as a leading
+            batch dimension of every chunk when more than one.
 
     Raises:
         VideoError: the source is unusable (see :mod:`i3d.video.readers`), a
@@ -325,12 +336,18 @@ def open_input(
     if preprocess.resize_short_side < preprocess.crop:
         raise ValueError(f"resize_short_side {preprocess.resize_short_side} is smaller than crop {preprocess.crop}")
     is_flow = preprocess.modality == "flow"
+    if crops not in CROP_COUNTS:
+        raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
+    if train and crops != 1:
+        raise ValueError("training clips take one random crop; crops must be 1")
     if not os.path.isdir(path) and path.lower().endswith(".npy"):
+        if crops != 1:
+            raise VideoError(path, "a .npy array is network input as stored and cannot be cropped into views")
         array = NpyReader(path, channels=preprocess.channels)
         return InputStream(path, preprocess, mode="normalized", reader=array, geometry=None)
 
     source = _open_source(path, preprocess.fps, preprocess.resize_short_side, source_fps)
-    geometry = _geometry(source.source_size, preprocess, train, generator, hflip)
+    geometry = _geometry(source.source_size, preprocess, train, generator, hflip, crops)
     if source.kind == "flow" and not is_flow:
         raise VideoError(path, "holds flow frames, but the preset is for RGB input")
     if source.kind == "flow" or not is_flow:

@@ -36,6 +36,7 @@ Two layers:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -54,6 +55,10 @@ __all__ = [
     "crop",
     "center_crop_offsets",
     "center_crop",
+    "CROP_COUNTS",
+    "CropView",
+    "crop_views",
+    "view_crop",
     "random_crop_offsets",
     "random_crop",
     "horizontal_flip",
@@ -149,6 +154,79 @@ def center_crop_offsets(height: int, width: int, size: int) -> tuple[int, int]:
 def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
     """Centre ``size`` x ``size`` crop of ``(..., H, W)``."""
     return crop(video, *center_crop_offsets(*video.shape[-2:], size), size)
+
+
+# Test-time multi-crop: how many views of a frame --crops may ask for.
+CROP_COUNTS = (1, 3, 5, 10)
+
+
+@dataclass(frozen=True)
+class CropView:
+    """One square view of a frame: its name, ``(top, left)`` in the
+    unflipped frame, and whether the crop is then mirrored left-right."""
+
+    name: str
+    top: int
+    left: int
+    flip: bool = False
+
+
+def _half_even(margin: int) -> int:
+    """``round(margin / 2)`` with Python's ties-to-even, as torchvision's
+    ``center_crop`` places its crop (``int(round((H - h) / 2.0))``)."""
+    return round(margin / 2)
+
+
+def crop_views(height: int, width: int, size: int, crops: int = 1) -> tuple[CropView, ...]:
+    """The ``crops`` views of a ``height`` x ``width`` frame, in output order.
+
+    * 1: the centre crop of :func:`center_crop_offsets` (odd margins: the
+      extra pixel bottom/right).
+    * 3: mmaction2's ``ThreeCrop`` positions along the long side: ``step =
+      (long - size) // 2``, views at ``0``, ``step`` and ``2 * step`` (left,
+      centre, right; top, centre, bottom for portrait frames), centred on the
+      short side. mmaction2 lists them left, right, centre; here they run in
+      spatial order.
+    * 5: torchvision's ``five_crop``: top-left, top-right, bottom-left,
+      bottom-right (flush with the edges), centre (margins halved with
+      ties to even, as torchvision rounds).
+    * 10: torchvision's ``ten_crop``: those five, then the same five taken in
+      the mirrored frame (whose top-left is the original's top-right, mirrored).
+    """
+    if crops not in CROP_COUNTS:
+        raise ValueError(f"crops must be one of {CROP_COUNTS}, got {crops}")
+    if size > height or size > width:
+        raise ValueError(f"crop {size} does not fit in {height}x{width}")
+    if crops == 1:
+        return (CropView("center", *center_crop_offsets(height, width, size)),)
+    if crops == 3:
+        top, left = center_crop_offsets(height, width, size)
+        if width >= height:
+            step = (width - size) // 2
+            return tuple(CropView(n, top, k * step) for k, n in enumerate(("left", "center", "right")))
+        step = (height - size) // 2
+        return tuple(CropView(n, k * step, left) for k, n in enumerate(("top", "center", "bottom")))
+    bottom, right = height - size, width - size
+    five = (
+        ("top_left", 0, 0),
+        ("top_right", 0, right),
+        ("bottom_left", bottom, 0),
+        ("bottom_right", bottom, right),
+        ("center", _half_even(bottom), _half_even(right)),
+    )
+    views = tuple(CropView(n, t, left) for n, t, left in five)
+    if crops == 10:
+        # Column c of the mirrored frame is column width - 1 - c of the frame,
+        # so a crop at `left` there covers [right - left, right - left + size) here.
+        views += tuple(CropView(f"flip_{n}", t, right - left, True) for n, t, left in five)
+    return views
+
+
+def view_crop(video: torch.Tensor, view: CropView, size: int, *, flow: bool = False) -> torch.Tensor:
+    """``view`` of ``(..., C, T, H, W)``: the crop, mirrored if the view says so
+    (a flow field's x component then changes sign)."""
+    out = crop(video, view.top, view.left, size)
+    return horizontal_flip(out, flow=flow) if view.flip else out
 
 
 def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
