@@ -194,12 +194,11 @@ class Classifier:
 
     def _views(self, net: InceptionI3d, source: InputStream, chunks: Iterator[torch.Tensor]) -> torch.Tensor:
         """``(views, num_classes)`` of one stream."""
+        frames = source.num_frames
         if self.clips is None:  # the whole video, fully convolutionally
-            frames = source.num_frames
             outputs = stream_outputs(net, chunks, frames, LOGITS, device=self.device, precision=self.precision)
             per_time = torch.cat([y.float() for y in outputs], dim=2)  # (crops, num_classes, T')
             return per_time.mean(dim=2).cpu()
-        frames = source.num_frames
         windows = gather_windows(chunks, spaced_windows(frames, self.clip_len, self.clips), frames)
         clips = (c for w in windows for c in (w.unbind(0) if self.crops > 1 else (w,)))  # (C, L, S, S) each
         per_call = max(1, self.chunk_frames // self.clip_len)  # clips per network call: chunk_frames frames

@@ -146,6 +146,16 @@ def test_frames_mode_rows_equal_padded_windows(weights, model, video, frames):
         close(got.data[row], clip_vector(model, window))
     spans = got.meta["row_spans"]
     assert spans[0] == [0.0, 4.0] and spans[count // 2] == [count // 2 - 4, count // 2 + 4]
+    # Three crops, four clips per call: a window's crops straddle network calls.
+    ex = E.Extractor(weights=weights, mode="frames", clip_len=length, crops=3, batch=4, chunk=9, device="cpu", **SIZE)
+    three = ex.extract(video)["rgb"].data
+    assert three.shape == (count, 3, 1024)
+    for k, (t, left) in enumerate(THREE):
+        cut = frames[:, t : t + CROP, left : left + CROP]
+        close(
+            three[count - 1, k], clip_vector(model, np.concatenate([cut[count - 5 :], np.repeat(cut[-1:], 3, axis=0)]))
+        )
+        close(three[count // 2, k], clip_vector(model, cut[count // 2 - 4 : count // 2 + 4]))
 
 
 def test_spaced_starts():
