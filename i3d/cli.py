@@ -383,8 +383,8 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "--chunk",
         type=int,
         default=E.DEFAULT_CHUNK_FRAMES,
-        help=f"full mode: frames per network call; bounds memory, results do not depend on it "
-        f"(default: {E.DEFAULT_CHUNK_FRAMES})",
+        help=f"full mode: frames per network call, all crops together (chunk // crops of each); bounds memory, "
+        f"results do not depend on it (default: {E.DEFAULT_CHUNK_FRAMES})",
     )
     p.add_argument(
         "--batch",
@@ -399,7 +399,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         default="i3d",
         help="i3d: OUT/NAME.STREAM.FORMAT (default); port: OUT/ID.npy of shape (T', 1, 1, 1024), ID being the "
         "file stem or folder name, as the PyTorch port's extract_features.py saved pooled features (needs "
-        "--layer pooled, --mode full, --format npy, one stream)",
+        "--layer pooled, --mode full, --format npy, one stream, --crops 1)",
     )
     p.add_argument(
         "--shard",
