@@ -9,7 +9,7 @@
         real.update(embed(videos))        # (N, 400) float64
     fvd = frechet_distance(real, Statistics.load("gen.npz"))
 
-See :mod:`i3d.fvd.embed` for the reference's pipeline (weights, resize,
+See :mod:`i3d.fvd.embedding` for the reference's pipeline (weights, resize,
 value range) and :mod:`i3d.fvd.distance` for the distances.
 """
 
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 # Resolved on first use, so that the CLI's parser imports no torch.
 _EXPORTS = {
-    "Embedder": "i3d.fvd.embed",
-    "embed": "i3d.fvd.embed",
-    "FVD_WEIGHTS": "i3d.fvd.embed",
+    "Embedder": "i3d.fvd.embedding",
+    "embed": "i3d.fvd.embedding",
+    "FVD_WEIGHTS": "i3d.fvd.embedding",
     "Statistics": "i3d.fvd.stats",
     "frechet_distance": "i3d.fvd.distance",
     "kernel_distance": "i3d.fvd.distance",
@@ -45,7 +45,7 @@ __all__ = [
 if TYPE_CHECKING:
     from i3d.fvd.compute import compute_statistics
     from i3d.fvd.distance import frechet_distance, kernel_distance, kernel_distance_and_std
-    from i3d.fvd.embed import FVD_WEIGHTS, Embedder, embed
+    from i3d.fvd.embedding import FVD_WEIGHTS, Embedder, embed
     from i3d.fvd.resize import resize_bilinear_tf1
     from i3d.fvd.stats import Statistics
 

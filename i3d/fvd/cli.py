@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,8 +44,16 @@ def _error(message: str) -> None:
     console.error(message)
 
 
+def statistics_path(text: str) -> Path:
+    """An ``.npz`` to write statistics to: refused up front otherwise, since only
+    ``.npz`` names are read back as statistics."""
+    if not text.lower().endswith(".npz"):
+        raise argparse.ArgumentTypeError(f"{text}: a statistics file must end in .npz")
+    return Path(text)
+
+
 def _add_embedding(p: argparse.ArgumentParser) -> None:
-    from i3d.fvd.embed import DEFAULT_BATCH, FVD_WEIGHTS
+    from i3d.fvd.embedding import DEFAULT_BATCH, FVD_WEIGHTS
     from i3d.fvd.resize import RESIZE_METHODS
     from i3d.runtime import PRECISIONS
 
@@ -72,6 +81,12 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
         "--batch", type=positive_int, default=DEFAULT_BATCH, help=f"clips per network call (default: {DEFAULT_BATCH})"
     )
     p.add_argument("--device", type=device, default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (videos done, videos/s, ETA: a bar on a terminal, a line every 30 s otherwise); "
+        "errors and results are still printed",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -106,7 +121,7 @@ def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_stats_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, as for REAL and GEN")
-    p.add_argument("--out", type=Path, required=True, help="statistics file to write (.npz)")
+    p.add_argument("--out", type=statistics_path, required=True, help="statistics file to write (.npz)")
     p.add_argument(
         "--shard",
         type=shard_spec,
@@ -122,7 +137,9 @@ def _add_merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "parts", nargs="+", metavar="STATS", type=regular_file, help="statistics files of disjoint sets of videos"
     )
-    p.add_argument("--out", type=Path, required=True, help="merged statistics file to write (.npz)")
+    p.add_argument(
+        "--out", type=statistics_path, required=True, help="merged statistics file to write (.npz; not one of STATS)"
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -156,7 +173,7 @@ class _Session:
         self.failed += 1
 
     def embedder_for_args(self):
-        from i3d.fvd.embed import Embedder
+        from i3d.fvd.embedding import Embedder
 
         if self.embedder is None:
             args = self.args
@@ -166,7 +183,7 @@ class _Session:
                 precision=args.precision,
                 resize=args.resize,
                 batch_size=args.batch,
-                progress=sys.stderr.isatty(),
+                progress=sys.stderr.isatty() and not args.quiet,
             )
         return self.embedder
 
@@ -186,7 +203,7 @@ class _Session:
             shard=shard,
             keep_activations=keep_activations,
             on_error=self.report,
-            progress=sys.stderr.isatty(),
+            progress=not self.args.quiet,
         )
         self.seconds += time.perf_counter() - start
         return stats
@@ -275,6 +292,9 @@ def run_merge(args: argparse.Namespace) -> int:
     from i3d.fvd.stats import Statistics
 
     try:
+        for path in args.parts:
+            if args.out.exists() and path.exists() and os.path.samefile(args.out, path):
+                raise ValueError(f"--out {args.out} is one of the files to merge ({path}); write elsewhere")
         parts = [Statistics.load(path) for path in args.parts]
         merged = Statistics(keep_activations=all(p.keep_activations for p in parts)).merge(*parts)
         merged.save(args.out)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from i3d import console
-from i3d.fvd.embed import Embedder
-from i3d.fvd.inputs import clip_batches, list_videos, shard_videos
+from i3d import progress as _progress
+from i3d.fvd.embedding import Embedder
+from i3d.fvd.inputs import VideoItem, clip_batches, list_videos, shard_videos
 from i3d.fvd.stats import Statistics
 
 __all__ = ["compute_statistics"]
@@ -54,7 +58,10 @@ def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
         except BaseException as err:  # handed to the consumer, raised there
             put(("error", err))
 
-    thread = threading.Thread(target=produce, name="i3d-fvd-read", daemon=True)
+    # The thread runs in a copy of this context, so that its error messages
+    # speak as the running command (``i3d fvd stats: error: ...``).
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(produce,), name="i3d-fvd-read", daemon=True)
     thread.start()
     try:
         while True:
@@ -67,6 +74,52 @@ def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
     finally:
         stop.set()
         thread.join()
+
+
+def input_list_digest(items: Iterable[VideoItem]) -> str:
+    """A hash of the whole list of videos (before sharding): shards of one list share it."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update(item.name.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()[:16]
+
+
+class VideoProgress:
+    """Videos done: a tqdm bar on a terminal; elsewhere (logs, pipes) a plain
+    line every ``interval`` seconds, so that a long run is never silent::
+
+        i3d fvd stats: 96/2048 videos, 3.1 videos/s, ETA 10m29s
+    """
+
+    def __init__(self, total: int, *, terminal: bool, interval: float | None = None) -> None:
+        self.total, self.done = total, 0
+        self.interval = _progress.LOG_INTERVAL if interval is None else interval
+        self.started = self.last = time.monotonic()
+        self.bar = None
+        if terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="video", desc="fvd", file=sys.stderr)
+
+    def advance(self, videos: int) -> None:
+        self.done += videos
+        if self.bar is not None:
+            self.bar.update(videos)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = f", ETA {round((self.total - self.done) / rate)}s" if rate > 0 else ""
+            print(
+                f"{console.current_command()}: {self.done}/{self.total} videos, {rate:.2f} videos/s{eta}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def compute_statistics(
@@ -93,18 +146,18 @@ def compute_statistics(
         keep_activations: keep the embeddings too (for KVD).
         on_error: called with a one-line message for each video that cannot
             be read; the others go on.
+        progress: report videos done on stderr (:class:`VideoProgress`: a
+            bar on a terminal, a line every 30 s elsewhere).
     """
-    items = shard_videos(list_videos(inputs, on_error), *shard)
+    every = list_videos(inputs, on_error)
+    items = shard_videos(every, *shard)
     stats = Statistics(keep_activations=keep_activations, meta=embedder.settings(num_frames))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(items), unit="video", desc="fvd", file=sys.stderr)
+    stats.parts = [(input_list_digest(every), *shard)]
+    bar = VideoProgress(len(items), terminal=sys.stderr.isatty()) if progress else None
     for batch_items, clips in read_ahead(clip_batches(items, num_frames, embedder.batch_size, on_error)):
         stats.update(embedder(clips), indices=[item.index for item in batch_items])
         if bar is not None:
-            bar.update(len(batch_items))
+            bar.advance(len(batch_items))
     if bar is not None:
         bar.close()
     return stats

@@ -11,8 +11,9 @@ complex matrix whose imaginary part ports drop without a word. Here
 ``A S2 A`` with ``A = sqrt(S1)``: that matrix is symmetric positive
 semi-definite and has the eigenvalues of ``S1 S2`` (tfgan's identity), so
 ``eigh`` applies. Eigenvalues within round-off of zero are set to zero; a
-negative one beyond round-off (the inputs were not covariance matrices)
-raises a :class:`RuntimeWarning` instead of a silently dropped imaginary part.
+covariance with a negative eigenvalue beyond the round-off of its own
+accumulation (not the covariance of any embeddings) raises ``ValueError``
+instead of a silently dropped imaginary part.
 
 Kernel (tfgan's ``kernel_classifier_distance_and_std_from_activations``):
 the unbiased MMD^2 estimate with the polynomial kernel
@@ -24,27 +25,27 @@ the blocks; the standard error comes from the spread of the blocks.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 
-from i3d.fvd.stats import Statistics
+from i3d.fvd.stats import Statistics, scatter_round_off
 
 __all__ = ["frechet_distance", "trace_sqrt_product", "kernel_distance", "kernel_distance_and_std", "MAX_BLOCK_SIZE"]
 
 # tfgan's default block size for the kernel distance.
 MAX_BLOCK_SIZE = 1024
 # eigh computes the eigenvalues of a symmetric D x D matrix M to within about
-# D * eps * ||M||; below minus this multiple of that bound they are not round-off.
+# D * eps * ||M||; this multiple of that bound is what round-off may reach.
 _ROUND_OFF_FACTOR = 100.0
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def _as_statistics(x: Statistics | Any) -> Statistics:
     return x if isinstance(x, Statistics) else Statistics().update(x)
 
 
-def _psd_eigenvalues(matrix: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _psd_eigenvalues(matrix: np.ndarray, tolerance: float | None, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of a symmetric PSD matrix, eigenvalues within round-off of 0 set to 0.
 
     Zeroing them, not only the negative ones, matters when there are fewer
@@ -52,27 +53,51 @@ def _psd_eigenvalues(matrix: np.ndarray, what: str) -> tuple[np.ndarray, np.ndar
     root of a round-off eigenvalue (1e-14 -> 1e-7) would be amplified into
     the trace. (tfgan leaves singular values below 1e-10 un-rooted, to the
     same end, on an absolute scale.)
+
+    Args:
+        tolerance: how far below zero round-off can put an eigenvalue; one
+            further below raises ``ValueError`` naming ``what``. ``None``:
+            no check (the matrix is PSD by construction).
     """
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    round_off = matrix.shape[0] * np.finfo(np.float64).eps * np.abs(values).max()
-    if values.min() < -_ROUND_OFF_FACTOR * round_off:
-        warnings.warn(
-            f"{what} has a negative eigenvalue ({values.min():.3g}, largest {values.max():.3g}) beyond round-off: "
-            "the covariances are not positive semi-definite; the square root drops that part",
-            RuntimeWarning,
-            stacklevel=3,
+    round_off = _ROUND_OFF_FACTOR * matrix.shape[0] * _EPS * np.abs(values).max()
+    if tolerance is not None and values.min() < -max(tolerance, round_off):
+        raise ValueError(
+            f"{what} is not positive semi-definite (eigenvalue {values.min():.4g}, largest {values.max():.4g}, "
+            f"round-off at most {max(tolerance, round_off):.3g}): not the covariance of any embeddings"
         )
     return np.where(values > round_off, values, 0.0), vectors
 
 
-def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
-    """``Tr(sqrt(cov1 cov2))`` for symmetric PSD ``cov1``, ``cov2`` (float64)."""
+def trace_sqrt_product(
+    cov1: np.ndarray,
+    cov2: np.ndarray,
+    tolerances: tuple[float, float] = (0.0, 0.0),
+    names: tuple[str, str] = ("the first covariance", "the second covariance"),
+) -> float:
+    """``Tr(sqrt(cov1 cov2))`` for symmetric PSD ``cov1``, ``cov2`` (float64).
+
+    Args:
+        tolerances: how far below zero round-off may have put each
+            covariance's eigenvalues (beyond ``eigh``'s own round-off).
+
+    Raises:
+        ValueError: a covariance is not PSD within its tolerance.
+    """
     cov1 = np.asarray(cov1, dtype=np.float64)
     cov2 = np.asarray(cov2, dtype=np.float64)
-    values, vectors = _psd_eigenvalues(cov1, "the first covariance")
+    _psd_eigenvalues(cov2, tolerances[1], names[1])  # checked only: its root is not needed
+    values, vectors = _psd_eigenvalues(cov1, tolerances[0], names[0])
     root1 = (vectors * np.sqrt(values)) @ vectors.T  # sqrt(cov1), symmetric
-    product, _ = _psd_eigenvalues(root1 @ cov2 @ root1, "sqrt(S1) S2 sqrt(S1)")
-    return float(np.sqrt(product).sum())
+    # Congruent to cov2 on the range of root1, hence PSD: what falls below
+    # zero is round-off, and is dropped.
+    product, _ = _psd_eigenvalues(root1 @ cov2 @ root1, None, "sqrt(S1) S2 sqrt(S1)")
+    return float(np.sqrt(np.maximum(product, 0.0)).sum())
+
+
+def covariance_round_off(stats: Statistics) -> float:
+    """How far below zero round-off may put the eigenvalues of ``stats.cov``."""
+    return scatter_round_off(stats.count, stats.dim, stats.sum_outer) / (stats.count - 1)
 
 
 def frechet_distance(s1: Statistics | Any, s2: Statistics | Any) -> float:
@@ -84,13 +109,21 @@ def frechet_distance(s1: Statistics | Any, s2: Statistics | Any) -> float:
 
     Returns:
         The distance, a float64 number.
+
+    Raises:
+        ValueError: a covariance is not positive semi-definite beyond the
+            round-off of its accumulation (statistics not made from
+            embeddings).
     """
     s1, s2 = _as_statistics(s1), _as_statistics(s2)
     if s1.dim != s2.dim:
         raise ValueError(f"embeddings of {s1.dim} and {s2.dim} dimensions")
     cov1, cov2 = s1.cov, s2.cov
     mean_term = float(np.sum((s1.mean - s2.mean) ** 2))
-    return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * trace_sqrt_product(cov1, cov2)
+    tolerances = (covariance_round_off(s1), covariance_round_off(s2))
+    names = tuple(f"the covariance of {s.source or name}" for s, name in ((s1, "the first set"), (s2, "the second set")))
+    root_term = trace_sqrt_product(cov1, cov2, tolerances, names)
+    return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * root_term
 
 
 def _activations(x: Statistics | Any, name: str) -> np.ndarray:
