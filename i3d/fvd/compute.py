@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import os
 import queue
 import sys
@@ -15,7 +14,8 @@ from typing import TypeVar
 from i3d import console
 from i3d import progress as _progress
 from i3d.fvd.embedding import Embedder
-from i3d.fvd.inputs import VideoItem, clip_batches, list_videos, shard_videos
+from i3d.fvd.inputs import clip_batches, list_videos, shard_videos
+from i3d.fvd.sampling import plan_clips, plan_digest, sampling_settings
 from i3d.fvd.stats import Statistics
 
 __all__ = ["compute_statistics"]
@@ -76,14 +76,6 @@ def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
         thread.join()
 
 
-def input_list_digest(items: Iterable[VideoItem]) -> str:
-    """A hash of the whole list of videos (before sharding): shards of one list share it."""
-    h = hashlib.sha256()
-    for item in items:
-        h.update(item.name.encode("utf-8", "surrogateescape") + b"\0")
-    return h.hexdigest()[:16]
-
-
 class VideoProgress:
     """Videos done: a tqdm bar on a terminal; elsewhere (logs, pipes) a plain
     line every ``interval`` seconds, so that a long run is never silent::
@@ -131,16 +123,20 @@ def compute_statistics(
     keep_activations: bool = False,
     on_error: Callable[[str], None] = _print_error,
     progress: bool = False,
+    role: str = "real",
+    seed: int = 0,
+    max_videos: int | None = None,
+    step: int = 1,
 ) -> Statistics:
-    """FVD statistics of every video in ``inputs`` (see :mod:`i3d.fvd.inputs`).
+    """FVD statistics of the clips that ``embedder``'s protocol takes from ``inputs``
+    (see :mod:`i3d.fvd.inputs` and :mod:`i3d.fvd.sampling`).
 
     Memory holds one batch of clips and the ``400 x 400`` sums, whatever the
     number of videos (plus 3.2 kB a video with ``keep_activations``).
 
     Args:
-        num_frames: clip length: the first ``num_frames`` frames of each
-            video (all of them if ``None``; clips of different lengths or
-            sizes are embedded in separate batches).
+        num_frames: clip length (all frames if ``None``; clips of
+            different lengths or sizes are embedded in separate batches).
         shard: ``(I, N)``: only every ``N``-th video from the ``I``-th; the
             statistics of all ``N`` shards merge into those of the whole.
         keep_activations: keep the embeddings too (for KVD).
@@ -148,11 +144,26 @@ def compute_statistics(
             be read; the others go on.
         progress: report videos done on stderr (:class:`VideoProgress`: a
             bar on a terminal, a line every 30 s elsewhere).
+        role, seed, max_videos, step: which clips the protocol takes
+            (:func:`i3d.fvd.sampling.plan_clips`).
     """
-    every = list_videos(inputs, on_error)
-    items = shard_videos(every, *shard)
-    stats = Statistics(keep_activations=keep_activations, meta=embedder.settings(num_frames))
-    stats.parts = [(input_list_digest(every), *shard)]
+    protocol = embedder.protocol
+    plan = plan_clips(
+        list_videos(inputs, on_error),
+        protocol,
+        role,
+        num_frames,
+        seed=seed,
+        max_videos=max_videos,
+        step=step,
+        on_error=on_error,
+    )
+    items = shard_videos(plan, *shard)
+    meta = embedder.settings(num_frames)
+    if protocol.name != "reference" or step != 1 or max_videos is not None:
+        meta["clips"] = sampling_settings(protocol, role, seed=seed, max_videos=max_videos, step=step)
+    stats = Statistics(keep_activations=keep_activations, meta=meta)
+    stats.parts = [(plan_digest(plan), *shard)]
     bar = VideoProgress(len(items), terminal=sys.stderr.isatty()) if progress else None
     for batch_items, clips in read_ahead(clip_batches(items, num_frames, embedder.batch_size, on_error)):
         stats.update(embedder(clips), indices=[item.index for item in batch_items])

@@ -29,15 +29,26 @@ from typing import Any
 
 import numpy as np
 
+from i3d.fvd.protocols import Protocol, get_protocol
 from i3d.fvd.stats import Statistics, scatter_round_off
 
-__all__ = ["frechet_distance", "trace_sqrt_product", "kernel_distance", "kernel_distance_and_std", "MAX_BLOCK_SIZE"]
+__all__ = [
+    "frechet_distance",
+    "trace_sqrt_product",
+    "kernel_distance",
+    "kernel_distance_and_std",
+    "MAX_BLOCK_SIZE",
+    "TFGAN_SVD_EPS",
+]
 
 # tfgan's default block size for the kernel distance.
 MAX_BLOCK_SIZE = 1024
 # eigh computes the eigenvalues of a symmetric D x D matrix M to within about
 # D * eps * ||M||; this multiple of that bound is what round-off may reach.
 _ROUND_OFF_FACTOR = 100.0
+# tfgan's _symmetric_matrix_square_root, as VideoGPT and TATS copy it:
+# singular values below this stay un-rooted.
+TFGAN_SVD_EPS = 1e-10
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -100,30 +111,74 @@ def covariance_round_off(stats: Statistics) -> float:
     return scatter_round_off(stats.count, stats.dim, stats.sum_outer) / (stats.count - 1)
 
 
-def frechet_distance(s1: Statistics | Any, s2: Statistics | Any) -> float:
+def frechet_distance(s1: Statistics | Any, s2: Statistics | Any, protocol: str | Protocol = "reference") -> float:
     """Fréchet distance between two sets of embeddings (FVD when they are I3D's).
 
     Args:
         s1, s2: :class:`Statistics`, or embeddings ``(N, D)`` (arrays or
-            tensors), at least two each.
+            tensors), at least two each: the real set, then the generated one.
+        protocol: whose covariance and square root (see
+            :mod:`i3d.fvd.protocols`): ``reference``, tfgan's, in float64
+            with ``N - 1`` and a symmetric root; ``styleganv``, ``cdfvd``,
+            ``junyaohu``: ``scipy.linalg.sqrtm`` of the product, real part
+            (``N`` or ``N - 1``); ``videogpt``: tfgan's SVD root in float32.
 
     Returns:
-        The distance, a float64 number.
+        The distance, a float.
 
     Raises:
         ValueError: a covariance is not positive semi-definite beyond the
             round-off of its accumulation (statistics not made from
             embeddings).
     """
+    p = get_protocol(protocol)
     s1, s2 = _as_statistics(s1), _as_statistics(s2)
     if s1.dim != s2.dim:
         raise ValueError(f"embeddings of {s1.dim} and {s2.dim} dimensions")
-    cov1, cov2 = s1.cov, s2.cov
-    mean_term = float(np.sum((s1.mean - s2.mean) ** 2))
+    cov1, cov2 = s1.covariance(p.ddof), s2.covariance(p.ddof)
     tolerances = (covariance_round_off(s1), covariance_round_off(s2))
     names = tuple(f"the covariance of {s.source or name}" for s, name in ((s1, "the first set"), (s2, "the second set")))
-    root_term = trace_sqrt_product(cov1, cov2, tolerances, names)
-    return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * root_term
+    if p.square_root != "symmetric":  # the codebases do not check: here the inputs are, all the same
+        for cov, tolerance, name in zip((cov1, cov2), tolerances, names):
+            _psd_eigenvalues(cov, tolerance, name)
+    if p.square_root == "symmetric":
+        mean_term = float(np.sum((s1.mean - s2.mean) ** 2))
+        root_term = trace_sqrt_product(cov1, cov2, tolerances, names)
+        return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * root_term
+    if p.gen_first:
+        s1, s2, cov1, cov2 = s2, s1, cov2, cov1
+    if p.square_root == "sqrtm":
+        return _frechet_sqrtm(s1.mean, s2.mean, cov1, cov2)
+    return _frechet_svd_float32(s1.mean, s2.mean, cov1, cov2)
+
+
+def _frechet_sqrtm(mean1: np.ndarray, mean2: np.ndarray, cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """StyleGAN-V's (and cd-fvd's, JunyaoHu's) formula, in their order of operations:
+    ``real(|m1 - m2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)))``."""
+    try:
+        import scipy.linalg
+    except ImportError:
+        raise ValueError("this protocol's square root is scipy.linalg.sqrtm: pip install scipy") from None
+    mean_term = np.square(mean1 - mean2).sum()
+    root, _ = scipy.linalg.sqrtm(np.dot(cov1, cov2), disp=False)
+    return float(np.real(mean_term + np.trace(cov1 + cov2 - root * 2)))
+
+
+def _frechet_svd_float32(mean1: np.ndarray, mean2: np.ndarray, cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """VideoGPT's ``frechet_distance`` (tfgan's, written in torch) in float32:
+    ``Tr(S1 + S2) - 2 Tr(sqrt(sqrt(S1) S2 sqrt(S1))) + |m1 - m2|^2``, each
+    root ``U diag(s or sqrt(s)) V^T`` from ``torch.svd``."""
+    import torch
+
+    def root(matrix: torch.Tensor) -> torch.Tensor:
+        u, s, v = torch.svd(matrix)
+        s = torch.where(s < TFGAN_SVD_EPS, s, torch.sqrt(s))
+        return u @ torch.diag(s) @ v.t()
+
+    m1, m2, c1, c2 = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (mean1, mean2, cov1, cov2))
+    root1 = root(c1)
+    trace_root = torch.trace(root(root1 @ (c2 @ root1)))
+    return float(torch.trace(c1 + c2) - 2.0 * trace_root + torch.sum((m1 - m2) ** 2))
 
 
 def _activations(x: Statistics | Any, name: str) -> np.ndarray:

@@ -295,11 +295,15 @@ class Statistics:
     @property
     def cov(self) -> np.ndarray:
         """``(D, D)`` float64 sample covariance, normalised by ``N - 1`` (as tfgan)."""
+        return self.covariance(ddof=1)
+
+    def covariance(self, ddof: int = 1) -> np.ndarray:
+        """``(D, D)`` float64 covariance normalised by ``N - ddof`` (StyleGAN-V and cd-fvd: 0)."""
         self._check_count(2)
         mean = self.mean
-        # (sum x x^T - n mu mu^T) / (n - 1). In float64 the cancellation costs
+        # (sum x x^T - n mu mu^T) / (n - ddof). In float64 the cancellation costs
         # about log10(|mu|^2 / var) digits of 16: nothing for logits.
-        cov = (self.sum_outer - self.count * np.outer(mean, mean)) / (self.count - 1)
+        cov = (self.sum_outer - self.count * np.outer(mean, mean)) / (self.count - ddof)
         return (cov + cov.T) / 2
 
     def _check_count(self, need: int) -> None:

@@ -11,7 +11,7 @@ from i3d.cli import main
 from i3d.fvd.stats import Statistics
 from tests.fvd.conftest import tiny_videos
 
-KEYS = {"fvd", "kvd", "kvd_std", "n_real", "n_gen", "failed", "weights", "weights_sha256", "precision", "preprocess"}
+KEYS = {"fvd", "kvd", "kvd_std", "n_real", "n_gen", "failed", "protocol", "weights", "weights_sha256", "precision", "preprocess"}
 
 
 def run_json(capsys, *argv: str) -> dict:
@@ -86,7 +86,7 @@ def test_text_output_and_kvd_without_activations(tmp_path, capsys):
     a, b = statistics_file(tmp_path / "a.npz", 0), statistics_file(tmp_path / "b.npz", 1)
     assert main(["fvd", a, b]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("FVD ") and "real: 12 videos, gen: 12 videos, weights: w" in out
+    assert out.startswith("FVD ") and "real: 12 videos, gen: 12 videos, protocol: reference, weights: w" in out
     assert main(["fvd", a, b, "--kvd"]) == 1
     assert "a.npz: holds no embeddings for --kvd" in capsys.readouterr().err
     a, b = statistics_file(tmp_path / "ka.npz", 0, keep=True), statistics_file(tmp_path / "kb.npz", 1, keep=True)
