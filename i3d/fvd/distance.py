@@ -25,6 +25,7 @@ the blocks; the standard error comes from the spread of the blocks.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -160,7 +161,11 @@ def _frechet_sqrtm(mean1: np.ndarray, mean2: np.ndarray, cov1: np.ndarray, cov2:
     except ImportError:
         raise ValueError("this protocol's square root is scipy.linalg.sqrtm: pip install scipy") from None
     mean_term = np.square(mean1 - mean2).sum()
-    root, _ = scipy.linalg.sqrtm(np.dot(cov1, cov2), disp=False)
+    # The codebases pass disp=False: no word on a singular product (few videos).
+    # SciPy 1.17 deprecates that argument; silencing its warnings is the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = scipy.linalg.sqrtm(np.dot(cov1, cov2))
     return float(np.real(mean_term + np.trace(cov1 + cov2 - root * 2)))
 
 

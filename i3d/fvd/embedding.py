@@ -28,7 +28,6 @@ from i3d.fvd.resize import (
     RESIZE_METHODS,
     ResizeMethod,
     apply_formula,
-    byte_round_trip,
     resize_frames,
     resize_short_side_crop,
 )
@@ -54,8 +53,6 @@ def preprocess_videos(
     ``reference`` protocol only (``torch`` is a variant, not the reference).
     """
     p = get_protocol(protocol)
-    if p.byte_round_trip:
-        videos = byte_round_trip(videos)
     x = apply_formula(videos.to(torch.float32), p.before_resize)
     if p.resize == "short-side-crop":
         x = resize_short_side_crop(x, FVD_SIZE)

@@ -20,7 +20,9 @@ What stays as given: the clips are the caller's (frame rate, order of the
 videos); what a codebase's own data loader does before its FVD code (for
 example StyleGAN-V's cubic resize of non-square frames to the dataset's
 resolution, VideoGPT's resize to 64 or 128 and back through ``uint8``) is the
-caller's to do. Random draws use NumPy's generator seeded by ``--seed``: the
+caller's to do. (cd-fvd's loaders send frames through ``x / 255 * 255`` in
+float32 and ``.byte()``, which truncates; for uint8 frames that changes
+nothing: float32 gives back every value 0..255 exactly, as the tests check.) Random draws use NumPy's generator seeded by ``--seed``: the
 codebases draw unseeded (StyleGAN-V, in data loader workers) or through
 torch's generator, so a single draw is not theirs, but the distribution is;
 ``--runs`` gives the spread over draws.
@@ -70,9 +72,6 @@ class Protocol:
             codebase writes them (see :data:`FORMULAS`; the order of the
             operations moves float32 round-off). The network gets ``[-1, 1]``
             from every codebase but VideoGPT, which feeds ``[-0.5, 0.5]``.
-        byte_round_trip: frames pass through ``uint8 / 255 * 255`` in float32
-            and ``.byte()`` (truncation) before the network's preprocessing,
-            as cd-fvd's loaders do.
         ddof: covariance normalised by ``N - ddof``.
         square_root: see :data:`SquareRoot`.
         gen_first: the square root's product is ``S_gen S_real`` (the
@@ -80,8 +79,8 @@ class Protocol:
         clips: sampling per role, see :data:`Clips`.
         max_videos: per role, at most this many videos (the first ones, or
             drawn, per ``clips``); ``None``: all.
-        repeat_to: per role, cycle through the videos until this many
-            (cd-fvd's fake set); ``None``: no repetition.
+        repeat: per role, cycle through the videos until there are
+            ``max_videos`` (cd-fvd's fake set).
         num_frames: the codebase's clip length (``None``: all frames).
         curve_min_frames: the shortest prefix of ``--curve`` (JunyaoHu's 10).
     """
@@ -93,13 +92,12 @@ class Protocol:
     resize: Resize
     before_resize: str
     after_resize: str
-    byte_round_trip: bool
     ddof: int
     square_root: SquareRoot
     gen_first: bool
     clips: dict[str, Clips]
     max_videos: dict[str, int | None]
-    repeat_to: dict[str, int | None]
+    repeat: dict[str, bool]
     num_frames: int | None
     curve_min_frames: int = 10
 
@@ -114,13 +112,13 @@ class Protocol:
             "resize": self.resize,
             "before_resize": self.before_resize,
             "after_resize": self.after_resize,
-            "byte_round_trip": self.byte_round_trip,
             "bn_eps": self.bn_eps,
         }
 
 
 _BOTH_FIRST: dict[str, Clips] = {"real": "first", "gen": "first"}
 _ALL: dict[str, int | None] = {"real": None, "gen": None}
+_NO_REPEAT = {"real": False, "gen": False}
 # StyleGAN-V's metrics fvd2048_*: 2048 real and 2048 generated videos.
 STYLEGANV_VIDEOS = 2048
 # VideoGPT's compute_fvd.py: one batch of 256 clips per trial.
@@ -141,13 +139,12 @@ PROTOCOLS: dict[str, Protocol] = {
             resize="tf1",
             before_resize="x",
             after_resize="2*x/255-1",
-            byte_round_trip=False,
             ddof=1,
             square_root="symmetric",
             gen_first=False,
             clips=_BOTH_FIRST,
             max_videos=_ALL,
-            repeat_to=_ALL,
+            repeat=_NO_REPEAT,
             num_frames=None,
         ),
         Protocol(
@@ -158,13 +155,12 @@ PROTOCOLS: dict[str, Protocol] = {
             resize="stretch",
             before_resize="x/255*2-1",
             after_resize="x",
-            byte_round_trip=False,
             ddof=0,
             square_root="sqrtm",
             gen_first=True,
             clips={"real": "random-start", "gen": "first"},
             max_videos={"real": STYLEGANV_VIDEOS, "gen": STYLEGANV_VIDEOS},
-            repeat_to=_ALL,
+            repeat=_NO_REPEAT,
             num_frames=SIXTEEN_FRAMES,
         ),
         Protocol(
@@ -175,13 +171,12 @@ PROTOCOLS: dict[str, Protocol] = {
             resize="short-side-crop",
             before_resize="x/255",
             after_resize="x-0.5",
-            byte_round_trip=False,
             ddof=1,
             square_root="svd-float32",
             gen_first=True,
             clips={"real": "random-clip", "gen": "random-clip"},
             max_videos={"real": VIDEOGPT_VIDEOS, "gen": VIDEOGPT_VIDEOS},
-            repeat_to=_ALL,
+            repeat=_NO_REPEAT,
             num_frames=SIXTEEN_FRAMES,
         ),
         Protocol(
@@ -192,13 +187,12 @@ PROTOCOLS: dict[str, Protocol] = {
             resize="stretch",
             before_resize="x",
             after_resize="2*x/255-1",
-            byte_round_trip=True,
             ddof=0,
             square_root="sqrtm",
             gen_first=False,
             clips=_BOTH_FIRST,
             max_videos={"real": None, "gen": CDFVD_FAKE_VIDEOS},
-            repeat_to={"real": None, "gen": CDFVD_FAKE_VIDEOS},
+            repeat={"real": False, "gen": True},
             num_frames=None,
         ),
         Protocol(
@@ -209,13 +203,12 @@ PROTOCOLS: dict[str, Protocol] = {
             resize="short-side-crop",
             before_resize="x/255",
             after_resize="(x-0.5)*2",
-            byte_round_trip=False,
             ddof=1,
             square_root="sqrtm",
             gen_first=False,  # frechet_distance(feats1, feats2) calls videos1 "fake": S_1 S_2 = S_real S_gen
             clips=_BOTH_FIRST,
             max_videos=_ALL,
-            repeat_to=_ALL,
+            repeat=_NO_REPEAT,
             num_frames=None,
         ),
     )

@@ -34,7 +34,6 @@ __all__ = [
     "resize_short_side_crop",
     "to_network_range",
     "apply_formula",
-    "byte_round_trip",
 ]
 
 ResizeMethod = Literal["reference", "torch"]
@@ -133,12 +132,6 @@ def apply_formula(x: torch.Tensor, formula: str) -> torch.Tensor:
     if formula == "(x-0.5)*2":
         return (x - 0.5) * 2.0
     raise ValueError(f"unknown value formula {formula!r}")
-
-
-def byte_round_trip(videos: torch.Tensor) -> torch.Tensor:
-    """cd-fvd's loaders: uint8 ``/ 255.`` then ``* 255`` in float32, back with
-    ``.byte()``, which truncates: some values come back one lower."""
-    return (videos.to(torch.float32) / UINT8_MAX * UINT8_MAX).to(torch.uint8)
 
 
 def to_network_range(frames: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ into the clips one side (``real`` or ``gen``) of a protocol embeds, in order:
 
 then at most ``max_videos`` of them (the first ones: StyleGAN-V's datasets
 discard videos too short for a clip before they are counted), cycled up to
-``repeat_to`` (cd-fvd's fake set). Every clip's ``index`` is its position in
+``max_videos`` where the protocol repeats (cd-fvd's fake set). Every clip's ``index`` is its position in
 the plan, so shards and KVD's order follow it.
 """
 
@@ -32,8 +32,9 @@ __all__ = ["plan_clips", "plan_digest", "sampling_settings"]
 
 
 def _clips_in(length: int, frames: int, step: int) -> int:
-    """Starts of a ``frames``-frame clip at ``step`` in ``length`` frames (see ``clip_frames``)."""
-    return max(length - frames * step + step, 0)
+    """Starts of a ``frames``-frame clip at ``step`` in ``length`` frames: none below
+    ``frames * step`` frames, else ``0 .. length - frames * step + step - 1`` (see ``clip_frames``)."""
+    return length - frames * step + step if length >= frames * step else 0
 
 
 def _lengths(items: Sequence[VideoItem], on_error: Callable[[str], None]) -> list[int]:
@@ -90,9 +91,8 @@ def plan_clips(
             plan = kept
         start = None if kind == "random-start" else 0
         plan = [replace(i, start=start, step=step, seed=seed) for i in plan[:cap]]
-    repeat = protocol.repeat_to[role]
-    if repeat is not None and plan:
-        plan = [plan[k % len(plan)] for k in range(repeat)]
+    if protocol.repeat[role] and cap is not None and plan:
+        plan = [plan[k % len(plan)] for k in range(cap)]
     return [replace(item, index=k) for k, item in enumerate(plan)]
 
 
@@ -112,6 +112,6 @@ def sampling_settings(protocol: Protocol, role: str, *, seed: int, max_videos: i
         "sampling": kind,
         "step": step,
         "max_videos": protocol.max_videos[role] if max_videos is None else max_videos,
-        "repeat_to": protocol.repeat_to[role],
+        "repeat": protocol.repeat[role],
         "seed": None if kind == "first" else seed,
     }
