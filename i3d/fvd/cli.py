@@ -123,6 +123,7 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
 
 def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
     from i3d.fvd.distance import MAX_BLOCK_SIZE
+    from i3d.fvd.protocols import CURVE_FIRST
 
     for name in ("real", "gen"):
         p.add_argument(
@@ -141,8 +142,13 @@ def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--curve",
-        action="store_true",
-        help="also FVD of the first 10, 11, ..., T frames, as JunyaoHu's only_final=False",
+        type=positive_int,
+        nargs="?",
+        const=CURVE_FIRST,
+        default=None,
+        metavar="FIRST",
+        help=f"also FVD of the first FIRST, FIRST+1, ..., T frames (FIRST: {CURVE_FIRST}, as JunyaoHu's "
+        "only_final=False)",
     )
     p.add_argument(
         "--kvd", action="store_true", help="also the kernel distance (needs embeddings: statistics made with --kvd)"
@@ -343,16 +349,16 @@ def run_distance(args: argparse.Namespace) -> int:
             if _embedding_meta(stats.meta) != settings:
                 differences = _differences(_embedding_meta(stats.meta), settings)
                 raise ValueError(f"{sources[name]} was embedded differently ({differences})")
-        if (args.runs > 1 or args.curve) and len(loaded) == 2:
+        if (args.runs > 1 or args.curve is not None) and len(loaded) == 2:
             raise ValueError("--runs and --curve embed videos again: give videos, not two statistics files")
         if args.runs > 1 and not protocol.draws:
             raise ValueError(f"--runs: the {protocol.name} protocol draws nothing at random")
         curve = []
-        if args.curve:
+        if args.curve is not None:
             longest = session.num_frames()
-            if longest is None:
-                raise ValueError("--curve: give the longest clip with --num-frames")
-            for length in range(min(protocol.curve_min_frames, longest), longest):
+            if longest is None or longest < args.curve:
+                raise ValueError(f"--curve {args.curve}: give clips of at least {args.curve} frames with --num-frames")
+            for length in range(args.curve, longest):
                 curve.append((length, _distances(args, session, sources, loaded, protocol, seed=args.seed, num_frames=length)[2]))
         runs = []
         for run in range(args.runs):
@@ -381,7 +387,7 @@ def run_distance(args: argparse.Namespace) -> int:
     if args.runs > 1:
         # np.std: the population deviation, as VideoGPT's compute_fvd.py reports it.
         result.update(fvd_std=float(np.std(runs)), fvd_runs=runs, seeds=[args.seed + r for r in range(args.runs)])
-    if args.curve:
+    if args.curve is not None:
         result["curve"] = [{"num_frames": n, "fvd": v} for n, v in curve] + [{"num_frames": session.num_frames(), "fvd": fvd}]
     if args.json:
         console.write_json(result, indent=1)

@@ -82,7 +82,6 @@ class Protocol:
         repeat: per role, cycle through the videos until there are
             ``max_videos`` (cd-fvd's fake set).
         num_frames: the codebase's clip length (``None``: all frames).
-        curve_min_frames: the shortest prefix of ``--curve`` (JunyaoHu's 10).
     """
 
     name: str
@@ -99,7 +98,6 @@ class Protocol:
     max_videos: dict[str, int | None]
     repeat: dict[str, bool]
     num_frames: int | None
-    curve_min_frames: int = 10
 
     @property
     def draws(self) -> bool:
@@ -125,6 +123,8 @@ STYLEGANV_VIDEOS = 2048
 VIDEOGPT_VIDEOS = 256
 # cd-fvd's default n_fake; n_real is "full".
 CDFVD_FAKE_VIDEOS = 2048
+# JunyaoHu's per-length curve (only_final=False) starts at 10 frames.
+CURVE_FIRST = 10
 # The usual clip length (StyleGAN-V's 16f, VideoGPT's and cd-fvd's sequence_length).
 SIXTEEN_FRAMES = 16
 
