@@ -3,7 +3,7 @@
 Every fenced ``python`` block of README.md runs on its own, in a fresh
 namespace, in a temporary folder holding the files the examples name
 (:func:`_write_files`), with a temporary ``I3D_HOME``. Names an example
-leaves to the reader (``loader``) are given by :func:`_globals`.
+leaves to the reader (``loader``, ``pairs``) are given by :func:`_globals`.
 
 Weights: ``rgb_scratch`` is linked from the user's cache when it is there
 (``I3D_HOME``, filled by ``.ci/run`` or ``i3d weights download``); otherwise
@@ -75,8 +75,8 @@ def _write_files(folder: Path) -> None:
 
 def _globals() -> dict:
     rng = np.random.default_rng(1)
-    batches = [rng.integers(0, 256, size=(2, 8, 32, 40, 3), dtype=np.uint8) for _ in range(2)]
-    return {"loader": batches}
+    batches = [rng.integers(0, 256, size=(2, 8, 32, 40, 3), dtype=np.uint8) for _ in range(4)]
+    return {"loader": batches[:2], "pairs": [tuple(batches[:2]), tuple(batches[2:])]}
 
 
 @pytest.mark.slow

@@ -359,11 +359,13 @@ def run_distance(args: argparse.Namespace) -> int:
             if longest is None or longest < args.curve:
                 raise ValueError(f"--curve {args.curve}: give clips of at least {args.curve} frames with --num-frames")
             for length in range(args.curve, longest):
-                curve.append((length, _distances(args, session, sources, loaded, protocol, seed=args.seed, num_frames=length)[2]))
+                *_, value = _distances(args, session, sources, loaded, protocol, seed=args.seed, num_frames=length)
+                curve.append((length, value))
         runs = []
         for run in range(args.runs):
-            real, gen, fvd = _distances(args, session, sources, loaded, protocol, seed=args.seed + run, num_frames=None)
-            runs.append(fvd)
+            seed = args.seed + run
+            real, gen, value = _distances(args, session, sources, loaded, protocol, seed=seed, num_frames=None)
+            runs.append(value)
         fvd = float(np.mean(runs))
         kvd = kvd_std = None
         if args.kvd:
@@ -388,7 +390,8 @@ def run_distance(args: argparse.Namespace) -> int:
         # np.std: the population deviation, as VideoGPT's compute_fvd.py reports it.
         result.update(fvd_std=float(np.std(runs)), fvd_runs=runs, seeds=[args.seed + r for r in range(args.runs)])
     if args.curve is not None:
-        result["curve"] = [{"num_frames": n, "fvd": v} for n, v in curve] + [{"num_frames": session.num_frames(), "fvd": fvd}]
+        points = [*curve, (session.num_frames(), fvd)]
+        result["curve"] = [{"num_frames": n, "fvd": v} for n, v in points]
     if args.json:
         console.write_json(result, indent=1)
     else:
@@ -400,7 +403,8 @@ def run_distance(args: argparse.Namespace) -> int:
             spread = f" (standard error {kvd_std:.4g})" if result["kvd_std"] is not None else ""
             print(f"KVD {kvd:.6g}{spread}")
         print(
-            f"real: {real.count} videos, gen: {gen.count} videos, protocol: {protocol.name}, weights: {result['weights']}"
+            f"real: {real.count} videos, gen: {gen.count} videos, protocol: {protocol.name}, "
+            f"weights: {result['weights']}"
         )
     return 1 if session.failed else 0
 

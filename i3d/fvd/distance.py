@@ -138,7 +138,8 @@ def frechet_distance(s1: Statistics | Any, s2: Statistics | Any, protocol: str |
         raise ValueError(f"embeddings of {s1.dim} and {s2.dim} dimensions")
     cov1, cov2 = s1.covariance(p.ddof), s2.covariance(p.ddof)
     tolerances = (covariance_round_off(s1), covariance_round_off(s2))
-    names = tuple(f"the covariance of {s.source or name}" for s, name in ((s1, "the first set"), (s2, "the second set")))
+    sides = ((s1, "the first set"), (s2, "the second set"))
+    names = tuple(f"the covariance of {s.source or name}" for s, name in sides)
     if p.square_root != "symmetric":  # the codebases do not check: here the inputs are, all the same
         for cov, tolerance, name in zip((cov1, cov2), tolerances, names):
             _psd_eigenvalues(cov, tolerance, name)

@@ -22,7 +22,9 @@ example StyleGAN-V's cubic resize of non-square frames to the dataset's
 resolution, VideoGPT's resize to 64 or 128 and back through ``uint8``) is the
 caller's to do. (cd-fvd's loaders send frames through ``x / 255 * 255`` in
 float32 and ``.byte()``, which truncates; for uint8 frames that changes
-nothing: float32 gives back every value 0..255 exactly, as the tests check.) Random draws use NumPy's generator seeded by ``--seed``: the
+nothing: float32 gives back every value 0..255 exactly, as the tests check.)
+
+Random draws use NumPy's generator seeded by ``--seed``: the
 codebases draw unseeded (StyleGAN-V, in data loader workers) or through
 torch's generator, so a single draw is not theirs, but the distribution is;
 ``--runs`` gives the spread over draws.

@@ -314,3 +314,24 @@ def test_the_command_computes_the_codebase_s_fvd(name, tmp_path, capsys, fvd_wei
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
     want = their_distance(name, ours_real, ours_gen)
     assert abs(result["fvd"] - want) <= distance_tolerance(name, ours_real, ours_gen)
+
+
+@pytest.mark.slow
+def test_i3d_pretrained_400_layout_loads(tmp_path):
+    """VideoGPT's convert_tf_pretrained.py writes TF-Hub's variables under the port's names,
+    BatchNorm scale 1 (Sonnet has none), no ``num_batches_tracked``: that file loads as is."""
+    from i3d.model import InceptionI3d
+    from i3d.weights import get_weights, load_pretrained
+
+    state = {
+        k: torch.ones_like(v) if k.endswith("bn.weight") else torch.randn(v.shape) * 0.01
+        for k, v in InceptionI3d().state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+    torch.save(state, tmp_path / "i3d_pretrained_400.pt")
+    model, *_ = load_pretrained(tmp_path / "i3d_pretrained_400.pt", in_channels=3, progress=False)
+    torch.testing.assert_close(model.state_dict()["Mixed_5c.b3b.bn.running_var"], state["Mixed_5c.b3b.bn.running_var"])
+    entry = get_weights("i3d_pretrained_400")
+    assert entry.format == "pt" and entry.files[0].blob_sha1 == "a867b87ac3a9097d200598b1d48a1b890d8ec744"
+    assert get_protocol("videogpt").weights == get_protocol("cdfvd").weights == entry.name
