@@ -10,6 +10,10 @@ The reference's pipeline, step by step:
    checkpoint: the logits of each time step, averaged over time
    (``RGB/inception_i3d/Mean``), in float32;
 5. cast to float64 for the statistics.
+
+Other codebases' pipelines (``protocol``, :mod:`i3d.fvd.protocols`) change
+steps 2 to 4: the resize rule, the value formulas around it, and the
+BatchNorm epsilon of their network copies.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from i3d.runtime import Precision, default_device, precision_context, prepare
 __all__ = ["Embedder", "embed", "clip_logits", "preprocess_videos", "FVD_WEIGHTS", "EMBEDDING_DIM", "DEFAULT_BATCH"]
 
 # TF-Hub's i3d-kinetics-400, the reference's network, is this checkpoint.
-FVD_WEIGHTS = "rgb_scratch"
+FVD_WEIGHTS = get_protocol("reference").weights
 EMBEDDING_DIM = 400
 # Clips per network call. The reference runs 16; 8 bounds CPU memory to
 # ~1 GB for 16-frame clips and changes no number (each clip runs alone).
