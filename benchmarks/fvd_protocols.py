@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--weights", default=None, help="weights for every protocol (default: each protocol's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         real, gen = Path(tmp, "real.npy"), Path(tmp, "gen.npy")
@@ -75,7 +76,8 @@ def main() -> None:
         print("| protocol | weights | FVD | vs reference |")
         print("| --- | --- | --: | --: |")
         reference = None
-        for name, protocol in PROTOCOLS.items():
+        for name in ["reference", *(p for p in args.protocols if p != "reference")]:  # the ratios' base first
+            protocol = PROTOCOLS[name]
             embedder = Embedder(args.weights, protocol=name, device=args.device)
             sides = [
                 compute_statistics(

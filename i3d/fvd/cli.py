@@ -63,8 +63,8 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
         choices=PROTOCOL_NAMES,
         default=None,
         help="whose FVD: reference (google-research's, the default; or the statistics files'), styleganv, "
-        "videogpt, cdfvd, junyaohu: each codebase's network, resize, value range, clips, number of videos, "
-        "covariance and square root (README: 'FVD protocols')",
+        "videogpt, tats, cdfvd, junyaohu: each codebase's network, resize, value range, clips, number of "
+        "videos, covariance and square root (README: 'FVD protocols')",
     )
     p.add_argument(
         "--weights",
@@ -94,7 +94,8 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="at most N videos a side instead of the protocol's (styleganv 2048, videogpt 256, cdfvd's GEN 2048)",
+        help="at most N videos a side instead of the protocol's (styleganv and tats 2048, videogpt 256, "
+        "cdfvd's GEN 2048)",
     )
     p.add_argument(
         "--subsample",

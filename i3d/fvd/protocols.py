@@ -12,6 +12,7 @@ steps as its codebase does (read from its source; see each entry's
                (``fvd2048_16f``; ``--subsample 8`` for ``_128f_subsample8f``)
 ``videogpt``   wilson1yan/VideoGPT ``scripts/compute_fvd.py``
 ``cdfvd``      songweige/content-debiased-fvd ``cdfvd/fvd.py`` (I3D model)
+``tats``       songweige/TATS ``scripts/sample_vqgan_transformer_short_videos.py``
 ``junyaohu``   JunyaoHu/common_metrics_on_video_quality ``calculate_fvd.py``
                (its default, ``method='styleganv'``)
 =============  ==========================================================
@@ -123,6 +124,8 @@ _NO_REPEAT = {"real": False, "gen": False}
 STYLEGANV_VIDEOS = 2048
 # VideoGPT's compute_fvd.py: one batch of 256 clips per trial.
 VIDEOGPT_VIDEOS = 256
+# TATS's sampling script: the first 2048 real clips of a shuffled loader, 2048 samples.
+TATS_VIDEOS = 2048
 # cd-fvd's default n_fake; n_real is "full".
 CDFVD_FAKE_VIDEOS = 2048
 # JunyaoHu's per-length curve (only_final=False) starts at 10 frames.
@@ -196,6 +199,22 @@ PROTOCOLS: dict[str, Protocol] = {
             max_videos={"real": None, "gen": CDFVD_FAKE_VIDEOS},
             repeat={"real": False, "gen": True},
             num_frames=None,
+        ),
+        Protocol(
+            name="tats",
+            source="songweige/TATS scripts/sample_vqgan_transformer_short_videos.py, tats/fvd/fvd.py",
+            weights="i3d_pretrained_400",
+            bn_eps=1e-5,
+            resize="stretch",
+            before_resize="x",
+            after_resize="2*x/255-1",
+            ddof=1,
+            square_root="svd-float32",
+            gen_first=True,  # frechet_distance(fake_embeddings, real_embeddings)
+            clips={"real": "random-clip", "gen": "first"},  # a shuffled VideoData loader; the samples as made
+            max_videos={"real": TATS_VIDEOS, "gen": TATS_VIDEOS},
+            repeat=_NO_REPEAT,
+            num_frames=SIXTEEN_FRAMES,
         ),
         Protocol(
             name="junyaohu",

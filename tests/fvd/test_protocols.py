@@ -72,9 +72,11 @@ def their_input(name: str, videos: np.ndarray) -> torch.Tensor:
             video = video.permute(0, 3, 1, 2).float() / 255.0
             out.append(_short_side_crop(video).permute(1, 0, 2, 3).contiguous() - 0.5)
         return torch.stack(out)
-    if name == "cdfvd":  # load_videos(.npy) then compute_real_stats: /255., *255, .byte(); preprocess_i3d
-        batch = (u8 / 255.0).permute(0, 4, 1, 2, 3)  # b t h w c -> b c t h w
-        back = (batch * 255).permute(0, 2, 3, 4, 1).byte().numpy()
+    if name in ("cdfvd", "tats"):  # cd-fvd: load_videos(.npy), compute_real_stats; both: preprocess_i3d
+        back = videos
+        if name == "cdfvd":  # /255., *255, .byte()
+            batch = (u8 / 255.0).permute(0, 4, 1, 2, 3)  # b t h w c -> b c t h w
+            back = (batch * 255).permute(0, 2, 3, 4, 1).byte().numpy()
         b, t, h, w, c = back.shape
         frames = torch.FloatTensor(back).flatten(end_dim=1).permute(0, 3, 1, 2).contiguous()
         resized = F.interpolate(frames, size=(224, 224), mode="bilinear", align_corners=False)
@@ -103,7 +105,7 @@ def _mean_cov_feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tfgan_torch_float32(x1: torch.Tensor, x2: torch.Tensor) -> float:
-    """VideoGPT's ``frechet_distance(x1, x2)`` (x1: fake), float32."""
+    """VideoGPT's (and TATS's) ``frechet_distance(x1, x2)`` (x1: fake), float32."""
 
     def cov(m: torch.Tensor) -> torch.Tensor:
         m = m.t().clone()
@@ -151,7 +153,7 @@ def their_distance(name: str, real: np.ndarray, gen: np.ndarray) -> float:
         m = np.square(mu_gen - mu_real).sum()
         s = _sqrtm(np.dot(sigma_gen, sigma_real))
         return float(np.real(m + np.trace(sigma_gen + sigma_real - s * 2)))
-    if name == "videogpt":  # frechet_distance(fake_embeddings, real_embeddings)
+    if name in ("videogpt", "tats"):  # frechet_distance(fake_embeddings, real_embeddings)
         return _tfgan_torch_float32(torch.from_numpy(np.float32(gen)), torch.from_numpy(np.float32(real)))
     raise AssertionError(name)
 
@@ -168,7 +170,7 @@ def distance_tolerance(name: str, real: np.ndarray, gen: np.ndarray) -> float:
     scale = float(np.trace(np.cov(real, rowvar=False)) + np.trace(np.cov(gen, rowvar=False)))
     scale += float(np.sum((real.mean(0) - gen.mean(0)) ** 2))
     dim = real.shape[1]
-    if name == "videogpt":
+    if name in ("videogpt", "tats"):
         return dim * dim * EPS32 * scale
     sqrtm_zeros = dim * math.sqrt(EPS64 * scale) if name != "reference" else 0.0
     return 1e-10 * scale + sqrtm_zeros
@@ -284,7 +286,7 @@ def test_protocols_do_not_mix(tmp_path, capsys):
 
 def their_embeddings(name: str, videos: np.ndarray, weights) -> np.ndarray:
     state = load_state_dict_file(weights)
-    eps = 1e-5 if name in ("videogpt", "cdfvd") else 1e-3
+    eps = 1e-5 if name in ("videogpt", "cdfvd", "tats") else 1e-3
     with torch.no_grad():
         logits = reference_forward(state, their_input(name, videos), eps=eps)["Logits"]  # (N, 400, T')
     return logits.mean(dim=2).numpy()  # float32, as the codebases keep them
