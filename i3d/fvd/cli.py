@@ -211,6 +211,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ---- running --------------------------------------------------------------------
 
 
+# Protocols whose weights, i3d_pretrained_400, are TF-Hub's network converted.
+_TF_HUB_COPIES = ("videogpt", "tats", "cdfvd")
+
+
 class _Session:
     """The network, loaded only if some input needs embedding; counts failed videos."""
 
@@ -230,15 +234,23 @@ class _Session:
 
         if self.embedder is None:
             args = self.args
-            self.embedder = Embedder(
-                args.weights,
-                protocol=self.protocol,
-                device=args.device,
-                precision=args.precision,
-                resize=args.resize or "reference",
-                batch_size=args.batch,
-                progress=sys.stderr.isatty() and not args.quiet,
-            )
+            try:
+                self.embedder = Embedder(
+                    args.weights,
+                    protocol=self.protocol,
+                    device=args.device,
+                    precision=args.precision,
+                    resize=args.resize or "reference",
+                    batch_size=args.batch,
+                    progress=sys.stderr.isatty() and not args.quiet,
+                )
+            except I3DError as err:
+                if args.weights is None and self.protocol in _TF_HUB_COPIES:
+                    raise I3DError(
+                        f"{err}; i3d_pretrained_400 holds TF-Hub's i3d-kinetics-400 tensors, which rgb_scratch "
+                        "also holds: --weights rgb_scratch runs this protocol with them"
+                    ) from None
+                raise
         return self.embedder
 
     def num_frames(self) -> int | None:

@@ -337,3 +337,18 @@ def test_i3d_pretrained_400_layout_loads(tmp_path):
     entry = get_weights("i3d_pretrained_400")
     assert entry.format == "pt" and entry.files[0].blob_sha1 == "a867b87ac3a9097d200598b1d48a1b890d8ec744"
     assert get_protocol("videogpt").weights == get_protocol("cdfvd").weights == entry.name
+
+
+def test_unreachable_i3d_pretrained_400_points_to_rgb_scratch(tmp_path, capsys, monkeypatch):
+    from i3d import weights as W
+    from i3d.errors import WeightsError
+
+    def offline(weights, **kwargs):
+        raise WeightsError(f"{weights}: could not download (offline)")
+
+    monkeypatch.setattr(W, "load_pretrained", offline)
+    np.save(tmp_path / "v.npy", tiny_videos(2, seed=0, frames=1, size=(4, 4)))
+    assert main(["fvd", str(tmp_path / "v.npy"), str(tmp_path / "v.npy"), "--protocol", "cdfvd"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("i3d fvd distance: error: i3d_pretrained_400: could not download (offline); ")
+    assert err.endswith("--weights rgb_scratch runs this protocol with them") and "\n" not in err
