@@ -320,6 +320,20 @@ def _file_protocol(args: argparse.Namespace, loaded: dict, sources: dict) -> str
     return next(iter(protocols.values()), args.protocol or "reference")
 
 
+def _check_roles(protocol, loaded: dict, sources: dict) -> None:
+    """A statistics file must hold the clips of the side it is given as, where the protocol's sides differ."""
+    sides_differ = any(
+        getattr(protocol, field)["real"] != getattr(protocol, field)["gen"] for field in ("clips", "max_videos", "repeat")
+    )
+    for name, stats in loaded.items():
+        role, want = stats.meta.get("clips", {}).get("role"), "real" if name == "REAL" else "gen"
+        if sides_differ and role is not None and role != want:
+            raise ValueError(
+                f"{sources[name]} holds {role} clips (`i3d fvd stats --role {role}`), given as {name}: the "
+                f"{protocol.name} protocol takes {want} clips differently; make it with --role {want}"
+            )
+
+
 def _distances(args, session, sources, loaded, protocol, *, seed: int, num_frames: int | None) -> tuple:
     """``(real, gen, fvd)`` with the videos' sides embedded for this draw and clip length."""
     from i3d.fvd.distance import frechet_distance
@@ -353,6 +367,7 @@ def run_distance(args: argparse.Namespace) -> int:
         sources = {"REAL": args.real, "GEN": args.gen}
         loaded = {name: Statistics.load(src) for name, src in sources.items() if is_statistics_file(src)}
         protocol = get_protocol(_file_protocol(args, loaded, sources))
+        _check_roles(protocol, loaded, sources)
         session = _Session(args, protocol.name)
         for name, stats in loaded.items():
             if args.kvd and stats.activations is None:

@@ -352,3 +352,19 @@ def test_unreachable_i3d_pretrained_400_points_to_rgb_scratch(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("i3d fvd distance: error: i3d_pretrained_400: could not download (offline); ")
     assert err.endswith("--weights rgb_scratch runs this protocol with them") and "\n" not in err
+
+
+def test_a_statistics_file_of_the_wrong_side_is_refused(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    clips = {"role": "real", "sampling": "random-start", "step": 1, "max_videos": 2048, "repeat": False, "seed": 0}
+    meta = {"weights": "w", "protocol": "styleganv", "clips": clips}
+    Statistics(meta=meta).update(x).save(tmp_path / "real.npz")
+    Statistics(meta=meta).update(x + 1).save(tmp_path / "gen.npz")
+    assert main(["fvd", str(tmp_path / "real.npz"), str(tmp_path / "gen.npz")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"i3d fvd distance: error: {tmp_path / 'gen.npz'} holds real clips (`i3d fvd stats --role real`), given as "
+        "GEN: the styleganv protocol takes gen clips differently; make it with --role gen"
+    )
+    gen_meta = {**meta, "clips": {**clips, "role": "gen", "sampling": "first", "seed": None}}
+    Statistics(meta=gen_meta).update(x + 1).save(tmp_path / "gen.npz")
+    assert main(["fvd", str(tmp_path / "real.npz"), str(tmp_path / "gen.npz")]) == 0
