@@ -322,9 +322,8 @@ def _file_protocol(args: argparse.Namespace, loaded: dict, sources: dict) -> str
 
 def _check_roles(protocol, loaded: dict, sources: dict) -> None:
     """A statistics file must hold the clips of the side it is given as, where the protocol's sides differ."""
-    sides_differ = any(
-        getattr(protocol, field)["real"] != getattr(protocol, field)["gen"] for field in ("clips", "max_videos", "repeat")
-    )
+    per_side = (protocol.clips, protocol.max_videos, protocol.repeat)
+    sides_differ = any(setting["real"] != setting["gen"] for setting in per_side)
     for name, stats in loaded.items():
         role, want = stats.meta.get("clips", {}).get("role"), "real" if name == "REAL" else "gen"
         if sides_differ and role is not None and role != want:
