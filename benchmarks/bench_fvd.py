@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from i3d.fvd import Embedder, compute_statistics, frechet_distance, kernel_distance_and_std
-from i3d.fvd.embed import clip_logits, preprocess_videos
+from i3d.fvd.embedding import clip_logits, preprocess_videos
 from i3d.model import InceptionI3d
 from i3d.weights import save_state_dict
 

@@ -68,25 +68,29 @@ def pool(x, kernel, stride):
     return F.max_pool3d(x, kernel, stride)
 
 
-def mixed(x, sd, name):
+def mixed(x, sd, name, eps=1e-3):
     one, three = (1, 1, 1), (3, 3, 3)
-    b0 = unit(x, sd, name + ".b0", one, one)
-    b1 = unit(unit(x, sd, name + ".b1a", one, one), sd, name + ".b1b", three, one)
-    b2 = unit(unit(x, sd, name + ".b2a", one, one), sd, name + ".b2b", three, one)
-    b3 = unit(pool(x, three, one), sd, name + ".b3b", one, one)
+    b0 = unit(x, sd, name + ".b0", one, one, eps)
+    b1 = unit(unit(x, sd, name + ".b1a", one, one, eps), sd, name + ".b1b", three, one, eps)
+    b2 = unit(unit(x, sd, name + ".b2a", one, one, eps), sd, name + ".b2b", three, one, eps)
+    b3 = unit(pool(x, three, one), sd, name + ".b3b", one, one, eps)
     return torch.cat([b0, b1, b2, b3], dim=1)
 
 
-def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """All endpoints, plus ``"pooled"`` and ``"Logits"`` (B, classes, T')."""
+def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, eps: float = 1e-3) -> dict[str, torch.Tensor]:
+    """All endpoints, plus ``"pooled"`` and ``"Logits"`` (B, classes, T').
+
+    ``eps``: BatchNorm's (DeepMind's 1e-3; the PyTorch copies in VideoGPT,
+    TATS and cd-fvd use 1e-5).
+    """
     out = {}
     for name, kind, args in ARCH:
         if kind == "conv":
-            x = unit(x, sd, name, *args)
+            x = unit(x, sd, name, *args, eps)
         elif kind == "pool":
             x = pool(x, *args)
         else:
-            x = mixed(x, sd, name)
+            x = mixed(x, sd, name, eps)
         out[name] = x
     t, h, w = x.shape[2:]
     x = F.avg_pool3d(x, (min(2, t), min(7, h), min(7, w)), stride=1)

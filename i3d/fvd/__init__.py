@@ -1,4 +1,5 @@
-"""Fréchet Video Distance (FVD) and kernel video distance (KVD), exactly as the reference computes them.
+"""Fréchet Video Distance (FVD) and kernel video distance (KVD), exactly as the reference computes them,
+or as another codebase does (``protocol``: see :mod:`i3d.fvd.protocols`).
 
 ::
 
@@ -9,8 +10,9 @@
         real.update(embed(videos))        # (N, 400) float64
     fvd = frechet_distance(real, Statistics.load("gen.npz"))
 
-See :mod:`i3d.fvd.embed` for the reference's pipeline (weights, resize,
-value range) and :mod:`i3d.fvd.distance` for the distances.
+See :mod:`i3d.fvd.embedding` for the reference's pipeline (weights, resize,
+value range), :mod:`i3d.fvd.distance` for the distances, and
+:class:`FrechetVideoDistance` for a torchmetrics metric.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ from typing import TYPE_CHECKING
 
 # Resolved on first use, so that the CLI's parser imports no torch.
 _EXPORTS = {
-    "Embedder": "i3d.fvd.embed",
-    "embed": "i3d.fvd.embed",
-    "FVD_WEIGHTS": "i3d.fvd.embed",
+    "Embedder": "i3d.fvd.embedding",
+    "embed": "i3d.fvd.embedding",
+    "FVD_WEIGHTS": "i3d.fvd.embedding",
     "Statistics": "i3d.fvd.stats",
     "frechet_distance": "i3d.fvd.distance",
     "kernel_distance": "i3d.fvd.distance",
     "kernel_distance_and_std": "i3d.fvd.distance",
     "compute_statistics": "i3d.fvd.compute",
     "resize_bilinear_tf1": "i3d.fvd.resize",
+    "FrechetVideoDistance": "i3d.fvd.metric",
+    "Protocol": "i3d.fvd.protocols",
+    "PROTOCOLS": "i3d.fvd.protocols",
+    "get_protocol": "i3d.fvd.protocols",
 }
 
 __all__ = [
@@ -40,12 +46,18 @@ __all__ = [
     "kernel_distance_and_std",
     "compute_statistics",
     "resize_bilinear_tf1",
+    "FrechetVideoDistance",
+    "Protocol",
+    "PROTOCOLS",
+    "get_protocol",
 ]
 
 if TYPE_CHECKING:
     from i3d.fvd.compute import compute_statistics
     from i3d.fvd.distance import frechet_distance, kernel_distance, kernel_distance_and_std
-    from i3d.fvd.embed import FVD_WEIGHTS, Embedder, embed
+    from i3d.fvd.embedding import FVD_WEIGHTS, Embedder, embed
+    from i3d.fvd.metric import FrechetVideoDistance
+    from i3d.fvd.protocols import PROTOCOLS, Protocol, get_protocol
     from i3d.fvd.resize import resize_bilinear_tf1
     from i3d.fvd.stats import Statistics
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from i3d import console
-from i3d.fvd.embed import Embedder
+from i3d import progress as _progress
+from i3d.fvd.embedding import Embedder
 from i3d.fvd.inputs import clip_batches, list_videos, shard_videos
+from i3d.fvd.sampling import plan_clips, plan_digest, sampling_settings
 from i3d.fvd.stats import Statistics
 
 __all__ = ["compute_statistics"]
@@ -54,7 +58,10 @@ def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
         except BaseException as err:  # handed to the consumer, raised there
             put(("error", err))
 
-    thread = threading.Thread(target=produce, name="i3d-fvd-read", daemon=True)
+    # The thread runs in a copy of this context, so that its error messages
+    # speak as the running command (``i3d fvd stats: error: ...``).
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(produce,), name="i3d-fvd-read", daemon=True)
     thread.start()
     try:
         while True:
@@ -69,6 +76,44 @@ def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
         thread.join()
 
 
+class VideoProgress:
+    """Videos done: a tqdm bar on a terminal; elsewhere (logs, pipes) a plain
+    line every ``interval`` seconds, so that a long run is never silent::
+
+        i3d fvd stats: 96/2048 videos, 3.1 videos/s, ETA 10m29s
+    """
+
+    def __init__(self, total: int, *, terminal: bool, interval: float | None = None) -> None:
+        self.total, self.done = total, 0
+        self.interval = _progress.LOG_INTERVAL if interval is None else interval
+        self.started = self.last = time.monotonic()
+        self.bar = None
+        if terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="video", desc="fvd", file=sys.stderr)
+
+    def advance(self, videos: int) -> None:
+        self.done += videos
+        if self.bar is not None:
+            self.bar.update(videos)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = f", ETA {round((self.total - self.done) / rate)}s" if rate > 0 else ""
+            print(
+                f"{console.current_command()}: {self.done}/{self.total} videos, {rate:.2f} videos/s{eta}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def compute_statistics(
     inputs: Iterable[str | os.PathLike[str]],
     embedder: Embedder,
@@ -78,33 +123,52 @@ def compute_statistics(
     keep_activations: bool = False,
     on_error: Callable[[str], None] = _print_error,
     progress: bool = False,
+    role: str = "real",
+    seed: int = 0,
+    max_videos: int | None = None,
+    step: int = 1,
 ) -> Statistics:
-    """FVD statistics of every video in ``inputs`` (see :mod:`i3d.fvd.inputs`).
+    """FVD statistics of the clips that ``embedder``'s protocol takes from ``inputs``
+    (see :mod:`i3d.fvd.inputs` and :mod:`i3d.fvd.sampling`).
 
     Memory holds one batch of clips and the ``400 x 400`` sums, whatever the
     number of videos (plus 3.2 kB a video with ``keep_activations``).
 
     Args:
-        num_frames: clip length: the first ``num_frames`` frames of each
-            video (all of them if ``None``; clips of different lengths or
-            sizes are embedded in separate batches).
+        num_frames: clip length (all frames if ``None``; clips of
+            different lengths or sizes are embedded in separate batches).
         shard: ``(I, N)``: only every ``N``-th video from the ``I``-th; the
             statistics of all ``N`` shards merge into those of the whole.
         keep_activations: keep the embeddings too (for KVD).
         on_error: called with a one-line message for each video that cannot
             be read; the others go on.
+        progress: report videos done on stderr (:class:`VideoProgress`: a
+            bar on a terminal, a line every 30 s elsewhere).
+        role, seed, max_videos, step: which clips the protocol takes
+            (:func:`i3d.fvd.sampling.plan_clips`).
     """
-    items = shard_videos(list_videos(inputs, on_error), *shard)
-    stats = Statistics(keep_activations=keep_activations, meta=embedder.settings(num_frames))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(items), unit="video", desc="fvd", file=sys.stderr)
+    protocol = embedder.protocol
+    plan = plan_clips(
+        list_videos(inputs, on_error),
+        protocol,
+        role,
+        num_frames,
+        seed=seed,
+        max_videos=max_videos,
+        step=step,
+        on_error=on_error,
+    )
+    items = shard_videos(plan, *shard)
+    meta = embedder.settings(num_frames)
+    if protocol.name != "reference" or step != 1 or max_videos is not None:
+        meta["clips"] = sampling_settings(protocol, role, seed=seed, max_videos=max_videos, step=step)
+    stats = Statistics(keep_activations=keep_activations, meta=meta)
+    stats.parts = [(plan_digest(plan), *shard)]
+    bar = VideoProgress(len(items), terminal=sys.stderr.isatty()) if progress else None
     for batch_items, clips in read_ahead(clip_batches(items, num_frames, embedder.batch_size, on_error)):
         stats.update(embedder(clips), indices=[item.index for item in batch_items])
         if bar is not None:
-            bar.update(len(batch_items))
+            bar.advance(len(batch_items))
     if bar is not None:
         bar.close()
     return stats

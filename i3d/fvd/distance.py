@@ -11,8 +11,9 @@ complex matrix whose imaginary part ports drop without a word. Here
 ``A S2 A`` with ``A = sqrt(S1)``: that matrix is symmetric positive
 semi-definite and has the eigenvalues of ``S1 S2`` (tfgan's identity), so
 ``eigh`` applies. Eigenvalues within round-off of zero are set to zero; a
-negative one beyond round-off (the inputs were not covariance matrices)
-raises a :class:`RuntimeWarning` instead of a silently dropped imaginary part.
+covariance with a negative eigenvalue beyond the round-off of its own
+accumulation (not the covariance of any embeddings) raises ``ValueError``
+instead of a silently dropped imaginary part.
 
 Kernel (tfgan's ``kernel_classifier_distance_and_std_from_activations``):
 the unbiased MMD^2 estimate with the polynomial kernel
@@ -29,22 +30,34 @@ from typing import Any
 
 import numpy as np
 
-from i3d.fvd.stats import Statistics
+from i3d.fvd.protocols import Protocol, get_protocol
+from i3d.fvd.stats import Statistics, scatter_round_off
 
-__all__ = ["frechet_distance", "trace_sqrt_product", "kernel_distance", "kernel_distance_and_std", "MAX_BLOCK_SIZE"]
+__all__ = [
+    "frechet_distance",
+    "trace_sqrt_product",
+    "kernel_distance",
+    "kernel_distance_and_std",
+    "MAX_BLOCK_SIZE",
+    "TFGAN_SVD_EPS",
+]
 
 # tfgan's default block size for the kernel distance.
 MAX_BLOCK_SIZE = 1024
 # eigh computes the eigenvalues of a symmetric D x D matrix M to within about
-# D * eps * ||M||; below minus this multiple of that bound they are not round-off.
+# D * eps * ||M||; this multiple of that bound is what round-off may reach.
 _ROUND_OFF_FACTOR = 100.0
+# tfgan's _symmetric_matrix_square_root, as VideoGPT and TATS copy it:
+# singular values below this stay un-rooted.
+TFGAN_SVD_EPS = 1e-10
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def _as_statistics(x: Statistics | Any) -> Statistics:
     return x if isinstance(x, Statistics) else Statistics().update(x)
 
 
-def _psd_eigenvalues(matrix: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _psd_eigenvalues(matrix: np.ndarray, tolerance: float | None, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of a symmetric PSD matrix, eigenvalues within round-off of 0 set to 0.
 
     Zeroing them, not only the negative ones, matters when there are fewer
@@ -52,45 +65,126 @@ def _psd_eigenvalues(matrix: np.ndarray, what: str) -> tuple[np.ndarray, np.ndar
     root of a round-off eigenvalue (1e-14 -> 1e-7) would be amplified into
     the trace. (tfgan leaves singular values below 1e-10 un-rooted, to the
     same end, on an absolute scale.)
+
+    Args:
+        tolerance: how far below zero round-off can put an eigenvalue; one
+            further below raises ``ValueError`` naming ``what``. ``None``:
+            no check (the matrix is PSD by construction).
     """
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    round_off = matrix.shape[0] * np.finfo(np.float64).eps * np.abs(values).max()
-    if values.min() < -_ROUND_OFF_FACTOR * round_off:
-        warnings.warn(
-            f"{what} has a negative eigenvalue ({values.min():.3g}, largest {values.max():.3g}) beyond round-off: "
-            "the covariances are not positive semi-definite; the square root drops that part",
-            RuntimeWarning,
-            stacklevel=3,
+    round_off = _ROUND_OFF_FACTOR * matrix.shape[0] * _EPS * np.abs(values).max()
+    if tolerance is not None and values.min() < -max(tolerance, round_off):
+        raise ValueError(
+            f"{what} is not positive semi-definite (eigenvalue {values.min():.4g}, largest {values.max():.4g}, "
+            f"round-off at most {max(tolerance, round_off):.3g}): not the covariance of any embeddings"
         )
     return np.where(values > round_off, values, 0.0), vectors
 
 
-def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> float:
-    """``Tr(sqrt(cov1 cov2))`` for symmetric PSD ``cov1``, ``cov2`` (float64)."""
+def trace_sqrt_product(
+    cov1: np.ndarray,
+    cov2: np.ndarray,
+    tolerances: tuple[float, float] = (0.0, 0.0),
+    names: tuple[str, str] = ("the first covariance", "the second covariance"),
+) -> float:
+    """``Tr(sqrt(cov1 cov2))`` for symmetric PSD ``cov1``, ``cov2`` (float64).
+
+    Args:
+        tolerances: how far below zero round-off may have put each
+            covariance's eigenvalues (beyond ``eigh``'s own round-off).
+
+    Raises:
+        ValueError: a covariance is not PSD within its tolerance.
+    """
     cov1 = np.asarray(cov1, dtype=np.float64)
     cov2 = np.asarray(cov2, dtype=np.float64)
-    values, vectors = _psd_eigenvalues(cov1, "the first covariance")
+    _psd_eigenvalues(cov2, tolerances[1], names[1])  # checked only: its root is not needed
+    values, vectors = _psd_eigenvalues(cov1, tolerances[0], names[0])
     root1 = (vectors * np.sqrt(values)) @ vectors.T  # sqrt(cov1), symmetric
-    product, _ = _psd_eigenvalues(root1 @ cov2 @ root1, "sqrt(S1) S2 sqrt(S1)")
-    return float(np.sqrt(product).sum())
+    # Congruent to cov2 on the range of root1, hence PSD: what falls below
+    # zero is round-off, and is dropped.
+    product, _ = _psd_eigenvalues(root1 @ cov2 @ root1, None, "sqrt(S1) S2 sqrt(S1)")
+    return float(np.sqrt(np.maximum(product, 0.0)).sum())
 
 
-def frechet_distance(s1: Statistics | Any, s2: Statistics | Any) -> float:
+def covariance_round_off(stats: Statistics) -> float:
+    """How far below zero round-off may put the eigenvalues of ``stats.cov``."""
+    return scatter_round_off(stats.count, stats.dim, stats.sum_outer) / (stats.count - 1)
+
+
+def frechet_distance(s1: Statistics | Any, s2: Statistics | Any, protocol: str | Protocol = "reference") -> float:
     """Fréchet distance between two sets of embeddings (FVD when they are I3D's).
 
     Args:
         s1, s2: :class:`Statistics`, or embeddings ``(N, D)`` (arrays or
-            tensors), at least two each.
+            tensors), at least two each: the real set, then the generated one.
+        protocol: whose covariance and square root (see
+            :mod:`i3d.fvd.protocols`): ``reference``, tfgan's, in float64
+            with ``N - 1`` and a symmetric root; ``styleganv``, ``cdfvd``,
+            ``junyaohu``: ``scipy.linalg.sqrtm`` of the product, real part
+            (``N`` or ``N - 1``); ``videogpt``: tfgan's SVD root in float32.
 
     Returns:
-        The distance, a float64 number.
+        The distance, a float.
+
+    Raises:
+        ValueError: a covariance is not positive semi-definite beyond the
+            round-off of its accumulation (statistics not made from
+            embeddings).
     """
+    p = get_protocol(protocol)
     s1, s2 = _as_statistics(s1), _as_statistics(s2)
     if s1.dim != s2.dim:
         raise ValueError(f"embeddings of {s1.dim} and {s2.dim} dimensions")
-    cov1, cov2 = s1.cov, s2.cov
-    mean_term = float(np.sum((s1.mean - s2.mean) ** 2))
-    return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * trace_sqrt_product(cov1, cov2)
+    cov1, cov2 = s1.covariance(p.ddof), s2.covariance(p.ddof)
+    tolerances = (covariance_round_off(s1), covariance_round_off(s2))
+    sides = ((s1, "the first set"), (s2, "the second set"))
+    names = tuple(f"the covariance of {s.source or name}" for s, name in sides)
+    if p.square_root != "symmetric":  # the codebases do not check: here the inputs are, all the same
+        for cov, tolerance, name in zip((cov1, cov2), tolerances, names):
+            _psd_eigenvalues(cov, tolerance, name)
+    if p.square_root == "symmetric":
+        mean_term = float(np.sum((s1.mean - s2.mean) ** 2))
+        root_term = trace_sqrt_product(cov1, cov2, tolerances, names)
+        return mean_term + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * root_term
+    if p.gen_first:
+        s1, s2, cov1, cov2 = s2, s1, cov2, cov1
+    if p.square_root == "sqrtm":
+        return _frechet_sqrtm(s1.mean, s2.mean, cov1, cov2)
+    return _frechet_svd_float32(s1.mean, s2.mean, cov1, cov2)
+
+
+def _frechet_sqrtm(mean1: np.ndarray, mean2: np.ndarray, cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """StyleGAN-V's (and cd-fvd's, JunyaoHu's) formula, in their order of operations:
+    ``real(|m1 - m2|^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2)))``."""
+    try:
+        import scipy.linalg
+    except ImportError:
+        raise ValueError("this protocol's square root is scipy.linalg.sqrtm: pip install scipy") from None
+    mean_term = np.square(mean1 - mean2).sum()
+    # The codebases pass disp=False: no word on a singular product (few videos).
+    # SciPy 1.17 deprecates that argument; silencing its warnings is the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = scipy.linalg.sqrtm(np.dot(cov1, cov2))
+    return float(np.real(mean_term + np.trace(cov1 + cov2 - root * 2)))
+
+
+def _frechet_svd_float32(mean1: np.ndarray, mean2: np.ndarray, cov1: np.ndarray, cov2: np.ndarray) -> float:
+    """VideoGPT's ``frechet_distance`` (tfgan's, written in torch) in float32:
+    ``Tr(S1 + S2) - 2 Tr(sqrt(sqrt(S1) S2 sqrt(S1))) + |m1 - m2|^2``, each
+    root ``U diag(s or sqrt(s)) V^T`` from ``torch.svd``."""
+    import torch
+
+    def root(matrix: torch.Tensor) -> torch.Tensor:
+        u, s, v = torch.svd(matrix)
+        s = torch.where(s < TFGAN_SVD_EPS, s, torch.sqrt(s))
+        return u @ torch.diag(s) @ v.t()
+
+    m1, m2, c1, c2 = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (mean1, mean2, cov1, cov2))
+    root1 = root(c1)
+    trace_root = torch.trace(root(root1 @ (c2 @ root1)))
+    return float(torch.trace(c1 + c2) - 2.0 * trace_root + torch.sum((m1 - m2) ** 2))
 
 
 def _activations(x: Statistics | Any, name: str) -> np.ndarray:

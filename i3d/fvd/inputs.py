@@ -25,7 +25,16 @@ from i3d.errors import I3DError, VideoError
 from i3d.video import FrameFolderReader, VideoReader
 from i3d.video.listing import expand_inputs
 
-__all__ = ["VideoItem", "list_videos", "shard_videos", "read_clip", "clip_batches", "ARRAY_SUFFIXES"]
+__all__ = [
+    "VideoItem",
+    "list_videos",
+    "shard_videos",
+    "read_clip",
+    "clip_batches",
+    "clip_frames",
+    "video_length",
+    "ARRAY_SUFFIXES",
+]
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 _RGB = 3
@@ -33,14 +42,21 @@ _RGB = 3
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One video of the input: ``source`` itself, or row ``row`` of an array file.
+    """One video of the input: ``source`` itself, or row ``row`` of an array file,
+    and which of its frames make the clip.
 
-    ``index`` is its position in the whole input list (over all shards).
+    ``index`` is its position in the whole input list (over all shards). The
+    clip is frames ``start + k * step``; a ``start`` of ``None`` is drawn
+    uniformly, per video, from the generator seeded with ``(seed, index)``
+    (see :func:`clip_frames`).
     """
 
     source: str
     row: int | None
     index: int
+    start: int | None = 0
+    step: int = 1
+    seed: int = 0
 
     @property
     def name(self) -> str:
@@ -128,36 +144,67 @@ class _Arrays:
         return self.array
 
 
-def _first_frames(path: str, num_frames: int | None) -> np.ndarray:
+def _reader(path: str) -> VideoReader | FrameFolderReader:
     if os.path.isdir(path):
         reader: VideoReader | FrameFolderReader = FrameFolderReader(path)
         if reader.kind != "rgb":
             raise VideoError(path, "holds flow frames; FVD needs RGB")
-    else:
-        reader = VideoReader(path)
-    want = num_frames or reader.num_frames
-    if reader.num_frames < want:
-        raise VideoError(path, f"has {reader.num_frames} frames, fewer than the {want} asked for")
-    return next(reader.chunks(want)).frames
+        return reader
+    return VideoReader(path)
+
+
+def video_length(item: VideoItem, arrays: _Arrays | None = None) -> int:
+    """Frames in ``item``'s video (from the container or the array's shape)."""
+    if item.row is None and not _is_array(item.source):
+        return _reader(item.source).num_frames
+    return len(_array_video(item, arrays or _Arrays()))
+
+
+def clip_frames(item: VideoItem, length: int, num_frames: int | None) -> np.ndarray:
+    """Indices of the clip's frames in a video of ``length`` frames.
+
+    A clip of ``T`` frames at step ``s`` needs ``T * s`` frames (StyleGAN-V's
+    rule: its datasets discard shorter videos); a random start is uniform
+    in ``[0, length - T * s + s - 1]``, so that the last frame is in the video.
+
+    Raises:
+        VideoError: the video is too short.
+    """
+    want = length if num_frames is None else num_frames
+    need = want * item.step
+    if length < need or want == 0:
+        asked = f"{need} needed for {want} at step {item.step}" if item.step > 1 else f"{want} asked for"
+        raise VideoError(item.name, f"has {length} frames, fewer than the {asked}")
+    start = item.start
+    if start is None:
+        rng = np.random.default_rng([item.seed, item.index])
+        start = int(rng.integers(0, length - need + item.step))
+    elif start + (want - 1) * item.step >= length:
+        raise VideoError(item.name, f"has {length} frames; the clip from frame {start} needs more")
+    return start + np.arange(want) * item.step
+
+
+def _array_video(item: VideoItem, arrays: _Arrays) -> np.ndarray:
+    try:
+        array = arrays.get(item.source)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise VideoError(item.source, f"not a readable array file ({err})") from None
+    return array if item.row is None else array[item.row]
 
 
 def read_clip(item: VideoItem, num_frames: int | None = None, arrays: _Arrays | None = None) -> np.ndarray:
-    """The first ``num_frames`` frames (all if ``None``) of ``item``: uint8 ``(T, H, W, 3)``.
+    """The clip of ``item`` (:func:`clip_frames`; all frames if ``num_frames`` is ``None``): uint8 ``(T, H, W, 3)``.
 
     Raises:
         VideoError: the video is unreadable or too short.
     """
     if item.row is None and not _is_array(item.source):
-        return _first_frames(item.source, num_frames)
-    arrays = arrays or _Arrays()
-    try:
-        array = arrays.get(item.source)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise VideoError(item.source, f"not a readable array file ({err})") from None
-    video = array if item.row is None else array[item.row]
-    if num_frames is not None and len(video) < num_frames:
-        raise VideoError(item.name, f"has {len(video)} frames, fewer than the {num_frames} asked for")
-    return np.ascontiguousarray(video[:num_frames])
+        reader = _reader(item.source)
+        frames = clip_frames(item, reader.num_frames, num_frames)
+        decoded = next(reader.chunks(int(frames[-1]) + 1)).frames  # from the first frame: decoders run forward
+        return np.ascontiguousarray(decoded[frames])
+    video = _array_video(item, arrays or _Arrays())
+    return np.ascontiguousarray(video[clip_frames(item, len(video), num_frames)])
 
 
 def clip_batches(

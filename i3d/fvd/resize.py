@@ -25,7 +25,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ResizeMethod", "RESIZE_METHODS", "FVD_SIZE", "resize_bilinear_tf1", "resize_frames", "to_network_range"]
+__all__ = [
+    "ResizeMethod",
+    "RESIZE_METHODS",
+    "FVD_SIZE",
+    "resize_bilinear_tf1",
+    "resize_frames",
+    "resize_short_side_crop",
+    "to_network_range",
+    "apply_formula",
+]
 
 ResizeMethod = Literal["reference", "torch"]
 RESIZE_METHODS: tuple[str, ...] = ("reference", "torch")
@@ -92,6 +101,39 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], method: ResizeMet
     return x.permute(0, 2, 3, 1).reshape(*lead, *size, channels)
 
 
+def resize_short_side_crop(frames: torch.Tensor, side: int = FVD_SIZE) -> torch.Tensor:
+    """VideoGPT's ``preprocess``: ``F.interpolate`` (bilinear, half-pixel) to a
+    short side of ``side`` (see :func:`i3d.fvd.protocols.short_side_size`),
+    then the centre ``side x side`` crop (start ``(size - side) // 2``).
+
+    ``(..., H, W, C)`` float -> ``(..., side, side, C)`` float32.
+    """
+    from i3d.fvd.protocols import short_side_size
+
+    height, width = frames.shape[-3], frames.shape[-2]
+    size = short_side_size(height, width, side)
+    resized = resize_frames(frames, size, "torch")
+    top, left = (size[0] - side) // 2, (size[1] - side) // 2
+    return resized[..., top : top + side, left : left + side, :]
+
+
+def apply_formula(x: torch.Tensor, formula: str) -> torch.Tensor:
+    """One of :data:`i3d.fvd.protocols.FORMULAS` on float32 ``x``, operations in the written order."""
+    if formula == "x":
+        return x
+    if formula == "x/255":
+        return x / UINT8_MAX
+    if formula == "2*x/255-1":
+        return 2.0 * x / UINT8_MAX - 1.0
+    if formula == "x/255*2-1":
+        return x / UINT8_MAX * 2.0 - 1.0
+    if formula == "x-0.5":
+        return x - 0.5
+    if formula == "(x-0.5)*2":
+        return (x - 0.5) * 2.0
+    raise ValueError(f"unknown value formula {formula!r}")
+
+
 def to_network_range(frames: torch.Tensor) -> torch.Tensor:
     """``[0, 255]`` to ``[-1, 1]`` as the reference writes it: ``2 * x / 255 - 1`` in float32."""
-    return 2.0 * frames.to(torch.float32) / UINT8_MAX - 1.0
+    return apply_formula(frames.to(torch.float32), "2*x/255-1")

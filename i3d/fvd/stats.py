@@ -15,24 +15,86 @@ block estimator depends on the order).
 
 Files are ``.npz`` archives (no pickles) with the arrays ``count``, ``sum``,
 ``sum_outer``, ``meta`` (a JSON string: the weights and preprocessing that
-made the embeddings) and, where kept, ``activations`` and ``indices``.
+made the embeddings), ``parts`` (a JSON string: which videos, see below) and,
+where kept, ``activations`` and ``indices``.
+
+A file is checked when read: finite numbers, consistent shapes, and a
+``sum_outer`` that is symmetric and leaves a positive semi-definite scatter
+matrix, within the round-off of its own accumulation. Merging refuses parts
+that share videos: the same statistics twice (equal :attr:`Statistics.digest`,
+a hash of the sums: the same file, or a copy of it), or shards of one input
+list that overlap (``parts``: the hash of the input list, and ``I/N``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from i3d.atomic import open_atomic
-from i3d.errors import InputError
+from i3d.errors import InputError, shorten
 
-__all__ = ["Statistics", "FORMAT", "is_statistics_file"]
+__all__ = ["Statistics", "FORMAT", "is_statistics_file", "Part", "parts_overlap", "moments_problem"]
 
 FORMAT = "i3d-fvd-statistics/1"
 _KEYS = ("count", "sum", "sum_outer", "meta")
+_EPS = float(np.finfo(np.float64).eps)
+# A shard of an input list: (hash of the whole list of videos, I, N).
+Part = tuple[str, int, int]
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+
+
+def parts_overlap(a: Part, b: Part) -> bool:
+    """Whether shards ``a`` and ``b`` can hold a common video: same input list,
+    and some position ``p`` with ``p % N_a == I_a`` and ``p % N_b == I_b``
+    (by the Chinese remainder theorem: ``I_a = I_b`` modulo ``gcd(N_a, N_b)``)."""
+    (list_a, index_a, count_a), (list_b, index_b, count_b) = a, b
+    return list_a == list_b and (index_a - index_b) % math.gcd(count_a, count_b) == 0
+
+
+def scatter_round_off(count: int, dim: int, sum_outer: np.ndarray) -> float:
+    """Bound on the float64 round-off in the eigenvalues of ``sum_outer - sum sum^T / count``.
+
+    Each entry of ``sum_outer`` is a sum of ``count`` products ``x_i x_j``
+    (plus one addition per merged part), so its error is at most about
+    ``count * eps * sqrt(S_ii S_jj)``; the error matrix's norm is then at
+    most ``count * eps * Tr(S)``. Centring adds ``eps * Tr(S)`` or so, and
+    ``eigh`` ``dim * eps * ||S||``: in all ``(count + dim + 2) * eps * Tr(S)``.
+    """
+    return (count + dim + 2) * _EPS * float(np.trace(sum_outer))
+
+
+def moments_problem(count: int, total: np.ndarray, sum_outer: np.ndarray) -> str | None:
+    """Why ``(count, sum, sum_outer)`` cannot be the moments of real embeddings, or ``None``."""
+    dim = total.shape[0]
+    if count < 0:
+        return f"a negative count ({count})"
+    if sum_outer.shape != (dim, dim):
+        return f"sum_outer of shape {sum_outer.shape} for a sum of {dim} dimensions"
+    for name, array in (("sum", total), ("sum_outer", sum_outer)):
+        if not np.isfinite(array).all():
+            return f"non-finite values (NaN or infinity) in {name}"
+    diagonal = np.diag(sum_outer)
+    if (diagonal < 0).any():
+        return "a negative sum of squares in sum_outer (its diagonal)"
+    # x.T @ x may order its sums differently for (i, j) and (j, i): each
+    # entry carries at most count * eps of its Cauchy-Schwarz bound.
+    bound = np.sqrt(np.outer(diagonal, diagonal))
+    if (np.abs(sum_outer - sum_outer.T) > 2 * (count + 2) * _EPS * bound).any():
+        return "sum_outer is not symmetric"
+    if count >= 2:
+        scatter = sum_outer - np.outer(total, total) / count
+        lowest = float(np.linalg.eigvalsh((scatter + scatter.T) / 2)[0])
+        if lowest < -scatter_round_off(count, dim, sum_outer):
+            return f"sum_outer is not positive semi-definite once centred (eigenvalue {lowest:.4g})"
+    return None
 
 
 def _as_float64(activations: Any) -> Any:
@@ -58,7 +120,7 @@ def is_statistics_file(path: str | os.PathLike[str]) -> bool:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return all(k in archive.files for k in _KEYS)
-    except (OSError, ValueError):
+    except _READ_ERRORS:
         return False
 
 
@@ -78,6 +140,10 @@ class Statistics:
         sum_outer: ``(D, D)`` float64.
         activations: ``(count, D)`` float64 or ``None``.
         indices: ``(count,)`` int64 positions of the activations in the input.
+        parts: the shards of input lists these statistics hold (see
+            :data:`Part`; empty when not made from an input list).
+        source: the file they were loaded from, or ``None``; names them in
+            errors.
     """
 
     def __init__(self, dim: int | None = None, *, keep_activations: bool = False, meta: dict | None = None) -> None:
@@ -88,6 +154,8 @@ class Statistics:
         self._activations: list[np.ndarray] = []
         self._indices: list[np.ndarray] = []
         self.meta: dict = dict(meta or {})
+        self.parts: list[Part] = []
+        self.source: str | None = None
         if dim is not None:
             self._allocate(dim)
 
@@ -98,6 +166,18 @@ class Statistics:
     @property
     def dim(self) -> int | None:
         return None if self.sum is None else self.sum.shape[0]
+
+    @property
+    def digest(self) -> str:
+        """A hash of ``count``, ``sum`` and ``sum_outer``: equal for the same statistics (a file and its copy)."""
+        h = hashlib.sha256(np.int64(self.count).tobytes())
+        if self.sum is not None:
+            h.update(np.ascontiguousarray(self.sum, dtype="<f8").tobytes())
+            h.update(np.ascontiguousarray(self.sum_outer, dtype="<f8").tobytes())
+        return h.hexdigest()[:16]
+
+    def _name(self, position: int) -> str:
+        return self.source or f"part {position}"
 
     def __repr__(self) -> str:
         kept = ", with activations" if self.keep_activations else ""
@@ -121,6 +201,8 @@ class Statistics:
             raise ValueError(f"activations have {dim} dimensions, the statistics {self.dim}")
         if n == 0:
             return self
+        if not bool((x.isfinite() if hasattr(x, "isfinite") else np.isfinite(x)).all()):
+            raise ValueError("activations hold NaN or infinity (broken weights or inputs?)")
         self.sum += _to_numpy(x.sum(0))
         self.sum_outer += _to_numpy(x.T @ x)
         if self.keep_activations:
@@ -138,20 +220,29 @@ class Statistics:
         of a single pass over inputs that were split with ``--shard``.
 
         Raises:
-            ValueError: different dimensions, or different ``meta`` (the
-                embeddings would not be comparable).
+            ValueError: different dimensions, different ``meta`` (the
+                embeddings would not be comparable), or parts that share
+                videos (see :meth:`check_disjoint`).
         """
+        everything = [self, *others]
+        filled = [(k, p) for k, p in enumerate(everything) if p.count]
+        for k, part in filled[1:]:  # all checked before anything is added
+            j, first = filled[0]
+            if part.meta != first.meta:
+                raise ValueError(
+                    f"cannot merge statistics made differently: {first._name(j)} {first.meta} vs "
+                    f"{part._name(k)} {part.meta}"
+                )
+            if part.dim != first.dim:
+                raise ValueError(f"cannot merge statistics of {first.dim} and {part.dim} dimensions")
+        self.check_disjoint(everything)
         for other in others:
-            if other.meta != self.meta and self.count and other.count:
-                raise ValueError(f"cannot merge statistics made differently: {self.meta} vs {other.meta}")
             if not self.count:
                 self.meta = dict(other.meta)
             if other.sum is None:
                 continue
             if self.sum is None:
                 self._allocate(other.sum.shape[0])
-            if other.dim != self.dim:
-                raise ValueError(f"cannot merge statistics of {self.dim} and {other.dim} dimensions")
             self.sum += other.sum
             self.sum_outer += other.sum_outer
             self.keep_activations = self.keep_activations and other.keep_activations
@@ -159,6 +250,7 @@ class Statistics:
                 self._activations.append(other.activations)
                 self._indices.append(other.indices)
             self.count += other.count
+            self.parts += other.parts
         if self.keep_activations and self._indices:
             order = np.argsort(np.concatenate(self._indices), kind="stable")
             self._activations = [np.concatenate(self._activations)[order]]
@@ -166,6 +258,31 @@ class Statistics:
         else:
             self._activations, self._indices = [], []
         return self
+
+    @staticmethod
+    def check_disjoint(parts: Sequence[Statistics]) -> None:
+        """Raise ``ValueError``, naming both, if two of ``parts`` share videos:
+        equal :attr:`digest` (the same statistics twice), or overlapping shards
+        of one input list. Empty statistics share nothing."""
+        seen: dict[str, int] = {}
+        shards: list[tuple[Part, int]] = []
+        for k, part in enumerate(parts):
+            if not part.count:
+                continue
+            first = seen.setdefault(part.digest, k)
+            if first != k:
+                raise ValueError(
+                    f"{parts[first]._name(first)} and {part._name(k)} hold the same statistics: "
+                    "the same videos would count twice"
+                )
+            for shard in part.parts:
+                for other, j in shards:
+                    if j != k and parts_overlap(shard, other):
+                        raise ValueError(
+                            f"{parts[j]._name(j)} and {part._name(k)} hold overlapping shards of one input list "
+                            f"({other[1]}/{other[2]} and {shard[1]}/{shard[2]}): some videos would count twice"
+                        )
+            shards += [(shard, k) for shard in part.parts]
 
     # ---- moments
 
@@ -178,11 +295,15 @@ class Statistics:
     @property
     def cov(self) -> np.ndarray:
         """``(D, D)`` float64 sample covariance, normalised by ``N - 1`` (as tfgan)."""
+        return self.covariance(ddof=1)
+
+    def covariance(self, ddof: int = 1) -> np.ndarray:
+        """``(D, D)`` float64 covariance normalised by ``N - ddof`` (StyleGAN-V and cd-fvd: 0)."""
         self._check_count(2)
         mean = self.mean
-        # (sum x x^T - n mu mu^T) / (n - 1). In float64 the cancellation costs
+        # (sum x x^T - n mu mu^T) / (n - ddof). In float64 the cancellation costs
         # about log10(|mu|^2 / var) digits of 16: nothing for logits.
-        cov = (self.sum_outer - self.count * np.outer(mean, mean)) / (self.count - 1)
+        cov = (self.sum_outer - self.count * np.outer(mean, mean)) / (self.count - ddof)
         return (cov + cov.T) / 2
 
     def _check_count(self, need: int) -> None:
@@ -217,6 +338,7 @@ class Statistics:
             "sum": self.sum,
             "sum_outer": self.sum_outer,
             "meta": np.array(json.dumps({"format": FORMAT, **self.meta}, sort_keys=True)),
+            "parts": np.array(json.dumps([list(p) for p in self.parts])),
         }
         if self.keep_activations:
             arrays["activations"] = self.activations
@@ -226,10 +348,11 @@ class Statistics:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Statistics:
-        """Read a file written by :meth:`save`.
+        """Read and check a file written by :meth:`save`.
 
         Raises:
-            InputError: not such a file (naming it and the cause).
+            InputError: not such a file, or one whose numbers cannot be the
+                statistics of real embeddings (naming it and the cause).
         """
         try:
             with np.load(path, allow_pickle=False) as archive:
@@ -237,19 +360,54 @@ class Statistics:
                 if missing:
                     raise InputError(path, f"not an FVD statistics file (no {', '.join(missing)})")
                 arrays = {k: archive[k] for k in archive.files}
-        except (OSError, ValueError, EOFError) as err:
-            raise InputError(path, f"cannot read statistics ({err})") from None
-        meta = json.loads(str(arrays["meta"]))
+        except _READ_ERRORS as err:
+            raise InputError(path, f"cannot read statistics ({type(err).__name__}: {err})") from None
+        meta = _json_field(path, arrays, "meta", dict)
         if meta.pop("format", None) != FORMAT:
             raise InputError(path, f"not a {FORMAT} file")
+        total, sum_outer, count = arrays["sum"], arrays["sum_outer"], arrays["count"]
+        if total.ndim != 1 or count.shape != () or count.dtype.kind not in "iu":
+            raise InputError(path, f"malformed statistics (sum {total.shape}, count {count.dtype} {count.shape})")
+        problem = moments_problem(int(count), total.astype(np.float64), sum_outer.astype(np.float64))
+        if problem:
+            raise InputError(path, f"holds {problem}; not the statistics of real embeddings")
         kept = "activations" in arrays
-        stats = cls(arrays["sum"].shape[0], keep_activations=kept, meta=meta)
-        stats.count = int(arrays["count"])
-        stats.sum[:] = arrays["sum"]
-        stats.sum_outer[:] = arrays["sum_outer"]
+        stats = cls(total.shape[0], keep_activations=kept, meta=meta)
+        stats.count = int(count)
+        stats.sum[:] = total
+        stats.sum_outer[:] = sum_outer
+        stats.source = os.fspath(path)
+        stats.parts = [_part(path, p) for p in _json_field(path, arrays, "parts", list, default=[])]
         if kept:
-            stats._activations = [arrays["activations"].astype(np.float64)]
+            activations = arrays["activations"].astype(np.float64)
+            stats._activations = [activations]
             stats._indices = [arrays["indices"].astype(np.int64)]
-            if len(stats._activations[0]) != stats.count:
-                raise InputError(path, f"holds {len(stats._activations[0])} activations for a count of {stats.count}")
+            if activations.shape != (stats.count, stats.dim) or len(stats._indices[0]) != stats.count:
+                raise InputError(path, f"holds activations {activations.shape} for a count of {stats.count}")
+            if not np.isfinite(activations).all():
+                raise InputError(path, "holds non-finite values (NaN or infinity) in activations")
         return stats
+
+
+def _json_field(path: str | os.PathLike[str], arrays: dict, key: str, kind: type, default: Any = None) -> Any:
+    if key not in arrays and default is not None:
+        return default
+    try:
+        value = json.loads(str(arrays[key]))
+    except (json.JSONDecodeError, UnicodeError) as err:
+        raise InputError(path, f"its {key} is not valid JSON ({err.__class__.__name__}: {err})") from None
+    if not isinstance(value, kind):
+        raise InputError(path, f"its {key} is a JSON {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def _part(path: str | os.PathLike[str], value: Any) -> Part:
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(v, int) for v in value[1:])
+        and 0 <= value[1] < value[2]
+    ):
+        raise InputError(path, f"malformed parts entry {shorten(repr(value))} (want [input-list hash, I, N])")
+    return value[0], value[1], value[2]

@@ -292,6 +292,27 @@ _ENTRIES = [
         **_CHARADES,
     ),
 ]
+# TF-Hub's i3d-kinetics-400 (= rgb_scratch's tensors) converted to the PyTorch
+# port's layout by VideoGPT's convert_tf_pretrained.py (BatchNorm scale set to
+# 1, as Sonnet has none), as VideoGPT, TATS and cd-fvd load it for FVD. Pinned
+# to the TATS commit that holds it: GitHub publishes its git blob id.
+TATS_COMMIT = "03bbce1daa3da7e9bff8221e9ec433df9484817f"
+_ENTRIES.append(
+    WeightsEntry(
+        name="i3d_pretrained_400",
+        files=(
+            RemoteFile(
+                f"https://raw.githubusercontent.com/songweige/TATS/{TATS_COMMIT}/tats/fvd/i3d_pretrained_400.pt",
+                "a867b87ac3a9097d200598b1d48a1b890d8ec744",
+            ),
+        ),
+        format="pt",
+        source=f"songweige/TATS@{TATS_COMMIT[:7]}",
+        transforms=KINETICS_RGB,
+        provenance=_KINETICS_ONLY + " (TF-Hub i3d-kinetics-400, converted by VideoGPT's convert_tf_pretrained.py)",
+        **_KINETICS,
+    )
+)
 REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in _ENTRIES}
 DEFAULT_RGB = "rgb_imagenet"
 DEFAULT_FLOW = "flow_imagenet"

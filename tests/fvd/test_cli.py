@@ -11,7 +11,7 @@ from i3d.cli import main
 from i3d.fvd.stats import Statistics
 from tests.fvd.conftest import tiny_videos
 
-KEYS = {"fvd", "kvd", "kvd_std", "n_real", "n_gen", "failed", "weights", "weights_sha256", "precision", "preprocess"}
+KEYS = {"fvd", "kvd", "kvd_std", "n_real", "n_gen", "failed", "protocol", "weights", "weights_sha256", "precision", "preprocess"}
 
 
 def run_json(capsys, *argv: str) -> dict:
@@ -86,7 +86,7 @@ def test_text_output_and_kvd_without_activations(tmp_path, capsys):
     a, b = statistics_file(tmp_path / "a.npz", 0), statistics_file(tmp_path / "b.npz", 1)
     assert main(["fvd", a, b]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("FVD ") and "real: 12 videos, gen: 12 videos, weights: w" in out
+    assert out.startswith("FVD ") and "real: 12 videos, gen: 12 videos, protocol: reference, weights: w" in out
     assert main(["fvd", a, b, "--kvd"]) == 1
     assert "a.npz: holds no embeddings for --kvd" in capsys.readouterr().err
     a, b = statistics_file(tmp_path / "ka.npz", 0, keep=True), statistics_file(tmp_path / "kb.npz", 1, keep=True)
@@ -135,3 +135,59 @@ def test_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fvd", "real.npy"])
     assert exit_info.value.code == 2
+
+
+def test_the_same_videos_twice_are_refused(tmp_path, capsys):
+    a = statistics_file(tmp_path / "a0.npz", 0)
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes((tmp_path / "a0.npz").read_bytes())
+    out = tmp_path / "all.npz"
+    for parts in ([a, a], [a, str(copy)]):
+        assert main(["fvd", "merge", *parts, "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == f"i3d fvd merge: error: {a} and {parts[1]} hold the same statistics: the same videos would count twice"
+        assert not out.exists()
+    b = statistics_file(tmp_path / "b.npz", 1)
+    assert main(["fvd", "merge", a, b, "--out", b]) == 1
+    assert capsys.readouterr().err.strip() == f"i3d fvd merge: error: --out {b} is one of the files to merge ({b}); write elsewhere"
+    assert Statistics.load(b).count == 12
+
+
+def test_broken_statistics_files_give_one_line(tmp_path, capsys):
+    a, b = statistics_file(tmp_path / "a.npz", 0), statistics_file(tmp_path / "b.npz", 1)
+    with np.load(b) as archive:
+        content = {k: archive[k] for k in archive.files}
+    np.savez(b, **{**content, "sum": content["sum"] * np.nan})
+    truncated = tmp_path / "t.npz"
+    truncated.write_bytes((tmp_path / "a.npz").read_bytes()[:200])
+    assert main(["fvd", a, b]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"i3d fvd distance: error: {b}: holds non-finite values (NaN or infinity) in sum; "
+        "not the statistics of real embeddings"
+    )
+    assert main(["fvd", "merge", a, str(truncated), "--out", str(tmp_path / "m.npz")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"i3d fvd merge: error: {truncated}: cannot read statistics (BadZipFile") and "\n" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fvd", "stats", "x.npy", "--out", str(tmp_path / "st.txt")])
+    assert exit_info.value.code == 2 and "st.txt: a statistics file must end in .npz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_progress_lines_in_logs_and_errors_in_the_commands_voice(tmp_path, capsys, monkeypatch, fvd_weights):
+    import i3d.progress
+
+    monkeypatch.setattr(i3d.progress, "LOG_INTERVAL", 0.0)  # a line per batch
+    np.save(tmp_path / "v.npy", tiny_videos(3, seed=1, frames=2))
+    np.save(tmp_path / "short.npy", tiny_videos(1, seed=1, frames=1))
+    argv = ["fvd", "stats", str(tmp_path / "v.npy"), str(tmp_path / "short.npy"), "--num-frames", "2"]
+    argv += ["--out", str(tmp_path / "s.npz"), "--weights", str(fvd_weights), "--device", "cpu", "--batch", "2"]
+    assert main(argv) == 1  # the short video failed
+    err = capsys.readouterr().err.strip().splitlines()
+    # The reading thread reports the short video whenever it meets it: in the command's voice.
+    assert f"i3d fvd stats: error: {tmp_path / 'short.npy'}[0]: has 1 frames, fewer than the 2 asked for" in err
+    progress = [line.split(", ")[0] for line in err if " videos/s, ETA" in line]
+    assert progress == ["i3d fvd stats: 2/4 videos", "i3d fvd stats: 3/4 videos"]
+    assert err[-1].startswith("i3d fvd stats: 3 videos, 1 failed in ") and len(err) == 4
+    assert main([*argv, "--quiet"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2  # the error and the summary

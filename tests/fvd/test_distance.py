@@ -53,14 +53,27 @@ def test_identical_sets_are_at_zero_and_few_videos_warn_nothing():
         assert frechet_distance(a, b) > 0
 
 
-def test_trace_sqrt_product_and_the_warning_beyond_round_off():
+def test_trace_sqrt_product_and_the_error_beyond_round_off():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30, 30))
     s1, s2 = x @ x.T, np.diag(rng.uniform(0.5, 2, size=30))
     want = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
-    assert trace_sqrt_product(s1, s2) == pytest.approx(want, rel=1e-9)
-    with pytest.warns(RuntimeWarning, match="negative eigenvalue"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert trace_sqrt_product(s1, s2) == pytest.approx(want, rel=1e-9)
+    with pytest.raises(ValueError, match="second covariance is not positive semi-definite"):
         trace_sqrt_product(s1, -s2)  # not a covariance: its "square root" would be imaginary
+
+
+def test_a_covariance_that_is_not_psd_is_refused_naming_it():
+    a, b = two_sets(40, 40, 8)
+    bad = Statistics().update(b)
+    bad.sum_outer -= 50 * np.trace(bad.sum_outer) * np.outer(np.eye(8)[0], np.eye(8)[0])
+    bad.source = "gen.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"covariance of gen\.npz is not positive semi-definite"):
+            frechet_distance(a, bad)
 
 
 def direct_kernel_distance(x: np.ndarray, y: np.ndarray, block_size: int) -> tuple[float, float]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from i3d.fvd.embed import preprocess_videos
+from i3d.fvd.embedding import preprocess_videos
 from i3d.fvd.resize import resize_bilinear_tf1, resize_frames, to_network_range
 
 F32 = np.float32

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from i3d.errors import InputError
-from i3d.fvd.stats import Statistics, is_statistics_file
+from i3d.fvd.stats import Statistics, is_statistics_file, moments_problem, parts_overlap
 
 META = {"weights": "w", "preprocess": {"resize": "reference"}}
 
@@ -78,3 +78,83 @@ def test_load_rejects_other_files(tmp_path):
         Statistics.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="at least 2"):
         _ = Statistics().update(activations(1)).cov
+
+
+def saved(path, x=None, seed: int = 0, **arrays) -> str:
+    """A statistics file of ``x``, with ``arrays`` replaced as given."""
+    Statistics(meta=META).update(activations(seed=seed) if x is None else x).save(path)
+    if arrays:
+        with np.load(path) as archive:
+            content = {k: archive[k] for k in archive.files}
+        np.savez(path, **{**content, **arrays})
+    return str(path)
+
+
+def test_broken_files_are_refused_naming_the_file_and_cause(tmp_path):
+    good = saved(tmp_path / "good.npz")
+    stats = Statistics.load(good)
+    nan_sum = stats.sum.copy()
+    nan_sum[3] = np.nan
+    not_psd = stats.sum_outer - 100 * np.trace(stats.sum_outer) * np.eye(7)
+    asymmetric = stats.sum_outer.copy()
+    asymmetric[0, 1] *= 1.001
+    cases = {
+        "nan.npz": ({"sum": nan_sum}, r"non-finite values \(NaN or infinity\) in sum"),
+        "inf.npz": ({"sum_outer": stats.sum_outer * np.inf}, "non-finite values"),
+        "psd.npz": ({"sum_outer": not_psd}, "negative sum of squares"),
+        "asym.npz": ({"sum_outer": asymmetric}, "not symmetric"),
+        "meta.npz": ({"meta": np.array("{not json")}, r"its meta is not valid JSON \(JSONDecodeError"),
+        "list.npz": ({"meta": np.array("[1]")}, "its meta is a JSON list, not a dict"),
+        "parts.npz": ({"parts": np.array('[["x", 3, 2]]')}, "malformed parts entry"),
+    }
+    for name, (arrays, message) in cases.items():
+        path = saved(tmp_path / name, **arrays)
+        with pytest.raises(InputError, match=f"^{tmp_path / name}: .*{message}"):
+            Statistics.load(path)
+    # Centred, the scatter must be PSD too: a sum_outer below n mu mu^T is not.
+    centred = stats.sum_outer - 2 * (stats.sum_outer - np.outer(stats.sum, stats.sum) / stats.count)
+    path = saved(tmp_path / "centred.npz", sum_outer=centred)
+    with pytest.raises(InputError, match="not positive semi-definite once centred"):
+        Statistics.load(path)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((tmp_path / "good.npz").read_bytes()[:300])
+    with pytest.raises(InputError, match=r"truncated\.npz: cannot read statistics \(BadZipFile"):
+        Statistics.load(truncated)
+    assert not is_statistics_file(truncated)
+
+
+def test_round_off_does_not_trip_the_checks():
+    # Large means and few videos: the worst case for the centred check.
+    for seed in range(5):
+        x = activations(3 + seed, dim=400, seed=seed) * 1e3 + 1e5
+        stats = Statistics().update(x[:1]).update(x[1:])
+        assert moments_problem(stats.count, stats.sum, stats.sum_outer) is None
+
+
+def test_update_refuses_non_finite_activations():
+    x = activations()
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        Statistics().update(torch.from_numpy(x))
+
+
+def test_duplicate_and_overlapping_parts_are_refused():
+    x = activations(30)
+    a, b = Statistics(meta=META).update(x[:10]), Statistics(meta=META).update(x[10:])
+    a.source, b.source = "a0.npz", "a1.npz"
+    copy = Statistics(meta=META).update(x[:10])
+    copy.source = "copy.npz"
+    with pytest.raises(ValueError, match="^a0.npz and copy.npz hold the same statistics"):
+        Statistics().merge(a, b, copy)
+    with pytest.raises(ValueError, match="^part 1 and part 2 hold the same statistics"):
+        Statistics().merge(Statistics(meta=META).update(x), Statistics(meta=META).update(x))
+    # Shards of one input list: 0/2 and 1/2 are disjoint; 0/2 and 2/4 are not.
+    a.parts, b.parts = [("list", 0, 2)], [("list", 1, 2)]
+    merged = Statistics().merge(a, b)
+    assert merged.count == 30 and merged.parts == [("list", 0, 2), ("list", 1, 2)]
+    b.parts = [("list", 2, 4)]
+    with pytest.raises(ValueError, match=r"a0.npz and a1.npz hold overlapping shards of one input list \(0/2 and 2/4\)"):
+        Statistics().merge(a, b)
+    b.parts = [("other list", 0, 2)]
+    assert Statistics().merge(a, b).count == 30
+    assert [parts_overlap(("l", i, 4), ("l", 1, 6)) for i in range(4)] == [False, True, False, True]

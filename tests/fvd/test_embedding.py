@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from i3d.fvd.embed import Embedder, embed, preprocess_videos
+from i3d.fvd.embedding import Embedder, embed, preprocess_videos
 from i3d.fvd.resize import resize_bilinear_tf1
 from i3d.video import VideoReader
 from i3d.weights import inception_i3d

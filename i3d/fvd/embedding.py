@@ -10,6 +10,10 @@ The reference's pipeline, step by step:
    checkpoint: the logits of each time step, averaged over time
    (``RGB/inception_i3d/Mean``), in float32;
 5. cast to float64 for the statistics.
+
+Other codebases' pipelines (``protocol``, :mod:`i3d.fvd.protocols`) change
+steps 2 to 4: the resize rule, the value formulas around it, and the
+BatchNorm epsilon of their network copies.
 """
 
 from __future__ import annotations
@@ -22,24 +26,44 @@ import numpy as np
 import torch
 
 from i3d import weights as W
-from i3d.fvd.resize import FVD_SIZE, RESIZE_METHODS, ResizeMethod, resize_frames, to_network_range
+from i3d.fvd.protocols import Protocol, get_protocol
+from i3d.fvd.resize import (
+    FVD_SIZE,
+    RESIZE_METHODS,
+    ResizeMethod,
+    apply_formula,
+    resize_frames,
+    resize_short_side_crop,
+)
 from i3d.model import InceptionI3d
 from i3d.runtime import Precision, default_device, precision_context, prepare
 
 __all__ = ["Embedder", "embed", "clip_logits", "preprocess_videos", "FVD_WEIGHTS", "EMBEDDING_DIM", "DEFAULT_BATCH"]
 
 # TF-Hub's i3d-kinetics-400, the reference's network, is this checkpoint.
-FVD_WEIGHTS = "rgb_scratch"
+FVD_WEIGHTS = get_protocol("reference").weights
 EMBEDDING_DIM = 400
 # Clips per network call. The reference runs 16; 8 bounds CPU memory to
 # ~1 GB for 16-frame clips and changes no number (each clip runs alone).
 DEFAULT_BATCH = 8
 
 
-def preprocess_videos(videos: torch.Tensor, resize: ResizeMethod = "reference") -> torch.Tensor:
-    """uint8 ``(B, T, H, W, 3)`` -> network input ``(B, 3, T, 224, 224)`` float32 in ``[-1, 1]``."""
-    frames = resize_frames(videos, (FVD_SIZE, FVD_SIZE), resize)  # (B, T, 224, 224, 3)
-    return to_network_range(frames).permute(0, 4, 1, 2, 3).contiguous()
+def preprocess_videos(
+    videos: torch.Tensor, resize: ResizeMethod = "reference", protocol: str | Protocol = "reference"
+) -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` -> network input ``(B, 3, T, 224, 224)`` float32, as ``protocol`` does it.
+
+    ``resize`` chooses between TF1's rule and ``F.interpolate``'s for the
+    ``reference`` protocol only (``torch`` is a variant, not the reference).
+    """
+    p = get_protocol(protocol)
+    x = apply_formula(videos.to(torch.float32), p.before_resize)
+    if p.resize == "short-side-crop":
+        x = resize_short_side_crop(x, FVD_SIZE)
+    else:
+        method = resize if p.resize == "tf1" else "torch"
+        x = resize_frames(x, (FVD_SIZE, FVD_SIZE), method)  # (B, T, 224, 224, 3)
+    return apply_formula(x, p.after_resize).permute(0, 4, 1, 2, 3).contiguous()
 
 
 def clip_logits(model: InceptionI3d, clips: torch.Tensor, precision: Precision = "fp32") -> torch.Tensor:
@@ -61,8 +85,10 @@ class Embedder:
     """FVD embeddings with one loaded network.
 
     Args:
-        weights: a registry name or checkpoint path (default: ``rgb_scratch``,
-            the reference's network).
+        weights: a registry name or checkpoint path (default: the
+            protocol's, ``rgb_scratch`` for the reference).
+        protocol: whose preprocessing and network settings (BatchNorm
+            epsilon) to use; see :mod:`i3d.fvd.protocols`.
         device: where the network runs (default: CUDA if available).
         precision: ``fp32`` (default: FVD is compared across papers), or
             ``tf32``, ``bf16``, ``fp16`` (see :mod:`i3d.runtime`).
@@ -73,35 +99,40 @@ class Embedder:
 
     def __init__(
         self,
-        weights: str | os.PathLike[str] = FVD_WEIGHTS,
+        weights: str | os.PathLike[str] | None = None,
         *,
+        protocol: str | Protocol = "reference",
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
         resize: ResizeMethod = "reference",
         batch_size: int = DEFAULT_BATCH,
         progress: bool = False,
     ) -> None:
-        _check_options(resize, batch_size)
+        self.protocol = get_protocol(protocol)
+        _check_options(resize, batch_size, self.protocol)
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.resize = resize
         self.batch_size = batch_size
-        model, _, entry, path = W.load_pretrained(weights, in_channels=3, progress=progress)
+        model, _, entry, path = W.load_pretrained(weights or self.protocol.weights, in_channels=3, progress=progress)
+        for module in model.modules():  # before prepare(), which folds BatchNorm with its eps
+            if isinstance(module, torch.nn.BatchNorm3d):
+                module.eps = self.protocol.bn_eps
         self.model = prepare(model, self.device, precision)
         self.weights = entry.name if entry else str(path)
         self.weights_sha256 = W.sha256(path)
 
     def settings(self, num_frames: int | None = None) -> dict:
         """What the embeddings depend on; stored with statistics and compared when they meet."""
+        if self.protocol.name == "reference":
+            preprocess = {"resize": self.resize, "size": FVD_SIZE, "range": "2*x/255-1"}
+        else:
+            preprocess = {"size": FVD_SIZE, **self.protocol.embedding_settings()}
         return {
+            "protocol": self.protocol.name,
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
-            "preprocess": {
-                "resize": self.resize,
-                "size": FVD_SIZE,
-                "range": "2*x/255-1",
-                "num_frames": num_frames,
-            },
+            "preprocess": {**preprocess, "num_frames": num_frames},
             "precision": self.precision,
         }
 
@@ -115,18 +146,20 @@ class Embedder:
         out = []
         for batch in _batches(videos, self.batch_size):
             batch = torch.as_tensor(np.ascontiguousarray(batch) if isinstance(batch, np.ndarray) else batch)
-            clips = preprocess_videos(batch.to(self.device, non_blocking=True), self.resize)
+            clips = preprocess_videos(batch.to(self.device, non_blocking=True), self.resize, self.protocol)
             out.append(clip_logits(self.model, clips, self.precision).double())
         if not out:
             return torch.zeros((0, self.model.num_classes), dtype=torch.float64, device=self.device)
         return torch.cat(out)
 
 
-def _check_options(resize: str, batch_size: int) -> None:
+def _check_options(resize: str, batch_size: int, protocol: Protocol) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if resize not in RESIZE_METHODS:
         raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {resize!r}")
+    if resize != "reference" and protocol.name != "reference":
+        raise ValueError(f"the {protocol.name} protocol fixes its resize ({protocol.resize}); resize is for reference")
 
 
 _cached: dict[tuple, Embedder] = {}
@@ -135,13 +168,15 @@ _cached: dict[tuple, Embedder] = {}
 def embed(
     videos: Any,
     *,
-    weights: str | os.PathLike[str] = FVD_WEIGHTS,
+    protocol: str | Protocol = "reference",
+    weights: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "fp32",
     resize: ResizeMethod = "reference",
     batch_size: int = DEFAULT_BATCH,
 ) -> torch.Tensor:
-    """FVD embeddings of uint8 videos ``(N, T, H, W, 3)``: ``(N, 400)`` float64.
+    """FVD embeddings of uint8 videos ``(N, T, H, W, 3)``: ``(N, 400)`` float64,
+    preprocessed as ``protocol`` does (see :mod:`i3d.fvd.protocols`).
 
     The network is loaded on the first call and kept for later calls with
     the same weights, device and precision (for a training loop). A torch
@@ -150,11 +185,12 @@ def embed(
     if device is None and isinstance(videos, torch.Tensor) and videos.device.type != "cpu":
         device = videos.device
     device = torch.device(device) if device is not None else default_device()
-    key = (os.fspath(weights), str(device), precision)
+    protocol = get_protocol(protocol)
+    key = (os.fspath(weights or protocol.weights), protocol.name, str(device), precision)
     if key not in _cached:
         _cached.clear()  # one network at a time: they are large
-        _cached[key] = Embedder(weights, device=device, precision=precision)
+        _cached[key] = Embedder(weights, protocol=protocol, device=device, precision=precision)
     embedder = _cached[key]
-    _check_options(resize, batch_size)
+    _check_options(resize, batch_size, protocol)
     embedder.resize, embedder.batch_size = resize, batch_size
     return embedder(videos)
