@@ -177,9 +177,14 @@ def _commands(tmp: Path, out: Path) -> dict[str, list[str]]:
 COMMANDS = list(_commands(Path("."), Path(".")))
 
 
+def _out_name(command: str) -> str:
+    """An output name the command would accept, so that only its kind is wrong."""
+    return "out.npz" if command.startswith("fvd") else "out.csv"
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_output_file_that_is_a_device_is_refused(tmp_path, capsys, command):
-    node = device_node(tmp_path / "out.csv")
+    node = device_node(tmp_path / _out_name(command))
     assert run(_commands(tmp_path, node)[command]) == 2
     one_error_line(capsys.readouterr().err, node, "is a character device")
     assert still_device(node)
@@ -187,19 +192,19 @@ def test_an_output_file_that_is_a_device_is_refused(tmp_path, capsys, command):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_output_file_that_is_a_symlink_is_refused(tmp_path, capsys, command):
-    link = symlink(tmp_path / "out.csv")
+    link = symlink(tmp_path / _out_name(command))
     assert run(_commands(tmp_path, link)[command]) == 2
     one_error_line(capsys.readouterr().err, link, "is a symbolic link")
     assert link_intact(link)
 
 
 def test_fvd_stats_names_a_missing_output_folder_before_embedding(tmp_path, capsys, monkeypatch):
-    import i3d.fvd.embed
+    import i3d.fvd.embedding
 
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before checking --out")
 
-    monkeypatch.setattr(i3d.fvd.embed.Embedder, "__init__", no_embedding)
+    monkeypatch.setattr(i3d.fvd.embedding.Embedder, "__init__", no_embedding)
     videos = tmp_path / "clips.npy"
     np.save(videos, np.zeros((2, 16, 8, 8, 3), np.uint8))
     out = tmp_path / "nodir" / "x.npz"

@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from i3d import weights as W
-from i3d.weights.entries import TATS_COMMIT
 from i3d.cli import main
 from i3d.errors import WeightsError
 from i3d.model import InceptionI3d
-from i3d.weights.entries import data_file
+from i3d.weights.entries import TATS_COMMIT, data_file
 from tests.conftest import randomize
 
 

@@ -86,9 +86,7 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
         help="reference protocol only: reference (TensorFlow 1's resize_bilinear, the default) or torch "
         "(F.interpolate's half-pixel rule, a variant that gives other numbers)",
     )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of the protocol's random clip draws (styleganv, videogpt)"
-    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the protocol's random clip draws (styleganv, videogpt)")
     p.add_argument(
         "--max-videos",
         type=positive_int,

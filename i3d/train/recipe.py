@@ -174,7 +174,7 @@ class Recipe:
         if self.freeze_until and self.freeze_until not in ENDPOINTS:
             raise RecipeError(
                 "freeze_until",
-                f"freeze_until must be an endpoint ({', '.join(ENDPOINTS[:-2])}), got {self.freeze_until!r}"
+                f"freeze_until must be an endpoint ({', '.join(ENDPOINTS[:-2])}), got {self.freeze_until!r}",
             )
 
     @property

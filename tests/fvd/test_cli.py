@@ -11,7 +11,19 @@ from i3d.cli import main
 from i3d.fvd.stats import Statistics
 from tests.fvd.conftest import tiny_videos
 
-KEYS = {"fvd", "kvd", "kvd_std", "n_real", "n_gen", "failed", "protocol", "weights", "weights_sha256", "precision", "preprocess"}
+KEYS = {
+    "fvd",
+    "kvd",
+    "kvd_std",
+    "n_real",
+    "n_gen",
+    "failed",
+    "protocol",
+    "weights",
+    "weights_sha256",
+    "precision",
+    "preprocess",
+}
 
 
 def run_json(capsys, *argv: str) -> dict:
@@ -145,11 +157,17 @@ def test_the_same_videos_twice_are_refused(tmp_path, capsys):
     for parts in ([a, a], [a, str(copy)]):
         assert main(["fvd", "merge", *parts, "--out", str(out)]) == 1
         err = capsys.readouterr().err.strip()
-        assert err == f"i3d fvd merge: error: {a} and {parts[1]} hold the same statistics: the same videos would count twice"
+        assert (
+            err
+            == f"i3d fvd merge: error: {a} and {parts[1]} hold the same statistics: the same videos would count twice"
+        )
         assert not out.exists()
     b = statistics_file(tmp_path / "b.npz", 1)
     assert main(["fvd", "merge", a, b, "--out", b]) == 1
-    assert capsys.readouterr().err.strip() == f"i3d fvd merge: error: --out {b} is one of the files to merge ({b}); write elsewhere"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"i3d fvd merge: error: --out {b} is one of the files to merge ({b}); write elsewhere"
+    )
     assert Statistics.load(b).count == 12
 
 

@@ -153,7 +153,9 @@ def test_duplicate_and_overlapping_parts_are_refused():
     merged = Statistics().merge(a, b)
     assert merged.count == 30 and merged.parts == [("list", 0, 2), ("list", 1, 2)]
     b.parts = [("list", 2, 4)]
-    with pytest.raises(ValueError, match=r"a0.npz and a1.npz hold overlapping shards of one input list \(0/2 and 2/4\)"):
+    with pytest.raises(
+        ValueError, match=r"a0.npz and a1.npz hold overlapping shards of one input list \(0/2 and 2/4\)"
+    ):
         Statistics().merge(a, b)
     b.parts = [("other list", 0, 2)]
     assert Statistics().merge(a, b).count == 30
