@@ -34,7 +34,7 @@ from i3d import ops
 if TYPE_CHECKING:  # the layers call in; this module never calls them
     from i3d.layers import MaxPool3dSame, Span, Unit3D
 
-__all__ = ["InferenceOptions", "FoldCache", "active", "unit_span", "pool_span"]
+__all__ = ["InferenceOptions", "FoldCache", "active", "exporting", "unit_span", "pool_span"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,17 @@ def active(layer: nn.Module) -> bool:
     mode, no autograd, not being exported: exports trace the reference
     path, whose operators every runtime has)."""
     options: InferenceOptions = getattr(layer, "options", ON)
-    return options != OFF and not layer.training and not torch.is_grad_enabled() and not torch.compiler.is_exporting()
+    return options != OFF and not layer.training and not torch.is_grad_enabled() and not exporting()
+
+
+def exporting() -> bool:
+    """Whether an export traces the model (``torch.export``, ``torch.onnx``,
+    ``torch.jit.trace``): the layers then run on whole inputs, with no
+    branch on sizes (see :mod:`i3d.export`)."""
+    return torch.jit.is_tracing() or (_is_exporting is not None and _is_exporting())
+
+
+_is_exporting = getattr(getattr(torch, "compiler", None), "is_exporting", None)  # torch >= 2.5
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:

@@ -67,7 +67,9 @@ def same_padding(n: int | torch.SymInt, kernel: int, stride: int) -> tuple[int, 
     """
     if kernel < stride:
         raise ValueError(f"kernel {kernel} is smaller than stride {stride}")
-    total = (-(-n // stride) - 1) * stride + kernel - n
+    # ceil(n / s) with no negative operand: ONNX's integer Div truncates
+    # towards zero where Python's // floors.
+    total = ((n + stride - 1) // stride - 1) * stride + kernel - n
     front = total // 2
     return front, total - front
 
@@ -216,7 +218,7 @@ class MaxPool3dSame(SameWindow3d):
         return F.max_pool3d(x, self.kernel, self.stride, padding=padding or 0), out_span
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():
+        if fast.exporting():
             return F.max_pool3d(self.pad_whole(x, -math.inf), self.kernel, self.stride)
         return self.forward_span(x, Span.full(x.shape[2]))[0]
 
@@ -281,6 +283,6 @@ class Unit3D(SameWindow3d):
         return F.relu(y, inplace=True) if self.activation else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():
+        if fast.exporting():
             return self._normalize(self.conv3d(self.pad_whole(x, 0.0)))
         return self.forward_span(x, Span.full(x.shape[2]))[0]

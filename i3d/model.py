@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i3d import fast
 from i3d.fast import InferenceOptions
 from i3d.layers import MaxPool3dSame, SameWindow3d, Span, SpanStage, Unit3D, temporal_window
 
@@ -105,7 +106,7 @@ class InceptionModule(nn.Module):
         return torch.cat(ys, dim=1), out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():  # each branch on the whole input, no spans
+        if fast.exporting():  # each branch on the whole input, no spans
             branches = (self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x)))
             return torch.cat(branches, dim=1)
         return self.forward_span(x, Span.full(x.shape[2]))[0]
@@ -129,8 +130,8 @@ class HeadPool(nn.Module):
         return out_start  # output o averages cells o and o + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():  # the whole window: exports need T >= 9, H, W >= 193
-            return F.avg_pool3d(x, HEAD_POOL, stride=1)
+        if fast.exporting():  # no spans: nothing to branch on but the window
+            return F.avg_pool3d(x, [min(k, n) for k, n in zip(HEAD_POOL, x.shape[2:])], stride=1)
         return self.forward_span(x, Span.full(x.shape[2]))[0]
 
 
