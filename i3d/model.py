@@ -9,11 +9,9 @@ Exactness rests on three details that ports often get wrong: TensorFlow
 (:func:`i3d.layers.tf_same_padding`); TensorFlow's max pool never selects a
 padded cell, so pools pad with -inf; BatchNorm uses ``eps = 1e-3``.
 
-Every layer can also take a temporal window of a longer input
-(:class:`i3d.layers.Span`), which :mod:`i3d.streaming` builds exact chunked
-inference on; in eval mode without autograd the layers run the fast path of
-:mod:`i3d.fast`, which differs from the reference path by floating-point
-reassociation only.
+Every layer also takes a temporal window of a longer input
+(:class:`i3d.layers.Span`; exact chunked inference in :mod:`i3d.streaming`)
+and, in eval mode without autograd, runs the fast path of :mod:`i3d.fast`.
 
 Tensor layout everywhere: ``(B, C, T, H, W)``.
 """
@@ -30,27 +28,17 @@ from i3d.layers import MaxPool3dSame, SameWindow3d, Span, SpanStage, Unit3D, tem
 
 __all__ = ["InceptionI3d", "ENDPOINTS", "MIN_FRAMES", "HEAD_POOL", "FEATURE_DIM"]
 
-# Endpoints in network order, with DeepMind's names.
+# Endpoints in network order, with DeepMind's names, one stage of the stride-2 pyramid a line.
+# fmt: off
 ENDPOINTS: tuple[str, ...] = (
     "Conv3d_1a_7x7",
-    "MaxPool3d_2a_3x3",
-    "Conv3d_2b_1x1",
-    "Conv3d_2c_3x3",
-    "MaxPool3d_3a_3x3",
-    "Mixed_3b",
-    "Mixed_3c",
-    "MaxPool3d_4a_3x3",
-    "Mixed_4b",
-    "Mixed_4c",
-    "Mixed_4d",
-    "Mixed_4e",
-    "Mixed_4f",
-    "MaxPool3d_5a_2x2",
-    "Mixed_5b",
-    "Mixed_5c",
-    "Logits",
-    "Predictions",
+    "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3",
+    "MaxPool3d_3a_3x3", "Mixed_3b", "Mixed_3c",
+    "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f",
+    "MaxPool3d_5a_2x2", "Mixed_5b", "Mixed_5c",
+    "Logits", "Predictions",
 )
+# fmt: on
 
 # With SAME padding every layer maps n >= 1 cells to ceil(n / s) >= 1 cells,
 # so a single frame of a single pixel runs through the whole network.
@@ -250,8 +238,6 @@ class InceptionI3d(nn.Module):
     def inference_options(self) -> InferenceOptions:
         return self.Conv3d_1a_7x7.options  # type: ignore[return-value]
 
-    # ---- the stages, for streaming -----------------------------------------
-
     @property
     def trunk(self) -> tuple[str, ...]:
         """The trunk endpoints this model has, in network order."""
@@ -282,8 +268,6 @@ class InceptionI3d(nn.Module):
             stride *= getattr(stage, "stride", (1,))[0]
         return stride
 
-    # ---- forward pieces ---------------------------------------------------
-
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError unless ``x`` is ``(B, in_channels, T, H, W)`` with
         ``T, H, W >= 1``."""
@@ -297,18 +281,10 @@ class InceptionI3d(nn.Module):
     def forward_endpoints_span(
         self, x: torch.Tensor, span: Span, endpoints: tuple[str, ...] | None = None, stop: str | None = None
     ) -> dict[str, tuple[torch.Tensor, Span]]:
-        """Run the convolutional trunk on a temporal window.
-
-        Args:
-            x: ``(B, C, t, H, W)``, cells ``span.start .. span.stop - 1`` of
-                the full input.
-            span: where ``x`` lies in the full input.
-            endpoints: names to return (default: only ``stop``).
-            stop: last trunk endpoint to compute (default: the last built).
-
-        Returns: ``{name: (tensor, span)}``, each span in that endpoint's
-        own time cells.
-        """
+        """Run the trunk up to ``stop`` (default: the last built) on ``x``
+        ``(B, C, t, H, W)``, the cells ``span`` of the full input; returns
+        ``{name: (tensor, span)}`` for ``endpoints`` (default: ``stop``),
+        each span in that endpoint's own time cells."""
         self.check_input(x)
         if x.shape[2] != span.size:
             raise ValueError(f"input has {x.shape[2]} frames but span {span} has {span.size}")

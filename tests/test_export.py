@@ -46,6 +46,7 @@ def test_onnx_export_runs_in_onnx_runtime(weights, tmp_path, capsys):
     assert main(["export", "--weights", str(weights), "--out", str(out), "--size", str(SIZE)]) == 0
     assert "checked in onnxruntime" in capsys.readouterr().out
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 3, "frames", SIZE, SIZE]  # fixed below 193 pixels
     for batch, frames in [(1, 16), (2, 40)]:  # batch and clip length are dynamic
         x = torch.rand(batch, 3, frames, SIZE, SIZE, generator=torch.Generator().manual_seed(frames)) * 2 - 1
         want = run_torch(weights, x)

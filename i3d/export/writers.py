@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -140,10 +141,26 @@ def _onnx_bytes(model: InceptionI3d, output: str, size: int, metadata: dict[str,
         _exported_program(model, output, size), input_names=["video"], output_names=[output], verbose=False
     )
     proto = program.model_proto
+    _name_sizes(proto)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     return proto.SerializeToString()
+
+
+def _name_sizes(proto) -> None:  # type: ignore[no-untyped-def]
+    """Name the input's dynamic sizes (the exporter calls them s0, s53, ...),
+    in the input's and the output's shapes."""
+    names = {0: "batch", 2: "frames", 3: "height", 4: "width"}
+    (video,) = proto.graph.input
+    symbols = {d.dim_param: names[i] for i, d in enumerate(video.type.tensor_type.shape.dim) if d.dim_param}
+    if not symbols:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, symbols)) + r")\b")
+    for value in (*proto.graph.input, *proto.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = pattern.sub(lambda m: symbols[m.group(1)], dim.dim_param)
 
 
 def _relative_error(got: np.ndarray, want: torch.Tensor) -> float:
