@@ -104,13 +104,13 @@ AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "A
 def test_matches_reference_with_avx2_kernels():
     # Other vector widths block and order the sums differently: the same
     # tolerance must hold with the kernels of an older x86 CPU.
-    cases = "test_matches_reference and (10x32x32 or 9x57x40)"
+    cases = "test_matches_reference and 10x32x32"  # the case issue 22 saw fail on AVX-512 (both streams, both paths)
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", cases]
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, **AVX2_ONLY, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "8 passed" in result.stdout
+    assert "4 passed" in result.stdout
 
 
 @pytest.mark.slow

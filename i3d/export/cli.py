@@ -65,7 +65,8 @@ def run_export(args: argparse.Namespace) -> int:
     from i3d.export import export_weights
 
     out = Path(args.out)
-    problem = _check_out(out)
+    outputs = [out, out.with_suffix(".bin")] if args.format == "openvino" else [out]  # the IR's weights beside it
+    problem = next((p for p in map(_check_out, outputs) if p is not None), None)
     if problem is not None:
         console.error(problem)
         return 1
