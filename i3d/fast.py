@@ -65,6 +65,8 @@ class InferenceOptions:
 OFF = InferenceOptions.off()
 ON = InferenceOptions()
 
+_is_exporting = getattr(getattr(torch, "compiler", None), "is_exporting", None)  # torch >= 2.5
+
 
 def active(layer: nn.Module) -> bool:
     """The hook: whether ``layer`` runs the fast path (some option on, eval
@@ -79,9 +81,6 @@ def exporting() -> bool:
     ``torch.jit.trace``): the layers then run on whole inputs, with no
     branch on sizes (see :mod:`i3d.export`)."""
     return torch.jit.is_tracing() or (_is_exporting is not None and _is_exporting())
-
-
-_is_exporting = getattr(getattr(torch, "compiler", None), "is_exporting", None)  # torch >= 2.5
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
