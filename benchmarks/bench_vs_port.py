@@ -6,7 +6,7 @@
 Prints, from one run on one machine: the baseline (``port_baseline.PortI3D``:
 run-time ``F.pad``, contiguous layout, separate BatchNorm, fp32), the
 package's model with the fast path off, each optimisation of
-:class:`i3d.model.InferenceOptions` alone, all of them but one, all of them
+:class:`i3d.fast.InferenceOptions` alone, all of them but one, all of them
 (what :func:`i3d.runtime.prepare` gives in fp32), and the float32
 matrix-multiply ceiling of the same cores, each with frames/s, GFLOP/s
 (convolution and matrix-multiply FLOPs of one pass, counted on the
@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from port_baseline import PortI3D  # noqa: E402
 
-from i3d.model import InceptionI3d, InferenceOptions  # noqa: E402
+from i3d.fast import InferenceOptions  # noqa: E402
+from i3d.model import InceptionI3d  # noqa: E402
 from i3d.runtime import cpu_has_native_bf16, precision_context, prepare  # noqa: E402
 
 # Square matrices of this side keep a CPU's matrix multiply near its peak.

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from i3d.model import InceptionI3d, InferenceOptions  # noqa: E402
+from i3d.fast import InferenceOptions  # noqa: E402
+from i3d.model import InceptionI3d  # noqa: E402
 from i3d.runtime import precision_context, prepare  # noqa: E402
 
 CPU_PRECISIONS = ("bf16",)

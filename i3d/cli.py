@@ -679,6 +679,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _command(
         sub,
+        "export",
+        "write the network as ONNX, OpenVINO IR or TorchScript, checked against the torch model",
+        "i3d.export.cli:add_export_arguments",
+        "i3d.export.cli:run_export",
+    )
+    _command(
+        sub,
         "convert",
         "convert a checkpoint (DeepMind TensorFlow, .pt, .safetensors) to .safetensors or .pt",
         "i3d.convert.cli:add_convert_arguments",

@@ -1,4 +1,4 @@
-"""Tensor operations of the fast inference path (see :class:`i3d.model.InferenceOptions`).
+"""Tensor operations of the fast inference path (see :class:`i3d.fast.InferenceOptions`).
 
 Layouts: ``(B, C, T, H, W)`` tensors, in PyTorch's default contiguous layout
 or in channels-last 3D (channels innermost in memory), which the fast path

@@ -7,7 +7,7 @@ that exactness for speed (bf16/fp16 through autocast, with channels-last
 memory so that cuDNN picks tensor-core kernels).
 
 :func:`prepare` configures the model's fast inference path
-(:class:`i3d.model.InferenceOptions`: channels-last activations, BatchNorm
+(:class:`i3d.fast.InferenceOptions`: channels-last activations, BatchNorm
 folded into the convolutions, max pools without padded copies, 1x1
 convolutions as matrix multiplies, fused ReLU). It is exact in fp32 and acts
 only in eval mode without autograd.
@@ -25,7 +25,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from i3d.model import InceptionI3d, InferenceOptions
+from i3d.fast import InferenceOptions
+from i3d.model import InceptionI3d
 
 __all__ = [
     "Precision",

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from i3d.model import ChunkTooSmall, InceptionI3d, Span, SpanStage
+from i3d.layers import ChunkTooSmall, Span, SpanStage
+from i3d.model import InceptionI3d
 from i3d.runtime import Precision, precision_context
 
 __all__ = [
@@ -102,7 +103,7 @@ class StreamingI3d:
         span = Span(self.received, self.received + x.shape[2], self.total_frames)
         if span.stop > self.total_frames:
             raise ValueError(f"pushed {span.stop} frames, more than the {self.total_frames} announced")
-        self.model._check_input(x)
+        self.model.check_input(x)
         self.received = span.stop
         y: torch.Tensor | None = x
         for stage in self.stages:
@@ -212,7 +213,7 @@ def stream_outputs(
 
     Raises:
         ValueError: wrong channels or sizes (see
-            :meth:`InceptionI3d._check_input`), or the chunks do not add up
+            :meth:`InceptionI3d.check_input`), or the chunks do not add up
             to ``total_frames``.
 
     Only the network calls run under :func:`i3d.runtime.precision_context`:

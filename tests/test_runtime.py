@@ -10,10 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from i3d import runtime
-from i3d.model import InceptionI3d, InferenceOptions, tf_same_padding
+from i3d.fast import InferenceOptions
+from i3d.layers import tf_same_padding
+from i3d.model import InceptionI3d
 from i3d.ops import max_pool_strided
 from i3d.runtime import cpu_has_native_bf16, default_device, precision_context, prepare
-from tests.conftest import randomize
+from i3d.weights import inception_i3d
+from tests.conftest import random_weights_file, randomize
+from tests.tolerances import NETWORK_RTOL
 
 
 @pytest.mark.slow
@@ -73,7 +77,7 @@ def test_folded_weights_follow_parameter_changes():
         expected = other(x)
     assert not torch.allclose(before, after)
     # Stale folded weights would be off by far more than rounding.
-    assert (after - expected).abs().max() <= 1e-4 * expected.abs().max()
+    assert (after - expected).abs().max() <= NETWORK_RTOL * expected.abs().max()
 
 
 def test_every_optimisation_alone_is_exact():
@@ -88,7 +92,7 @@ def test_every_optimisation_alone_is_exact():
         # Folding reorders roundings, which these random weights (activations
         # in the hundreds) amplify to ~1e-5; the parity tests of
         # test_model.py bound the whole fast path against the reference.
-        assert (got - ref).abs().max() <= 1e-4 * ref.abs().max(), name
+        assert (got - ref).abs().max() <= NETWORK_RTOL * ref.abs().max(), name
     assert model.configure_inference(InferenceOptions.off()).inference_options == InferenceOptions.off()
 
 
@@ -133,3 +137,26 @@ def test_bf16_without_native_support_says_so_once(monkeypatch, capsys):
     prepare(InceptionI3d(), torch.device("cpu"), "bf16")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bf16 will be slow" in err
+
+
+@pytest.mark.slow
+def test_model_built_and_loaded_in_inference_mode(tmp_path):
+    # Parameters made inside torch.inference_mode are inference tensors,
+    # which keep no version counter for the folded-weights cache to read.
+    first, second = random_weights_file(tmp_path / "a.pt", seed=11), random_weights_file(tmp_path / "b.pt", seed=12)
+    x = torch.rand(1, 3, 9, 24, 24, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.no_grad():
+        want_first, want_second = inception_i3d(weights=first)(x), inception_i3d(weights=second)(x)
+    with torch.inference_mode():
+        built = InceptionI3d().eval()
+        built.load_state_dict(inception_i3d(weights=first).state_dict())
+        loaded = inception_i3d(weights=first)
+        inside = [built(x), loaded(x)]
+    with torch.no_grad():
+        outside = [built(x), loaded(x)]
+    for got in inside + outside:
+        assert (got - want_first).abs().max() <= NETWORK_RTOL * want_first.abs().max()
+    with torch.inference_mode():
+        built.load_state_dict(inception_i3d(weights=second).state_dict())  # in place, no version to see
+        reloaded = built(x)
+    assert (reloaded - want_second).abs().max() <= NETWORK_RTOL * want_second.abs().max()

@@ -11,11 +11,12 @@ from i3d.fvd.resize import resize_bilinear_tf1
 from i3d.video import VideoReader
 from i3d.weights import inception_i3d
 from tests.fvd.conftest import tiny_videos
+from tests.tolerances import NETWORK_RTOL
 
 
 def assert_same_embedding(got: torch.Tensor, want: torch.Tensor) -> None:
     """Equal up to float32 summation order (convolution algorithms differ with the batch size)."""
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    torch.testing.assert_close(got, want, rtol=NETWORK_RTOL, atol=NETWORK_RTOL * want.abs().max().item())
 
 
 def averaged_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,198 @@
+"""The fast inference path of :mod:`i3d.model`, behind one hook.
+
+Every SAME layer of the network asks :func:`active` first; when it is true
+the layer hands its window to :func:`unit_span` (convolution, BatchNorm,
+ReLU) or :func:`pool_span` (max pool) here, and otherwise runs its plain
+PyTorch reference code. The path is on, by default, whenever the model is
+in eval mode without autograd (``torch.no_grad`` or
+``torch.inference_mode``); :class:`InferenceOptions` switches its parts.
+
+What it does, all exact in fp32 (it only reorders floating-point sums or
+selects the same maxima):
+
+* channels-last activations from the first convolution to the head;
+* BatchNorm folded into the convolution, in float64, computed once and
+  cached until a parameter changes (:class:`FoldCache`);
+* max pools as maxima of strided views, without padded copies;
+* 1x1 convolutions as matrix multiplies over the channels, and oneDNN's
+  fused convolution + ReLU on the CPU (:mod:`i3d.ops`).
+
+Tensor layout: ``(B, C, T, H, W)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i3d import ops
+
+if TYPE_CHECKING:  # the layers call in; this module never calls them
+    from i3d.layers import MaxPool3dSame, Span, Unit3D
+
+__all__ = ["InferenceOptions", "FoldCache", "active", "exporting", "unit_span", "pool_span"]
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """The fast inference path, one switch per optimisation (all exact in
+    fp32: they only reorder floating-point sums or select the same maxima).
+
+    Every model runs it, by default, whenever it is in eval mode without
+    autograd (``torch.no_grad`` or ``torch.inference_mode``): training,
+    and anything that needs gradients, takes the reference path of plain
+    convolution, BatchNorm and ReLU layers, and the parameters and state dict
+    never change. :meth:`i3d.model.InceptionI3d.configure_inference` switches
+    parts of it off (benchmarks time them one by one; :meth:`off` is the
+    reference path everywhere).
+    """
+
+    channels_last: bool = True  # activations in channels-last 3D memory
+    fold_batch_norm: bool = True  # BatchNorm folded into the convolution
+    strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
+    fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU)
+
+    @classmethod
+    def off(cls) -> InferenceOptions:
+        """The reference path: every optimisation off."""
+        return cls(**{f.name: False for f in fields(cls)})
+
+
+OFF = InferenceOptions.off()
+ON = InferenceOptions()
+
+_is_exporting = getattr(getattr(torch, "compiler", None), "is_exporting", None)  # torch >= 2.5
+
+
+def active(layer: nn.Module) -> bool:
+    """The hook: whether ``layer`` runs the fast path (some option on, eval
+    mode, no autograd, not being exported: exports trace the reference
+    path, whose operators every runtime has)."""
+    options: InferenceOptions = getattr(layer, "options", ON)
+    return options != OFF and not layer.training and not torch.is_grad_enabled() and not exporting()
+
+
+def exporting() -> bool:
+    """Whether an export traces the model (``torch.export``, ``torch.onnx``,
+    ``torch.jit.trace``): the layers then run on whole inputs, with no
+    branch on sizes (see :mod:`i3d.export`)."""
+    return torch.jit.is_tracing() or (_is_exporting is not None and _is_exporting())
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast runs convolutions in on ``x``'s device, or None:
+    the fast path keeps its weights cached in that dtype instead of letting
+    autocast cast them at every call."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
+class FoldCache:
+    """The convolution weights the fast path runs for one :class:`Unit3D`,
+    computed once and kept until a parameter or statistic changes (in place,
+    by the optimizer or ``load_state_dict``, or by a move to another device
+    or dtype) or the options or compute dtype do.
+
+    A change is seen through each tensor's storage and in-place version.
+    Inference tensors (a model built inside ``torch.inference_mode``) keep
+    no version: they can only change in place inside inference mode, and
+    :meth:`clear` is called by ``load_state_dict``; other in-place writes to
+    them need :meth:`i3d.model.InceptionI3d.configure_inference` afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._weights: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def clear(self) -> None:
+        self._key = self._weights = None
+
+    @staticmethod
+    def key(unit: Unit3D, dtype: torch.dtype | None) -> tuple:
+        """Identifies the parameters' current values, the options and the compute dtype."""
+        tensors = [unit.conv3d.weight, unit.conv3d.bias]
+        if unit.bn is not None:
+            tensors += [unit.bn.weight, unit.bn.bias, unit.bn.running_mean, unit.bn.running_var]
+        versions = (None if t is None else (t.data_ptr(), None if t.is_inference() else t._version) for t in tensors)
+        return (unit.options, dtype, *versions)
+
+    def weights(self, unit: Unit3D, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(weight, bias)`` of the convolution the fast path runs: with the
+        BatchNorm folded in if ``options.fold_batch_norm``, in channels-last
+        layout if ``options.channels_last``, cast to ``dtype`` (autocast's)
+        if given."""
+        key = self.key(unit, dtype)
+        if self._weights is not None and self._key == key:
+            return self._weights
+        options = unit.options
+        with torch.no_grad():
+            weight, bias = unit.conv3d.weight.detach(), unit.conv3d.bias
+            bias = bias.detach() if bias is not None else None
+            if options.fold_batch_norm and unit.bn is not None:
+                # In float64, so that folding adds no rounding of its own.
+                bn = unit.bn
+                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                shift = bn.bias.double() - bn.running_mean.double() * scale
+                if bias is not None:
+                    shift = shift + bias.double() * scale
+                weight = (weight.double() * scale.view(-1, 1, 1, 1, 1)).to(weight.dtype)
+                bias = shift.to(weight.dtype)
+            if dtype is not None:
+                weight, bias = weight.to(dtype), bias.to(dtype) if bias is not None else None
+            if options.channels_last:
+                weight = weight.contiguous(memory_format=torch.channels_last_3d)
+        self._key, self._weights = key, (weight, bias)
+        return weight, bias
+
+
+def _folded(unit: Unit3D) -> bool:
+    return unit.bn is None or unit.options.fold_batch_norm
+
+
+def _fuse_relu(unit: Unit3D, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN's fused ReLU applies: CPU, float32, no autocast."""
+    return (
+        ops.FUSED_RELU
+        and unit.options.fuse_relu
+        and unit.activation
+        and _folded(unit)
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def unit_span(unit: Unit3D, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
+    """:meth:`Unit3D.forward_span` on the fast path."""
+    dtype = _autocast_dtype(x)
+    weight, bias = unit.fold_cache.weights(unit, dtype)
+    x = x.to(dtype) if dtype is not None else x  # autocast would cast it anyway
+    fused = _fuse_relu(unit, x, weight)
+    if unit.pointwise and unit.options.channels_last:
+        y = ops.pointwise_conv(x, weight.flatten(1), bias, relu=fused)
+        out_span = span
+    else:
+        x, pads, out_span = unit.window(x, span)
+        x, padding = ops.pad_zeros(x, pads, unit.options.channels_last)
+        if fused:
+            y = ops.conv3d_relu(x, weight, bias, unit.stride, padding)
+        else:
+            y = F.conv3d(x, weight, bias, unit.stride, padding)
+    if not _folded(unit):
+        y = unit.bn(y)  # type: ignore[misc]
+    if unit.activation and not fused:
+        y = F.relu(y, inplace=True)
+    return y, out_span
+
+
+def pool_span(pool: MaxPool3dSame, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span] | None:
+    """A SAME max pool's window on the fast path, or None where its option
+    is off (the pool then runs its reference code)."""
+    if not pool.options.strided_pools:
+        return None
+    x, pads, out_span = pool.window(x, span)
+    return ops.max_pool_strided(x, pool.kernel, pool.stride, pads), out_span
