@@ -33,13 +33,15 @@ earlier or later.
 from __future__ import annotations
 
 import functools
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import cv2
 import torch
 import torch.nn.functional as F
 
-# Keys' bicubic convolution parameter in OpenCV's interpolateCubic.
-CUBIC_A = -0.75
 # OpenCV stops building the pyramid before a level with a side under this.
 MIN_PYRAMID_SIDE = 16
 MEDIAN_SIZE = 5
@@ -124,21 +126,14 @@ def divergence(p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
     return d1 + d2
 
 
-def _cubic_weights(t: torch.Tensor) -> torch.Tensor:
-    """Keys' bicubic weights (A = -0.75) of the four taps at offsets -1, 0, 1, 2 from ``floor``; ``t`` the fraction."""
-    a = CUBIC_A
-    w0 = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a
-    w1 = ((a + 2) * t - (a + 3)) * t * t + 1
-    w2 = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1
-    w3 = 1 - w0 - w1 - w2
-    return torch.stack([w0, w1, w2, w3], dim=-1)
-
-
 def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
     """``cv::remap(INTER_CUBIC, BORDER_CONSTANT 0)`` with float maps, for ``C`` images sharing the maps.
 
     OpenCV 5 interpolates at the exact position (OpenCV 4 rounded it to 1/32
-    of a pixel first); a tap outside the image counts as 0.
+    of a pixel first) with Keys' cubic, A = -0.75, a tap outside the image
+    counting as 0: what ``grid_sample(mode="bicubic", padding_mode="zeros")``
+    computes. The positions go through grid_sample's [-1, 1] coordinates and
+    back, which moves them by a few float ulps (~1e-5 px at 341 px).
 
     Args:
         images: ``(N, C, H, W)``.
@@ -147,38 +142,119 @@ def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) 
     Returns:
         ``(N, C, H, W)``.
     """
-    n, c, h, w = images.shape
-    fx, fy = torch.floor(map_x), torch.floor(map_y)
-    wx = _cubic_weights(map_x - fx)  # (N, H, W, 4)
-    wy = _cubic_weights(map_y - fy)
-    # Zero padding of one pixel; any tap outside lands on it once clamped.
-    padded = F.pad(images, (1, 1, 1, 1)).reshape(n, c, (h + 2) * (w + 2))
-    taps = torch.arange(4, device=images.device)
-    # Tap k of a position with floor f is pixel f - 1 + k, i.e. f + k in the padded image.
-    cols = (fx.clamp(-4, w + 2).to(torch.int64)[..., None] + taps).clamp(0, w + 1)  # (N, H, W, 4)
-    rows = (fy.clamp(-4, h + 2).to(torch.int64)[..., None] + taps).clamp(0, h + 1)
-    index = (rows[..., :, None] * (w + 2) + cols[..., None, :]).reshape(n, 1, h * w * 16)
-    values = torch.gather(padded, 2, index.expand(n, c, h * w * 16)).reshape(n, c, h, w, 4, 4)
-    weights = wy[:, None, ..., :, None] * wx[:, None, ..., None, :]  # (N, 1, H, W, 4, 4)
-    return (values * weights).sum(dim=(-2, -1))
+    h, w = images.shape[-2:]
+    # align_corners=True: -1 and 1 are the centres of the first and last pixels.
+    grid = torch.stack([map_x * (2 / max(w - 1, 1)) - 1, map_y * (2 / max(h - 1, 1)) - 1], dim=-1)
+    return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
-def median5(u: torch.Tensor) -> torch.Tensor:
-    """``cv::medianBlur(u, 5)`` of float images ``(N, H, W)``: border replicate."""
-    n, h, w = u.shape
+def _merge_sort_network(lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """Batcher's odd-even merge sort of positions ``lo..hi`` (a power of two of them): comparators ``(i, j)``, i < j."""
+    if hi > lo:
+        mid = (lo + hi) // 2
+        yield from _merge_sort_network(lo, mid)
+        yield from _merge_sort_network(mid + 1, hi)
+        yield from _odd_even_merge(lo, hi, 1)
+
+
+def _odd_even_merge(lo: int, hi: int, r: int) -> Iterator[tuple[int, int]]:
+    step = 2 * r
+    if step < hi - lo:
+        yield from _odd_even_merge(lo, hi, step)
+        yield from _odd_even_merge(lo + r, hi, step)
+        yield from ((i, i + r) for i in range(lo + r, hi - r, step))
+    else:
+        yield lo, lo + r
+
+
+def median_network(count: int) -> tuple[tuple[str, int, int], ...]:
+    """A selection network for the median of ``count`` (odd) values at positions ``0..count-1``.
+
+    Steps ``(kind, i, j)``: ``"move"`` copies position j to i; ``"both"``
+    puts the minimum at i and the maximum at j; ``"min"`` and ``"max"``
+    only the one the median needs. It is Batcher's sorting network for the
+    next power of two, the padding positions taken as +inf (their comparators
+    do nothing or move a value), with every step the median does not depend
+    on removed: 25 values take 113 steps, 202 min/max. The median is
+    selected, not computed, so it is OpenCV's bit for bit.
+    """
+    size = 1 << (count - 1).bit_length()
+    infinite = set(range(count, size))
+    steps: list[tuple[str, int, int]] = []
+    for i, j in _merge_sort_network(0, size - 1):
+        if j in infinite:
+            continue  # min is x_i, max is +inf: nothing moves
+        if i in infinite:
+            steps.append(("move", i, j))  # x_j goes to i, +inf to j
+            infinite.discard(i)
+            infinite.add(j)
+        else:
+            steps.append(("both", i, j))
+    needed = {count // 2}
+    kept: list[tuple[str, int, int]] = []
+    for kind, i, j in reversed(steps):
+        if kind == "move":
+            if i in needed:
+                kept.append((kind, i, j))
+                needed = (needed - {i}) | {j}
+        elif i in needed or j in needed:
+            kept.append(("both" if i in needed and j in needed else "min" if i in needed else "max", i, j))
+            needed |= {i, j}
+    return tuple(reversed(kept))
+
+
+# Built here, not at each call: torch.compile traces through a plain constant.
+_MEDIAN_STEPS = median_network(MEDIAN_SIZE * MEDIAN_SIZE)
+
+
+def median_of_windows(padded: torch.Tensor) -> torch.Tensor:
+    """The median of every 5x5 window of ``(N, H + 4, W + 4)``: ``(N, H, W)``."""
+    h, w = padded.shape[1] - (MEDIAN_SIZE - 1), padded.shape[2] - (MEDIAN_SIZE - 1)
+    windows = [padded[:, dy : dy + h, dx : dx + w] for dy in range(MEDIAN_SIZE) for dx in range(MEDIAN_SIZE)]
+    slots = dict(enumerate(windows))
+    for kind, i, j in _MEDIAN_STEPS:
+        if kind == "move":
+            slots[i] = slots[j]
+        elif kind == "both":
+            slots[i], slots[j] = torch.minimum(slots[i], slots[j]), torch.maximum(slots[i], slots[j])
+        elif kind == "min":
+            slots[i] = torch.minimum(slots[i], slots[j])
+        else:
+            slots[j] = torch.maximum(slots[i], slots[j])
+    return slots[len(windows) // 2]
+
+
+def pad_for_median(u: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W)`` padded by 2 on every side, border replicate (medianBlur's border)."""
     pad = MEDIAN_SIZE // 2
-    padded = F.pad(u[:, None], (pad, pad, pad, pad), mode="replicate")
-    windows = F.unfold(padded, MEDIAN_SIZE)  # (N, 25, H * W)
-    return windows.median(dim=1).values.reshape(n, h, w)
+    return F.pad(u[:, None], (pad, pad, pad, pad), mode="replicate")[:, 0]
+
+
+def median5(u: torch.Tensor, median_of_windows: Callable[[torch.Tensor], torch.Tensor] = median_of_windows) -> torch.Tensor:
+    """``cv::medianBlur(u, 5)`` of float images ``(N, H, W)``: border replicate, the exact median.
+
+    On the CPU this is OpenCV's own medianBlur, image by image (its SIMD
+    network runs ~6x faster than the selection network compiled by
+    inductor); elsewhere :func:`median_of_windows`. Both select the same value.
+    """
+    if u.device.type == "cpu":
+        out = torch.empty_like(u)
+        for image, result in zip(u.contiguous().numpy(), out.numpy()):
+            cv2.medianBlur(image, MEDIAN_SIZE, dst=result)
+        return out
+    return median_of_windows(pad_for_median(u))
 
 
 # ---- the algorithm ---------------------------------------------------------------------
 
 
-def _iteration(
+def iteration(
     u1: torch.Tensor,
     u2: torch.Tensor,
-    p: torch.Tensor,
+    p11: torch.Tensor,
+    p12: torch.Tensor,
+    p21: torch.Tensor,
+    p22: torch.Tensor,
     i1wx: torch.Tensor,
     i1wy: torch.Tensor,
     grad: torch.Tensor,
@@ -186,72 +262,113 @@ def _iteration(
     l_t: float,
     theta: float,
     taut: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One inner iteration for ``(n, H, W)`` pairs; ``p`` is ``(4, n, H, W)``: p11, p12, p21, p22.
+) -> tuple[torch.Tensor, ...]:
+    """One inner iteration of ``(n, H, W)`` pairs.
 
-    Returns the new ``u1``, ``u2``, ``p`` and each pair's sum of squared ``u`` changes ``(n,)`` float64.
+    Returns the new ``u1, u2, p11, p12, p21, p22`` and each pair's sum of
+    squared ``u`` changes ``(n,)`` float64 (the stopping rule's error).
     """
     # Thresholding (OpenCV's estimateV): the data term's proximal step, pixel by pixel.
     rho = rho_c + (i1wx * u1 + i1wy * u2)
     bound = l_t * grad
-    fi = torch.where(grad > FLT_EPSILON, -rho / grad, torch.zeros_like(rho))
-    fi = torch.where(rho < -bound, torch.full_like(rho, l_t), torch.where(rho > bound, torch.full_like(rho, -l_t), fi))
+    fi = torch.where(grad > FLT_EPSILON, -rho / grad, 0.0)
+    fi = torch.where(rho < -bound, l_t, torch.where(rho > bound, -l_t, fi))
     v1 = u1 + fi * i1wx
     v2 = u2 + fi * i1wy
     # The flow (estimateU).
-    new_u1 = v1 + theta * divergence(p[0], p[1])
-    new_u2 = v2 + theta * divergence(p[2], p[3])
+    new_u1 = v1 + theta * divergence(p11, p12)
+    new_u2 = v2 + theta * divergence(p21, p22)
     error = ((new_u1 - u1).square() + (new_u2 - u2).square()).sum(dim=(1, 2), dtype=torch.float64)
-    # The dual variables (estimateDualVariables).
+    # The dual variables (estimateDualVariables). OpenCV takes the norm with
+    # hypot in double; sqrt in float differs by at most an ulp and vectorises.
     u1x, u1y = forward_gradient(new_u1)
     u2x, u2y = forward_gradient(new_u2)
-    ng1 = 1 + taut * torch.hypot(u1x, u1y)
-    ng2 = 1 + taut * torch.hypot(u2x, u2y)
-    new_p = torch.stack(
-        [(p[0] + taut * u1x) / ng1, (p[1] + taut * u1y) / ng1, (p[2] + taut * u2x) / ng2, (p[3] + taut * u2y) / ng2]
-    )
-    return new_u1, new_u2, new_p, error
+    ng1 = 1 + taut * torch.sqrt(u1x * u1x + u1y * u1y)
+    ng2 = 1 + taut * torch.sqrt(u2x * u2x + u2y * u2y)
+    p11, p12 = (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1
+    p21, p22 = (p21 + taut * u2x) / ng2, (p22 + taut * u2y) / ng2
+    return new_u1, new_u2, p11, p12, p21, p22, error
+
+
+class Kernels(NamedTuple):
+    """The functions that do the work, plain or compiled."""
+
+    iteration: Callable[..., tuple[torch.Tensor, ...]]
+    median_of_windows: Callable[[torch.Tensor], torch.Tensor]
+
+
+EAGER = Kernels(iteration, median_of_windows)
+
+
+@functools.cache
+def compiled_kernels() -> Kernels:
+    """:data:`EAGER` through ``torch.compile``, or :data:`EAGER` itself where compiling fails.
+
+    Dynamic shapes: one compilation serves every pyramid level and batch
+    size. Compiling needs a C++ compiler (CPU) or Triton (GPU) and takes
+    tens of seconds once per process; a probe finds out whether it works,
+    and a failure falls back to the plain functions with a warning.
+    """
+    try:
+        probe = torch.compile(lambda x: x * 2 + 1, dynamic=True)
+        probe(torch.ones(3))
+    except Exception as err:  # noqa: BLE001 - whatever the backend raises, the plain path works
+        cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        warnings.warn(f"torch.compile is unavailable ({cause}); TV-L1 runs without it", RuntimeWarning, stacklevel=2)
+        return EAGER
+    return Kernels(*(torch.compile(f, dynamic=True) for f in EAGER))
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32, as OpenCV rounds its double parameters."""
+    return float(torch.tensor(value, dtype=torch.float32))
 
 
 def _one_scale(
-    i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor, params: TVL1Params, iteration
+    i0: torch.Tensor,
+    i1: torch.Tensor,
+    u1: torch.Tensor,
+    u2: torch.Tensor,
+    params: TVL1Params,
+    kernels: Kernels,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """OpenCV's procOneScale for ``(N, H, W)`` pairs, from the flow ``u1``, ``u2`` it is given."""
     n, h, w = i0.shape
-    # OpenCV's constants, rounded to float as it rounds them.
-    threshold = float(torch.tensor(params.epsilon * params.epsilon * h * w, dtype=torch.float32))
-    l_t = float(torch.tensor(params.lambda_ * params.theta, dtype=torch.float32))
-    taut = float(torch.tensor(params.tau / params.theta, dtype=torch.float32))
-    theta = float(torch.tensor(params.theta, dtype=torch.float32))
+    threshold = _float32(params.epsilon * params.epsilon * h * w)
+    constants = (_float32(params.lambda_ * params.theta), _float32(params.theta), _float32(params.tau / params.theta))
     i1x, i1y = centered_gradient(i1)
     targets = torch.stack([i1, i1x, i1y], dim=1)  # (N, 3, H, W): warped together
     grid_x = torch.arange(w, dtype=torch.float32, device=i0.device)
     grid_y = torch.arange(h, dtype=torch.float32, device=i0.device)[:, None]
-    p = i0.new_zeros((4, n, h, w))  # p11, p12, p21, p22: once per scale, not per warp
+    p = [torch.zeros_like(i0) for _ in range(4)]  # p11, p12, p21, p22: reset once per scale, not per warp
     for _ in range(params.warps):
         i1w, i1wx, i1wy = remap_cubic(targets, grid_x + u1, grid_y + u2).unbind(dim=1)
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
-        # Each pair iterates until its own error is small: a converged pair is left as it is.
-        active = torch.arange(n, device=i0.device)
+        # Each pair iterates until its own error is small. The iterations run on
+        # the pairs still going (`ids`), gathered once each time a pair stops;
+        # a stopped pair's state goes back to the full tensors as it stands.
+        full = [u1, u2, *p]
+        ids = torch.arange(n, device=i0.device)
+        state, data = list(full), [i1wx, i1wy, grad, rho_c]
         for _ in range(params.outer_iterations):
-            if active.numel() == 0:
+            if ids.numel() == 0:
                 break
-            u1[active] = median5(u1[active])
-            u2[active] = median5(u2[active])
+            state[0], state[1] = (median5(u, kernels.median_of_windows) for u in state[:2])
             for _ in range(params.inner_iterations):
-                if active.numel() == 0:
-                    break
-                everyone = active.numel() == n
-                pick = slice(None) if everyone else active
-                new_u1, new_u2, new_p, error = iteration(
-                    u1[pick], u2[pick], p[:, pick], i1wx[pick], i1wy[pick], grad[pick], rho_c[pick], l_t, theta, taut
-                )
-                if everyone:
-                    u1, u2, p = new_u1, new_u2, new_p
-                else:
-                    u1[active], u2[active], p[:, active] = new_u1, new_u2, new_p
-                active = active[error > threshold]
+                *state, error = kernels.iteration(*state, *data, *constants)
+                going = error > threshold
+                if not bool(going.all()):
+                    stopped = ~going
+                    for whole, part in zip(full, state):
+                        whole[ids[stopped]] = part[stopped]
+                    ids = ids[going]
+                    state, data = [x[going] for x in state], [x[going] for x in data]
+                    if ids.numel() == 0:
+                        break
+        for whole, part in zip(full, state):
+            whole[ids] = part
+        u1, u2, *p = full
     return u1, u2
 
 
@@ -266,17 +383,7 @@ def pyramid_sizes(height: int, width: int, params: TVL1Params = TVL1Params()) ->
     return sizes
 
 
-@functools.cache
-def compiled_iteration():
-    """The inner iteration through ``torch.compile`` (one fused loop on the CPU, a few kernels on a GPU).
-
-    Dynamic shapes: one compilation serves every pyramid level and batch size.
-    Compilation happens at the first call and needs a C++ compiler (CPU) or
-    Triton (GPU); :func:`tvl1_flow_batch` falls back to eager where it fails.
-    """
-    return torch.compile(_iteration, dynamic=True)
-
-
+@torch.no_grad()
 def tvl1_flow_batch(
     prev: torch.Tensor, current: torch.Tensor, params: TVL1Params = TVL1Params(), *, compile: bool = False
 ) -> torch.Tensor:
@@ -286,8 +393,8 @@ def tvl1_flow_batch(
         prev, current: ``(N, H, W)`` frames, uint8 or float in the 0..255
             scale, on any device; pair ``i`` is ``prev[i]`` to ``current[i]``.
         params: the algorithm's parameters (OpenCV's defaults).
-        compile: run the inner iteration through ``torch.compile`` (see
-            :func:`compiled_iteration`); the field is the same up to rounding.
+        compile: run the work through ``torch.compile`` (:func:`compiled_kernels`);
+            fields are the same up to rounding.
 
     Returns:
         ``(N, H, W, 2)`` float32 ``f`` (x then y): ``current[y + f[..., 1], x + f[..., 0]] ~ prev[y, x]``.
@@ -297,14 +404,14 @@ def tvl1_flow_batch(
     n, height, width = prev.shape
     if min(height, width) < MIN_FRAME_SIDE:
         raise ValueError(f"TV-L1 needs frames of at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels, got {width}x{height}")
-    iteration = compiled_iteration() if compile else _iteration
+    kernels = compiled_kernels() if compile else EAGER
     sizes = pyramid_sizes(height, width, params)
     step = 1 / params.scale_step
     levels = [(prev.to(torch.float32), current.to(torch.float32))]
     for size in sizes[1:]:
         levels.append(tuple(resize_linear(image, size, (step, step)) for image in levels[-1]))
-    u1 = prev.new_zeros(sizes[-1], dtype=torch.float32).expand(n, -1, -1).clone()
-    u2 = u1.clone()
+    u1 = prev.new_zeros((n, *sizes[-1]), dtype=torch.float32)
+    u2 = torch.zeros_like(u1)
     for level in reversed(range(len(sizes))):
         if level < len(sizes) - 1:
             # Up a level: resized to the finer size (OpenCV's scale is then in / out), times 1 / scale_step.
@@ -312,5 +419,5 @@ def tvl1_flow_batch(
             scale = (h / fine_h, w / fine_w)
             u1 = resize_linear(u1, (fine_h, fine_w), scale) * step
             u2 = resize_linear(u2, (fine_h, fine_w), scale) * step
-        u1, u2 = _one_scale(*levels[level], u1, u2, params, iteration)
+        u1, u2 = _one_scale(*levels[level], u1, u2, params, kernels)
     return torch.stack([u1, u2], dim=-1)
