@@ -24,10 +24,19 @@ They are stored in one of two layouts under an output folder ``OUT``:
   one grey level.
 * ``"npy"``: ``OUT/NAME.npy``, float16 ``(T, H, W, 2)``, unclipped.
 
-TV-L1 runs on ``workers`` processes, one frame pair per task, with a bounded
-number of pairs in flight so that memory does not grow with the video. A
-worker that dies (killed, out of memory) or an OpenCV failure raises
-:class:`FlowWorkerError`; the engine starts a fresh pool for the next video.
+Two engines compute the same fields (:data:`FLOW_ENGINES`):
+
+* ``"torch"`` (the default): :mod:`i3d.video.tvl1`, OpenCV's algorithm in
+  PyTorch, on batches of pairs in this process, on any device (a GPU when
+  there is one), through ``torch.compile`` where it works. Its fields agree
+  with OpenCV's to rounding (``benchmarks/bench_flow.py``).
+* ``"opencv"``: OpenCV's ``DualTVL1OpticalFlow`` on ``workers`` processes,
+  one frame pair per task, with a bounded number of pairs in flight so that
+  memory does not grow with the video.
+
+A worker that dies (killed, out of memory) or a failure of either engine
+raises :class:`FlowWorkerError`; the engine starts a fresh pool for the next
+video.
 """
 
 from __future__ import annotations
@@ -44,9 +53,11 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import torch
 
 from i3d.atomic import atomic_dir, atomic_path
 from i3d.errors import I3DError
+from i3d.video.tvl1 import TVL1Params, tvl1_flow_batch
 
 FlowFormat = Literal["jpg", "npy"]
 FLOW_FORMATS: tuple[FlowFormat, ...] = ("jpg", "npy")
@@ -63,6 +74,19 @@ NPY_DTYPE = np.float16
 # Pairs queued per worker: enough to keep every worker busy while the reader
 # decodes the next frames, few enough to bound memory.
 PAIRS_IN_FLIGHT_PER_WORKER = 2
+
+FlowEngineName = Literal["torch", "opencv"]
+FLOW_ENGINES: tuple[FlowEngineName, ...] = ("torch", "opencv")
+DEFAULT_FLOW_ENGINE: FlowEngineName = "torch"
+# Pairs per torch batch. On the CPU a few pairs keep the working set near the
+# caches (and per-pair stopping makes larger batches no faster); a GPU needs
+# many pairs to fill it (64 pairs at 256x341 hold ~0.8 GB).
+TORCH_BATCH_CPU = 4
+TORCH_BATCH_GPU = 64
+# On the CPU, frames smaller than this run without torch.compile: compiling
+# takes tens of seconds once per process (less from inductor's disk cache)
+# and pays off over many large frames, not over a few small ones.
+COMPILE_MIN_PIXELS = 128 * 128
 
 
 class FlowWorkerError(I3DError):
@@ -97,7 +121,11 @@ def tvl1_flow(prev: np.ndarray, current: np.ndarray, algorithm: cv2.DenseOptical
     """
     if np.array_equal(prev, current):
         return np.zeros((*prev.shape, 2), np.float32)
-    return (algorithm or create_tvl1()).calc(prev, current, None)
+    algorithm = algorithm or create_tvl1()
+    # OpenCV lowers its scale count for good when a frame is too small for
+    # the pyramid; a reused instance would then run later frames on fewer scales.
+    algorithm.setScalesNumber(TVL1Params.scales)
+    return algorithm.calc(prev, current, None)
 
 
 _worker_algorithm: cv2.DenseOpticalFlow | None = None
@@ -114,29 +142,65 @@ def _worker_flow(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return tvl1_flow(*pair, _worker_algorithm)
 
 
+def default_flow_device() -> torch.device:
+    """Where the torch engine runs by default: the first GPU if there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def default_workers() -> int:
     """Worker processes to use by default: the CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class FlowEngine:
-    """Computes TV-L1 flow fields for frame sequences on a pool of processes.
+def check_flow_engine(name: str) -> FlowEngineName:
+    """``name`` if it names a flow engine, else ``ValueError``."""
+    if name not in FLOW_ENGINES:
+        raise ValueError(f"flow engine must be one of {', '.join(FLOW_ENGINES)}, got {name!r}")
+    return name  # type: ignore[return-value]
 
-    One engine can serve many videos (the pool starts on first use). Use it as
-    a context manager, or call :meth:`close`. An engine pickles as its
-    settings alone, so a dataset holding one can go to ``DataLoader``
+
+class FlowEngine:
+    """Computes TV-L1 flow fields for frame sequences.
+
+    One engine can serve many videos (an OpenCV pool starts on first use).
+    Use it as a context manager, or call :meth:`close`. An engine pickles as
+    its settings alone, so a dataset holding one can go to ``DataLoader``
     workers: each copy starts its own pool (or, with ``workers=1``, runs
     TV-L1 in the worker itself) when first used.
 
     Args:
-        workers: processes; ``None`` uses every available core. With 1, flow
-            runs in this process (OpenCV's own threads still apply).
+        workers: OpenCV: processes (``None``: every available core; with 1,
+            flow runs in this process). Torch: CPU threads while it computes
+            (``None``: torch's setting, every core by default).
+        engine: ``"torch"`` or ``"opencv"`` (see the module docstring).
+        device: the torch engine's device (default: ``cuda`` if available,
+            else the CPU); on a GPU, flow shares the device with the network.
+        batch_size: pairs per torch batch (default :data:`TORCH_BATCH_CPU`,
+            :data:`TORCH_BATCH_GPU` on a GPU); fields do not depend on it.
+        compile: run the torch engine through ``torch.compile`` (on the CPU
+            for frames of at least :data:`COMPILE_MIN_PIXELS`; falls back to
+            plain PyTorch with a warning where compiling fails).
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        engine: str = DEFAULT_FLOW_ENGINE,
+        device: str | torch.device | None = None,
+        batch_size: int | None = None,
+        compile: bool = True,
+    ) -> None:
+        self.engine = check_flow_engine(engine)
+        self._threads = workers if engine == "torch" else None
         self.workers = default_workers() if workers is None else workers
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self.device = torch.device(device) if device is not None else default_flow_device()
+        self.batch_size = batch_size or (TORCH_BATCH_GPU if self.device.type == "cuda" else TORCH_BATCH_CPU)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.compile = compile
         self._pool: ProcessPoolExecutor | None = None
         self._algorithm: cv2.DenseOpticalFlow | None = None
 
@@ -148,10 +212,11 @@ class FlowEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         # A pool and an OpenCV algorithm belong to one process; a copy makes its own.
-        return {"workers": self.workers}
+        keys = ("engine", "_threads", "workers", "device", "batch_size", "compile")
+        return {key: getattr(self, key) for key in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.workers = state["workers"]
+        self.__dict__.update(state)
         self._pool = None
         self._algorithm = None
 
@@ -204,12 +269,63 @@ class FlowEngine:
         Yields:
             ``T`` fields ``(H, W, 2)`` float32 (see the module docstring for
             how the last one is made). Fields are computed only as far ahead
-            as the workers need to stay busy (not at all with ``workers=1``),
-            and a consumer that stops early cancels those not yet started.
+            as the engine needs: one torch batch, or what keeps the OpenCV
+            workers busy (nothing ahead with ``workers=1``); a consumer that
+            stops early cancels the OpenCV pairs not yet started.
 
         Raises:
-            FlowWorkerError: a worker process died or OpenCV failed.
+            FlowWorkerError: a worker process died, or OpenCV or torch failed.
         """
+        if self.engine == "torch":
+            return self._torch_fields(frames)
+        return self._opencv_fields(frames)
+
+    def _torch_fields(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        prev: np.ndarray | None = None
+        last: np.ndarray | None = None
+        pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        for frame in frames:
+            if prev is not None:
+                pairs.append((prev, frame))
+                if len(pairs) == self.batch_size:
+                    for last in self._torch_batch(pairs):
+                        yield last
+                    pairs = []
+            prev = frame
+        if pairs:
+            for last in self._torch_batch(pairs):
+                yield last
+        if last is None:
+            raise ValueError(f"flow needs at least {MIN_FLOW_FRAMES} frames")
+        yield last.copy()
+
+    def _torch_batch(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Fields of ``pairs`` (identical frames: zero, without running TV-L1, as for OpenCV)."""
+        sizes = {a.shape for pair in pairs for a in pair}
+        if len(sizes) > 1:
+            (h0, w0), (h1, w1) = sorted(sizes)[:2]
+            raise FlowWorkerError(f"TV-L1 failed: frames of different size, {w0}x{h0} and {w1}x{h1}")
+        moving = [i for i, (a, b) in enumerate(pairs) if not np.array_equal(a, b)]
+        fields = [np.zeros((*a.shape, 2), np.float32) for a, _ in pairs]
+        if moving:
+            prev = torch.from_numpy(np.stack([pairs[i][0] for i in moving])).to(self.device)
+            current = torch.from_numpy(np.stack([pairs[i][1] for i in moving])).to(self.device)
+            threads = torch.get_num_threads()
+            try:
+                if self._threads is not None:
+                    torch.set_num_threads(self._threads)
+                compile = self.compile and (self.device.type != "cpu" or prev[0].numel() >= COMPILE_MIN_PIXELS)
+                computed = tvl1_flow_batch(prev, current, compile=compile).cpu().numpy()
+            except (RuntimeError, ValueError) as err:  # out of memory, a device error, frames too small
+                cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise FlowWorkerError(f"TV-L1 failed: {cause}") from None
+            finally:
+                torch.set_num_threads(threads)
+            for i, field in zip(moving, computed):
+                fields[i] = field
+        return fields
+
+    def _opencv_fields(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         pending: collections.deque[Future | np.ndarray] = collections.deque()
         # In this process a field is computed when submitted: nothing to gain from computing ahead.
         max_pending = 1 if self.workers == 1 else self.workers * PAIRS_IN_FLIGHT_PER_WORKER

@@ -78,7 +78,7 @@ def test_t_frames_give_t_fields_the_last_repeated():
 @pytest.mark.slow
 def test_worker_processes_give_the_same_fields():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in moving_frames(5)]
-    with FlowEngine(workers=1) as inline, FlowEngine(workers=2) as pool:
+    with FlowEngine(workers=1, engine="opencv") as inline, FlowEngine(workers=2, engine="opencv") as pool:
         expected = list(inline.fields(frames))
         got = list(pool.fields(frames))
     assert len(got) == 5
@@ -162,9 +162,10 @@ def test_training_flip_negates_flow_x(tmp_path):
     assert signs == {-1.0, 1.0}
 
 
-def test_an_opencv_failure_is_a_one_line_error_and_the_engine_goes_on():
+@pytest.mark.parametrize("name", ["opencv", "torch"])
+def test_a_tvl1_failure_is_a_one_line_error_and_the_engine_goes_on(name):
     small, large = np.zeros((16, 16), np.uint8), np.full((32, 32), 9, np.uint8)
-    with FlowEngine(workers=1) as engine:
+    with FlowEngine(workers=1, engine=name) as engine:
         with pytest.raises(FlowWorkerError, match=r"^TV-L1 failed: .*size") as info:
             list(engine.fields([small, large]))
         assert "\n" not in str(info.value)
@@ -180,7 +181,7 @@ def kill_workers(engine: FlowEngine) -> None:
 @pytest.mark.slow
 def test_a_dead_worker_is_an_error_and_the_next_video_gets_a_fresh_pool():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:48, :64] for f in moving_frames(4)]
-    with FlowEngine(workers=2) as engine:
+    with FlowEngine(workers=2, engine="opencv") as engine:
         assert len(list(engine.fields(frames))) == 4
         kill_workers(engine)
         with pytest.raises(FlowWorkerError, match="TV-L1 worker process died"):
@@ -189,7 +190,7 @@ def test_a_dead_worker_is_an_error_and_the_next_video_gets_a_fresh_pool():
 
 
 def test_a_consumer_that_stops_early_cancels_the_queued_pairs():
-    engine = FlowEngine(workers=2)
+    engine = FlowEngine(workers=2, engine="opencv")
     submitted: list[Future] = []
 
     def submit(prev, current):
@@ -222,7 +223,7 @@ def test_a_clip_from_a_start_frame_computes_only_its_own_fields(tmp_path, monkey
     calls = []
     real = flow_module.tvl1_flow
     monkeypatch.setattr(flow_module, "tvl1_flow", lambda *a: calls.append(1) or real(*a))
-    with FlowEngine(workers=1) as engine:
+    with FlowEngine(workers=1, engine="opencv") as engine:
         stream = open_input(video, SMALL_FLOW, flow_engine=engine)
         # Frames 14..19 need 5 pairs (the last field repeats); frame 19 alone, the pair 18-19.
         for start, size, needed in ((0, 8, 8), (5, 8, 8), (14, 8, 5), (19, 8, 1)):
