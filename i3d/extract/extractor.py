@@ -19,6 +19,7 @@ from i3d.model import ENDPOINTS, HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, OUTPUTS, POOLED, output_length, run_clips, stream_outputs
 from i3d.video import Preprocess, open_input
+from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.listing import check_source
 from i3d.video.presets import with_overrides
 
@@ -60,6 +61,8 @@ class Extractor:
         precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
             (see :mod:`i3d.runtime`).
         flow_dir: cache folder of flow frames, read and written.
+        flow_engine: the TV-L1 engine for flow computed from videos,
+            ``"torch"`` (default) or ``"opencv"`` (recorded in flow sidecars).
         transforms: preprocessing per stream (``{"rgb": preset}``) instead
             of the weights' own.
         fps, short_side, crop: override these fields of every stream's
@@ -82,6 +85,7 @@ class Extractor:
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
         flow_dir: str | os.PathLike[str] | None = None,
+        flow_engine: str = DEFAULT_FLOW_ENGINE,
         transforms: dict[str, Preprocess] | None = None,
         fps: float | None = None,
         short_side: int | None = None,
@@ -103,6 +107,7 @@ class Extractor:
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.flow_dir = flow_dir
+        self.flow_engine = check_flow_engine(flow_engine)
         self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
         for net in self.nets:
             preprocess = (transforms or {}).get(net.stream, net.preprocess)
@@ -132,7 +137,7 @@ class Extractor:
         out = {}
         check_source(path)
         for net in self.nets:
-            source = open_input(path, net.preprocess, flow_dir=self.flow_dir)
+            source = open_input(path, net.preprocess, flow_dir=self.flow_dir, flow_engine=self.flow_engine)
             data = np.concatenate(list(self.rows(net.stream, source.num_frames, source.chunks(self.chunk))))
             out[net.stream] = Features(
                 data, *self.describe(net.stream, path, source.num_frames, source.fps, data.shape)
@@ -167,6 +172,7 @@ class Extractor:
         made with other settings is never silently reused."""
         net = self._net(stream)
         stride, window = self._row_geometry(stream)
+        flow = {"flow_engine": self.flow_engine} if stream == "flow" else {}
         return {
             "layer": self.layer,
             "mode": self.mode,
@@ -175,6 +181,7 @@ class Extractor:
             "weights_sha256": net.sha256,
             "precision": self.precision,
             "preprocess": asdict(net.preprocess),
+            **flow,
         }
 
     def _row_geometry(self, stream: str) -> tuple[int, int]:

@@ -173,7 +173,7 @@ def extract_all(
         if not missing:
             summary.skipped.append(path)
         flow_dir = str(extractor.flow_dir) if extractor.flow_dir is not None else None
-        jobs.extend(Job(path, s, extractor.preprocess(s), flow_dir) for s in missing)
+        jobs.extend(Job(path, s, extractor.preprocess(s), flow_dir, extractor.flow_engine) for s in missing)
     prefetch = Prefetch(jobs, extractor.chunk, workers)
     start = time.perf_counter()
     reporter.total = len(jobs)

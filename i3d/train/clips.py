@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 
 from i3d.errors import I3DError
 from i3d.train.datasets import LabelledVideo, VideoList
+from i3d.video.flow import DEFAULT_FLOW_ENGINE, FlowEngine
 from i3d.video.inputs import InputStream, open_input
 from i3d.video.presets import Preprocess
 
@@ -168,6 +169,7 @@ class _Clips:
         preprocess: Preprocess,
         clip_frames: int,
         source_fps: float,
+        flow_engine: str = DEFAULT_FLOW_ENGINE,
     ) -> None:
         if clip_frames < 1:
             raise ValueError(f"clip_frames must be >= 1, got {clip_frames}")
@@ -178,13 +180,20 @@ class _Clips:
         self.preprocess = preprocess
         self.clip_frames = clip_frames
         self.source_fps = source_fps
+        # One thread (or process) per loader worker: the workers are the parallelism.
+        self.flow_engine = FlowEngine(workers=1, engine=flow_engine)
 
     def __len__(self) -> int:
         return len(self.videos)
 
     def _open(self, item: IndexedVideo, train: bool, generator: torch.Generator | None) -> InputStream:
         stream = open_input(
-            item.video.path, self.preprocess, train=train, generator=generator, source_fps=self.source_fps
+            item.video.path,
+            self.preprocess,
+            train=train,
+            generator=generator,
+            source_fps=self.source_fps,
+            flow_engine=self.flow_engine,
         )
         if stream.num_frames != item.num_frames:
             raise I3DError(f"{item.video.path}: has {stream.num_frames} frames now, {item.num_frames} when indexed")

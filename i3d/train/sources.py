@@ -103,7 +103,9 @@ def charades_data(
     sources = {"video_ext": data["video_ext"], "num_classes": recipe.num_classes, "flow_dir": data["flow_dir"]}
     train = _present(read_videos(data["train"], "training"), data, "training", world.is_main)
     train = _readable(train, data, preprocess, "training", world)
-    train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, **sources)
+    # Loader workers already read clips in parallel: one TV-L1 process (or thread) each.
+    train_flow = FlowEngine(workers=1, engine=data["flow_engine"])
+    train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, flow_engine=train_flow, **sources)
     if data["val"] is None:
         return train_data, None
     val = _present(read_videos(data["val"], "testing"), data, "validation", world.is_main)
@@ -140,11 +142,19 @@ def clip_data(
     common = {"source_fps": data["frame_fps"], "on_broken": data["on_broken"], "workers": cpu_share()}
     train, val = lists
     indexed = index_videos(train.videos, preprocess, what="training", warn=warning_printer(world), **common)
-    train_data = TrainingClips(indexed, train, preprocess, recipe.clip_frames, data["frame_fps"])
+    train_data = TrainingClips(
+        indexed, train, preprocess, recipe.clip_frames, data["frame_fps"], flow_engine=data["flow_engine"]
+    )
     if val is None:
         return train_data, None
     indexed = index_videos(val.videos, preprocess, what="validation", warn=warning_printer(world), **common)
     val_clips = ValidationClips(
-        indexed, val, preprocess, recipe.clip_frames, data["frame_fps"], val_clips=recipe.val_clips
+        indexed,
+        val,
+        preprocess,
+        recipe.clip_frames,
+        data["frame_fps"],
+        val_clips=recipe.val_clips,
+        flow_engine=data["flow_engine"],
     )
     return train_data, ClipValidation(val_clips, workers)
