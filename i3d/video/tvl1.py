@@ -126,14 +126,23 @@ def divergence(p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
     return d1 + d2
 
 
+def _dyadic_side(size: int) -> int:
+    """The least ``2**k + 1 >= size``: then grid_sample's coordinate scale, (side - 1) / 2, is a power of two."""
+    return (1 << max(size - 2, 0).bit_length()) + 1
+
+
 def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
     """``cv::remap(INTER_CUBIC, BORDER_CONSTANT 0)`` with float maps, for ``C`` images sharing the maps.
 
     OpenCV 5 interpolates at the exact position (OpenCV 4 rounded it to 1/32
     of a pixel first) with Keys' cubic, A = -0.75, a tap outside the image
     counting as 0: what ``grid_sample(mode="bicubic", padding_mode="zeros")``
-    computes. The positions go through grid_sample's [-1, 1] coordinates and
-    back, which moves them by a few float ulps (~1e-5 px at 341 px).
+    computes. Its [-1, 1] coordinates would move positions by float
+    rounding, and a warp by zero flow would no longer return the image (at
+    the borders such errors grow into flow OpenCV does not have). So the
+    images get zeros on the right and bottom up to ``2**k + 1`` pixels (zeros
+    are what lies outside anyway): the coordinate scale is then a power of
+    two, and whole-pixel positions, the common case, stay exact.
 
     Args:
         images: ``(N, C, H, W)``.
@@ -143,9 +152,11 @@ def remap_cubic(images: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) 
         ``(N, C, H, W)``.
     """
     h, w = images.shape[-2:]
-    # align_corners=True: -1 and 1 are the centres of the first and last pixels.
-    grid = torch.stack([map_x * (2 / max(w - 1, 1)) - 1, map_y * (2 / max(h - 1, 1)) - 1], dim=-1)
-    return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
+    padded_h, padded_w = _dyadic_side(h), _dyadic_side(w)
+    padded = F.pad(images, (0, padded_w - w, 0, padded_h - h))
+    # align_corners=True: -1 and 1 are the centres of the first and last (padded) pixels.
+    grid = torch.stack([map_x * (2 / (padded_w - 1)) - 1, map_y * (2 / (padded_h - 1)) - 1], dim=-1)
+    return F.grid_sample(padded, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
 def _merge_sort_network(lo: int, hi: int) -> Iterator[tuple[int, int]]:
