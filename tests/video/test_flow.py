@@ -15,7 +15,7 @@ import torch
 from i3d.atomic import atomic_dir
 from i3d.video import FlowEngine, load_input, open_input, tvl1_flow, write_flow_frames
 from i3d.video import flow as flow_module
-from i3d.video.flow import PAIRS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
+from i3d.video.flow import TASKS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
 from i3d.video.inputs import compute_flow, flow_cache_key
 from i3d.video.presets import Preprocess
 from i3d.video.readers import FlowArrayReader, FrameFolderReader
@@ -193,10 +193,10 @@ def test_a_consumer_that_stops_early_cancels_the_queued_pairs():
     engine = FlowEngine(workers=2, engine="opencv")
     submitted: list[Future] = []
 
-    def submit(prev, current):
+    def submit(pairs):
         future = Future()
         if not submitted:  # the first pair is done, the rest wait in the queue
-            future.set_result(np.zeros((*prev.shape, 2), np.float32))
+            future.set_result([np.zeros((*pairs[0][0].shape, 2), np.float32)])
         submitted.append(future)
         return future
 
@@ -205,7 +205,7 @@ def test_a_consumer_that_stops_early_cancels_the_queued_pairs():
     fields = engine.fields(frames)
     next(fields)
     fields.close()
-    assert len(submitted) == engine.workers * PAIRS_IN_FLIGHT_PER_WORKER
+    assert len(submitted) == engine.workers * TASKS_IN_FLIGHT_PER_WORKER
     assert all(future.cancelled() for future in submitted[1:])
 
 
