@@ -2,11 +2,14 @@
 
     python benchmarks/bench_flow.py                       # ~10 min on 2 busy cores
     python benchmarks/bench_flow.py --rounds 2 --agree-pairs 8 --cricket-pairs 16   # quicker
+    python benchmarks/bench_flow.py --speed-only --speed-pairs 256    # a GPU machine (benchmarks/gpu.sh)
 
 Inputs: the real clips ``../shared/upstream/video-features/*.mp4`` (25 fps,
 short side 256, grayscale: what ``i3d flow`` and ``--stream flow`` feed
 TV-L1) and DeepMind's cricket sample ``v_CricketShot_g04_c01_rgb.gif``
-(224x224, as shipped). Skipped where absent.
+(224x224, as shipped). Without them (a bare GPU machine), speed runs on a
+synthetic texture drifting about a pixel a frame, 256x341, and the rest is
+skipped.
 
 * **Speed**: both engines as the pipeline runs them, every core each:
   OpenCV through ``FlowEngine(engine="opencv")`` (one worker process per
@@ -37,6 +40,7 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import torch
 
@@ -57,6 +61,18 @@ def clip_frames(path: Path, count: int) -> np.ndarray:
         if len(frames) >= count:
             break
     return np.stack(frames[:count])
+
+
+def synthetic_frames(count: int, height: int = 256, width: int = 341) -> np.ndarray:
+    """A smooth random texture drifting by (0.8, 0.5) px a frame, ``(count, H, W)`` uint8."""
+    pad = count + 2
+    noise = np.random.default_rng(0).random((height + 2 * pad, width + 2 * pad)).astype(np.float32)
+    texture = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 2.0), None, 0, 255, cv2.NORM_MINMAX)
+    frames = []
+    for t in range(count):
+        moved = cv2.warpAffine(texture, np.float32([[1, 0, 0.8 * t], [0, 1, 0.5 * t]]), texture.shape[::-1])
+        frames.append(moved[pad : pad + height, pad : pad + width].round().astype(np.uint8))
+    return np.stack(frames)
 
 
 def gif_frames(path: Path) -> np.ndarray:
@@ -96,15 +112,22 @@ def main() -> None:
     parser.add_argument("--cricket-pairs", type=int, default=78, help="cricket GIF pairs (default: all 78)")
     parser.add_argument("--batch-size", type=int, default=None, help="torch engine pairs per batch (default: its own)")
     parser.add_argument("--eager", action="store_true", help="also time the torch engine without torch.compile")
+    parser.add_argument("--speed-only", action="store_true", help="no agreement or correlation part")
     args = parser.parse_args()
 
     clips = sorted((UPSTREAM / "video-features").glob("*.mp4"))
-    if not clips:
-        sys.exit(f"no clips under {UPSTREAM / 'video-features'}")
     opencv = FlowEngine(engine="opencv")
     engines = {"torch": FlowEngine(engine="torch", batch_size=args.batch_size)}
     if args.eager:
         engines["torch eager"] = FlowEngine(engine="torch", batch_size=args.batch_size, compile=False)
+    try:
+        run(args, clips, opencv, engines)
+    finally:
+        for engine in (opencv, *engines.values()):
+            engine.close()
+
+
+def run(args: argparse.Namespace, clips: list[Path], opencv: FlowEngine, engines: dict[str, FlowEngine]) -> None:
     print(
         f"torch {torch.__version__}; OpenCV engine: {opencv.workers} processes; "
         f"torch engine: {engines['torch'].workers} processes, batch {engines['torch'].batch_size} "
@@ -112,8 +135,11 @@ def main() -> None:
     )
 
     # ---- speed
-    frames = clip_frames(clips[0], args.speed_pairs + 1)
-    print(f"\nspeed: {clips[0].name}, {args.speed_pairs} pairs of {frames.shape[2]}x{frames.shape[1]} per round")
+    if clips:
+        name, frames = clips[0].name, clip_frames(clips[0], args.speed_pairs + 1)
+    else:
+        name, frames = "synthetic texture", synthetic_frames(args.speed_pairs + 1)
+    print(f"\nspeed: {name}, {len(frames) - 1} pairs of {frames.shape[2]}x{frames.shape[1]} per round")
     start = time.perf_counter()
     for engine in engines.values():
         fields(engine, frames)  # every worker compiles (or loads inductor's cache) on its first batch
@@ -135,6 +161,8 @@ def main() -> None:
         )
     )
 
+    if args.speed_only or not clips:
+        return
     # ---- agreement
     print("\n| video | size | pairs | mean EPE (px) | max EPE (px) | within 40/255 px |")
     print("| --- | --- | --: | --: | --: | --: |")
@@ -161,9 +189,6 @@ def main() -> None:
         print(f"\ncorrelation with DeepMind's flow GIF ({count} fields):")
         for name, flow in cricket_fields.items():
             print(f"  {name}: {correlation(flow, reference[:count]):.4f}")
-    opencv.close()
-    for engine in engines.values():
-        engine.close()
 
 
 if __name__ == "__main__":
