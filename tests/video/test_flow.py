@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from concurrent.futures import Future
@@ -149,6 +150,43 @@ def test_flow_written_by_compute_flow_serves_as_the_cache(tmp_path):
     from_jpegs = load_input(video, SMALL_FLOW, flow_dir=tmp_path / "flow")
     # JPEG levels are 40/255 px apart, one level of JPEG error: 2 levels = 0.016 after /20.
     assert (from_jpegs - fresh).abs().max() < 0.02
+
+
+def test_the_cache_records_its_engine_and_the_other_engine_recomputes(tmp_path, monkeypatch):
+    video = encode(tmp_path / "move.mp4", moving_frames(4), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
+    cache = tmp_path / "cache"
+    record = cache / f"{flow_cache_key(video)}.npy.json"
+    opencv, torch_engine = FlowEngine(workers=1, engine="opencv"), FlowEngine(workers=1, engine="torch")
+    load_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=opencv)
+    assert json.loads(record.read_text())["engine"] == "opencv"
+    computed = []
+    real = FlowEngine.fields
+    monkeypatch.setattr(FlowEngine, "fields", lambda self, frames: computed.append(self.engine) or real(self, frames))
+    load_input(video, SMALL_FLOW, flow_dir=cache, flow_engine="opencv")  # by name, as the CLI passes it
+    assert computed == []  # its own engine's entry is reused
+    load_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=torch_engine)
+    assert computed == ["torch"]  # the other engine's is not: recomputed and replaced
+    assert json.loads(record.read_text())["engine"] == "torch"
+    out = compute_flow(video, tmp_path / "flow", fps=25.0, short_side=48, format="npy", engine=opencv)
+    assert json.loads(out.with_name(out.name + ".json").read_text())["engine"] == "opencv"
+
+
+@pytest.mark.slow
+def test_torch_batches_give_the_fields_of_single_pairs():
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:32, :48] for f in moving_frames(5)]
+    frames.insert(2, frames[2])  # a repeated frame: zero field in the middle of a batch
+    with FlowEngine(workers=1, engine="torch", batch_size=1) as single, FlowEngine(
+        workers=1, engine="torch", batch_size=4
+    ) as batched:
+        expected, got = list(single.fields(frames)), list(batched.fields(frames))
+    assert len(got) == len(frames) and np.all(got[2] == 0)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="flow engine must be one of torch, opencv"):
+        FlowEngine(engine="raft")
 
 
 def test_training_flip_negates_flow_x(tmp_path):
