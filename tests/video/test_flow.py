@@ -175,9 +175,10 @@ def test_the_cache_records_its_engine_and_the_other_engine_recomputes(tmp_path, 
 def test_torch_batches_give_the_fields_of_single_pairs():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:32, :48] for f in moving_frames(5)]
     frames.insert(2, frames[2])  # a repeated frame: zero field in the middle of a batch
-    with FlowEngine(workers=1, engine="torch", batch_size=1) as single, FlowEngine(
-        workers=1, engine="torch", batch_size=4
-    ) as batched:
+    with (
+        FlowEngine(workers=1, engine="torch", batch_size=1) as single,
+        FlowEngine(workers=1, engine="torch", batch_size=4) as batched,
+    ):
         expected, got = list(single.fields(frames)), list(batched.fields(frames))
     assert len(got) == len(frames) and np.all(got[2] == 0)
     for a, b in zip(got, expected):

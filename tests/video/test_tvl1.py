@@ -94,7 +94,11 @@ def translation(dx: float, dy: float) -> np.ndarray:
 def test_defaults_are_opencvs():
     algorithm = cv2.optflow.DualTVL1OpticalFlow_create()
     params = TVL1Params()
-    assert (params.tau, params.lambda_, params.theta) == (algorithm.getTau(), algorithm.getLambda(), algorithm.getTheta())
+    assert (params.tau, params.lambda_, params.theta) == (
+        algorithm.getTau(),
+        algorithm.getLambda(),
+        algorithm.getTheta(),
+    )
     assert (params.scales, params.warps, params.epsilon) == (
         algorithm.getScalesNumber(),
         algorithm.getWarpingsNumber(),
