@@ -25,6 +25,11 @@ skipped.
   OpenCV's: mean end-point error (px) per video, and the fraction of flow
   components within one Charades JPEG grey level (40/255 px). Goal: <= 0.02
   px and >= 99 %.
+* **Profile** (``--profile``): where the torch engine's time goes, in this
+  process on one thread, one batch of ``--batch-size`` (default 4) pairs of
+  the speed frames, compiled, CPU time: the inner iteration, the median
+  filter, the warping, and the rest (pyramid, gathering the pairs still
+  going, Python); OpenCV's CPU time on the same pairs in the same process.
 * **DeepMind's flow**: Pearson correlation of each engine's fields on the
   cricket RGB GIF (clipped to +-20 px, as the flow network sees them) with
   ``v_CricketShot_g04_c01_flow.gif`` (DeepMind's own flow input: the value
@@ -104,6 +109,50 @@ def correlation(flow: np.ndarray, reference: np.ndarray) -> float:
     return float(np.corrcoef(clipped.ravel(), reference.ravel())[0, 1])
 
 
+def profile(frames: np.ndarray) -> None:
+    """CPU time of the torch engine's parts on one thread, one batch of ``len(frames) - 1`` pairs."""
+    from unittest import mock
+
+    import cv2
+
+    from i3d.video import tvl1
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    spent = dict.fromkeys(("inner iterations", "median filter", "warping (remap)"), 0.0)
+
+    def timed_call(part, function):
+        def call(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[part] += time.process_time() - start
+
+        return call
+
+    kernels = tvl1.compiled_kernels()
+    timed_kernels = tvl1.Kernels(timed_call("inner iterations", kernels.iteration), kernels.median_of_windows)
+    prev, current = torch.from_numpy(frames[:-1]), torch.from_numpy(frames[1:])
+    tvl1.tvl1_flow_batch(prev, current, compile=True)  # compiled before timing
+    with (
+        mock.patch.object(tvl1, "compiled_kernels", lambda: timed_kernels),
+        mock.patch.object(tvl1, "median5", timed_call("median filter", tvl1.median5)),
+        mock.patch.object(tvl1, "remap_cubic", timed_call("warping (remap)", tvl1.remap_cubic)),
+    ):
+        start = time.process_time()
+        tvl1.tvl1_flow_batch(prev, current, compile=True)
+        total = time.process_time() - start
+    pairs = len(prev)
+    print(f"\nprofile, one thread, a batch of {pairs} pairs, compiled: {total / pairs:.3f} CPU s/pair")
+    for part, seconds in [*spent.items(), ("the rest", total - sum(spent.values()))]:
+        print(f"  {part}: {seconds / pairs:.3f} s/pair ({seconds / total:.0%})")
+    start = time.process_time()
+    for a, b in zip(frames[:-1], frames[1:]):
+        cv2.optflow.DualTVL1OpticalFlow_create().calc(a, b, None)
+    print(f"  OpenCV, the same pairs, one thread: {(time.process_time() - start) / pairs:.3f} CPU s/pair")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds (default 3)")
@@ -113,6 +162,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="torch engine pairs per batch (default: its own)")
     parser.add_argument("--eager", action="store_true", help="also time the torch engine without torch.compile")
     parser.add_argument("--speed-only", action="store_true", help="no agreement or correlation part")
+    parser.add_argument("--profile", action="store_true", help="also print where the torch engine's time goes")
     args = parser.parse_args()
 
     clips = sorted((UPSTREAM / "video-features").glob("*.mp4"))
@@ -161,6 +211,8 @@ def run(args: argparse.Namespace, clips: list[Path], opencv: FlowEngine, engines
         )
     )
 
+    if args.profile:
+        profile(frames[: (args.batch_size or 4) + 1])
     if args.speed_only or not clips:
         return
     # ---- agreement
