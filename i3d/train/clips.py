@@ -180,8 +180,9 @@ class _Clips:
         self.preprocess = preprocess
         self.clip_frames = clip_frames
         self.source_fps = source_fps
-        # One thread (or process) per loader worker: the workers are the parallelism.
-        self.flow_engine = FlowEngine(workers=1, engine=flow_engine)
+        # One thread per loader worker, on the CPU: the workers are the
+        # parallelism, and a forked loader worker cannot use CUDA.
+        self.flow_engine = FlowEngine(workers=1, engine=flow_engine, device="cpu")
 
     def __len__(self) -> int:
         return len(self.videos)

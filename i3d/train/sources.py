@@ -103,8 +103,9 @@ def charades_data(
     sources = {"video_ext": data["video_ext"], "num_classes": recipe.num_classes, "flow_dir": data["flow_dir"]}
     train = _present(read_videos(data["train"], "training"), data, "training", world.is_main)
     train = _readable(train, data, preprocess, "training", world)
-    # Loader workers already read clips in parallel: one TV-L1 process (or thread) each.
-    train_flow = FlowEngine(workers=1, engine=data["flow_engine"])
+    # Loader workers already read clips in parallel: one TV-L1 thread each, on
+    # the CPU (a forked loader worker cannot use CUDA).
+    train_flow = FlowEngine(workers=1, engine=data["flow_engine"], device="cpu")
     train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, flow_engine=train_flow, **sources)
     if data["val"] is None:
         return train_data, None

@@ -327,7 +327,7 @@ class FlowEngine:
             how the last one is made). Fields are computed only as far ahead
             as the engine needs: one torch batch, or what keeps the OpenCV
             workers busy (nothing ahead with ``workers=1``); a consumer that
-            stops early cancels the OpenCV pairs not yet started.
+            stops early cancels the tasks not yet started.
 
         Raises:
             FlowWorkerError: a worker process died, or OpenCV or torch failed.
