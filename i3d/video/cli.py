@@ -52,7 +52,8 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=None,
-        help="opencv engine: TV-L1 worker processes; torch engine: CPU threads (default: every available core)",
+        help="TV-L1 worker processes on the CPU, one thread each (default: every available core); the torch "
+        "engine on a GPU runs in this process",
     )
     parser.add_argument(
         "--fps",
