@@ -138,7 +138,7 @@ def profile(frames: np.ndarray) -> None:
     prev, current = torch.from_numpy(frames[:-1]), torch.from_numpy(frames[1:])
     tvl1.tvl1_flow_batch(prev, current, compile=True)  # compiled before timing
     with (
-        mock.patch.object(tvl1, "compiled_kernels", lambda: timed_kernels),
+        mock.patch.object(tvl1, "compiled_kernels", lambda device_type: timed_kernels),
         mock.patch.object(tvl1, "median5", timed_call("median filter", tvl1.median5)),
         mock.patch.object(tvl1, "remap_cubic", timed_call("warping (remap)", tvl1.remap_cubic)),
     ):

@@ -18,4 +18,6 @@ cd "$root"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || true
 python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
 python benchmarks/bench_gpu.py --extract "$@"
-exec python benchmarks/bench_flow.py --speed-only --rounds 2 --speed-pairs 256
+pairs=256
+[[ " $* " == *" --quick "* ]] && pairs=4  # the dry run: a few pairs
+exec python benchmarks/bench_flow.py --speed-only --rounds 2 --speed-pairs "$pairs"

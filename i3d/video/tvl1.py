@@ -320,17 +320,18 @@ EAGER = Kernels(iteration, median_of_windows)
 
 
 @functools.cache
-def compiled_kernels() -> Kernels:
-    """:data:`EAGER` through ``torch.compile``, or :data:`EAGER` itself where compiling fails.
+def compiled_kernels(device_type: str = "cpu") -> Kernels:
+    """:data:`EAGER` through ``torch.compile`` for a device type, or :data:`EAGER` where compiling fails.
 
     Dynamic shapes: one compilation serves every pyramid level and batch
     size. Compiling needs a C++ compiler (CPU) or Triton (GPU) and takes
-    tens of seconds once per process; a probe finds out whether it works,
-    and a failure falls back to the plain functions with a warning.
+    tens of seconds once per process; a probe on the device finds out
+    whether it works, and a failure falls back to the plain functions with
+    a warning.
     """
     try:
         probe = torch.compile(lambda x: x * 2 + 1, dynamic=True)
-        probe(torch.ones(3))
+        probe(torch.ones(3, device=device_type))
     except Exception as err:  # noqa: BLE001 - whatever the backend raises, the plain path works
         cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
         warnings.warn(f"torch.compile is unavailable ({cause}); TV-L1 runs without it", RuntimeWarning, stacklevel=2)
@@ -427,7 +428,7 @@ def tvl1_flow_batch(
         raise ValueError(
             f"TV-L1 needs frames of at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE} pixels, got {width}x{height}"
         )
-    kernels = compiled_kernels() if compile else EAGER
+    kernels = compiled_kernels(prev.device.type) if compile else EAGER
     sizes = pyramid_sizes(height, width, params)
     step = 1 / params.scale_step
     levels = [(prev.to(torch.float32), current.to(torch.float32))]
