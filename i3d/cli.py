@@ -87,6 +87,12 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_flow_engine(p: argparse.ArgumentParser) -> None:
+    from i3d.video.cli import add_flow_engine_argument
+
+    add_flow_engine_argument(p)
+
+
 def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quiet",
@@ -195,6 +201,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         help=f"frames per network call; bounds memory, results do not depend on it (default: {DEFAULT_CHUNK_FRAMES})",
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    _add_flow_engine(p)
     _add_overrides(p)
     _add_views(p)
     _add_quiet(p)
@@ -235,6 +242,7 @@ def run_predict(args: argparse.Namespace) -> int:
             precision=args.precision,
             chunk_frames=args.chunk,
             flow_dir=args.flow_dir,
+            flow_engine=args.flow_engine,
             fps=args.fps,
             short_side=args.short_side,
             crop=args.crop,
@@ -424,6 +432,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     _add_precision(p)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
+    _add_flow_engine(p)
     _add_overrides(p)
     _add_quiet(p)
     p.add_argument(
@@ -521,6 +530,7 @@ def run_extract(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
             flow_dir=args.flow_dir,
+            flow_engine=args.flow_engine,
             fps=args.fps,
             short_side=args.short_side,
             crop=args.crop,

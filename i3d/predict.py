@@ -29,6 +29,7 @@ from i3d.progress import Progress
 from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, run_clips, stream_outputs
 from i3d.video import Preprocess, open_input
+from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.inputs import InputStream
 from i3d.video.presets import with_overrides
 from i3d.video.transforms import CROP_COUNTS
@@ -110,6 +111,8 @@ class Classifier:
         chunk_frames: frames per network call; memory, not results, depends
             on it.
         flow_dir: a cache folder of flow frames (see :mod:`i3d.video.flow`).
+        flow_engine: the TV-L1 engine for flow computed from videos,
+            ``"torch"`` (default) or ``"opencv"``.
         fps, short_side, crop: override these fields of the weights'
             preprocessing (:class:`i3d.video.Preprocess`).
         clips: windows per video for multi-view testing (default: one
@@ -131,6 +134,7 @@ class Classifier:
         precision: Precision = "fp32",
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         flow_dir: str | os.PathLike[str] | None = None,
+        flow_engine: str = DEFAULT_FLOW_ENGINE,
         fps: float | None = None,
         short_side: int | None = None,
         crop: int | None = None,
@@ -153,6 +157,7 @@ class Classifier:
         self.precision = precision
         self.chunk_frames = chunk_frames
         self.flow_dir = flow_dir
+        self.flow_engine = check_flow_engine(flow_engine)
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.models: list[_Model] = []
@@ -181,7 +186,9 @@ class Classifier:
         frames done reported to ``progress``."""
         total = None
         for model in self.models:
-            source = open_input(path, model.preprocess, flow_dir=self.flow_dir, crops=self.crops)
+            source = open_input(
+                path, model.preprocess, flow_dir=self.flow_dir, flow_engine=self.flow_engine, crops=self.crops
+            )
             # All crops of a chunk run together: chunk_frames frames in all.
             chunks = source.chunks(max(1, self.chunk_frames // self.crops))  # outside the precision context
             if progress is not None:

@@ -131,8 +131,9 @@ class CharadesClips(Dataset):
         self.generator = generator
         self.hflip = hflip
         if flow_engine is None:
-            # Loader workers already read clips in parallel: one TV-L1 process each.
-            flow_engine = FlowEngine(workers=1)
+            # Loader workers already read clips in parallel: one TV-L1 thread
+            # each, on the CPU (a forked loader worker cannot use CUDA).
+            flow_engine = FlowEngine(workers=1, device="cpu")
         self._sources = _Sources(Path(root), preprocess, video_ext, _optional_path(flow_dir), flow_engine)
 
     def __len__(self) -> int:

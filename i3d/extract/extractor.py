@@ -26,6 +26,7 @@ from i3d.model import ENDPOINTS, HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED, output_length, run_clips, stream_outputs
 from i3d.video import Preprocess, open_input
+from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.listing import check_source
 from i3d.video.presets import with_overrides
 from i3d.video.transforms import CROP_COUNTS, CropView
@@ -95,6 +96,8 @@ class Extractor:
         precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
             (see :mod:`i3d.runtime`).
         flow_dir: cache folder of flow frames, read and written.
+        flow_engine: the TV-L1 engine for flow computed from videos,
+            ``"torch"`` (default) or ``"opencv"`` (recorded in flow sidecars).
         transforms: preprocessing per stream (``{"rgb": preset}``) instead
             of the weights' own.
         fps, short_side, crop: override these fields of every stream's
@@ -120,6 +123,7 @@ class Extractor:
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
         flow_dir: str | os.PathLike[str] | None = None,
+        flow_engine: str = DEFAULT_FLOW_ENGINE,
         transforms: dict[str, Preprocess] | None = None,
         fps: float | None = None,
         short_side: int | None = None,
@@ -155,6 +159,7 @@ class Extractor:
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.flow_dir = flow_dir
+        self.flow_engine = check_flow_engine(flow_engine)
         self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
         for net in self.nets:
             preprocess = (transforms or {}).get(net.stream, net.preprocess)
@@ -203,7 +208,13 @@ class Extractor:
         for output in self.outputs:
             parts = []
             for stream in self.parts(output):
-                source = open_input(path, self.preprocess(stream), flow_dir=self.flow_dir, crops=self.crops)
+                source = open_input(
+                    path,
+                    self.preprocess(stream),
+                    flow_dir=self.flow_dir,
+                    flow_engine=self.flow_engine,
+                    crops=self.crops,
+                )
                 parts.append(
                     np.concatenate(list(self.rows(stream, source.num_frames, source.chunks(self.decode_chunk))))
                 )
@@ -264,6 +275,8 @@ class Extractor:
             "num_clips": self.num_clips,
             "crops": self.crops,
             "precision": self.precision,
+            # The TV-L1 engine changes the flow, and so the features.
+            **({"flow_engine": self.flow_engine} if "flow" in self.parts(output) else {}),
         }
         if output != CONCAT:
             (net,) = nets

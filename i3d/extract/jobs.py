@@ -174,7 +174,14 @@ def extract_all(
             summary.skipped.append(path)
         flow_dir = str(extractor.flow_dir) if extractor.flow_dir is not None else None
         jobs.extend(
-            Job(path, s, tuple(extractor.preprocess(p) for p in extractor.parts(s)), flow_dir, extractor.crops)
+            Job(
+                path,
+                s,
+                tuple(extractor.preprocess(p) for p in extractor.parts(s)),
+                flow_dir,
+                crops=extractor.crops,
+                flow_engine=extractor.flow_engine,
+            )
             for s in missing
         )
     prefetch = Prefetch(jobs, extractor.decode_chunk, workers)

@@ -30,6 +30,7 @@ import numpy as np
 
 from i3d.errors import I3DError
 from i3d.video import FlowEngine, Preprocess, open_input
+from i3d.video.flow import DEFAULT_FLOW_ENGINE
 from i3d.video.listing import check_source
 from i3d.video.transforms import CropView
 
@@ -58,6 +59,7 @@ class Job:
     preprocess: tuple[Preprocess, ...]
     flow_dir: str | None
     crops: int = 1
+    flow_engine: str = DEFAULT_FLOW_ENGINE  # the same for every job of a run
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _worker(jobs: list[tuple[int, Job]], chunk: int, conn) -> None:
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    flow = FlowEngine(workers=1)
+    flow = FlowEngine(workers=1, engine=jobs[0][1].flow_engine if jobs else DEFAULT_FLOW_ENGINE)
     try:
         for index, job in jobs:
             for message in produce(job, chunk, flow):
@@ -198,7 +200,8 @@ class Prefetch:
     def __init__(self, jobs: list[Job], chunk: int, workers: int) -> None:
         workers = min(workers, len(jobs))  # a resumed run may have little left
         self.jobs, self.chunk, self.workers = jobs, chunk, workers
-        self.flow = FlowEngine() if workers == 0 else None  # every core, shared by all jobs
+        engine = jobs[0].flow_engine if jobs else DEFAULT_FLOW_ENGINE
+        self.flow = FlowEngine(engine=engine) if workers == 0 else None  # every core, shared by all jobs
         self.slots: list[_Slot] = []
         if workers > 0:
             import multiprocessing

@@ -46,7 +46,7 @@ from i3d.train.loss import ClipObjective
 from i3d.train.probe import run_probe
 from i3d.train.recipe import CHARADES_RECIPE, SCHEDULES, Recipe, RecipeError
 from i3d.train.sources import charades_data, clip_data, clip_preprocess, cpu_share, video_lists
-from i3d.video.flow import FlowEngine
+from i3d.video.flow import FLOW_ENGINES, FlowEngine
 from i3d.video.presets import CHARADES_FLOW
 from i3d.weights import REGISTRY, inception_i3d, resolve_checkpoint
 
@@ -147,6 +147,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "(training clips start at random frames and never fill DIR); precompute it with 'i3d flow --format npy "
         f"--fps {flow.fps:g} --short-side {flow.resize_short_side} --out DIR ROOT/*.mp4' ({flow.fps:g}, not "
         "i3d flow's default, Kinetics' 25: the cache must match the frames)",
+    )
+    _setting(
+        g,
+        "--flow-engine",
+        setting=("data", "flow_engine"),
+        choices=FLOW_ENGINES,
+        help=f"TV-L1 engine for flow computed from video files: torch (OpenCV's algorithm in PyTorch) or opencv "
+        f"(default: {data['flow_engine']})",
     )
     _setting(
         g,
@@ -497,7 +505,7 @@ def run_train(args: argparse.Namespace) -> int:
         if config["data"]["features"]:
             return _run_probe(config, world)
         # One TV-L1 pool for every validation video; it starts only if flow is computed from video files.
-        with FlowEngine(cpu_share()) as val_flow:
+        with FlowEngine(cpu_share(), engine=config["data"]["flow_engine"]) as val_flow:
             _train(config, args, world, val_flow)
     except (I3DError, ValueError, OSError) as err:
         # Every process: an error may happen on one of them only.

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 from i3d import console
 from i3d.errors import I3DError
 from i3d.train.datasets import LabelledVideo, VideoList
+from i3d.video.flow import DEFAULT_FLOW_ENGINE, FlowEngine
 from i3d.video.inputs import InputStream, open_input
 from i3d.video.presets import Preprocess
 
@@ -170,6 +171,7 @@ class _Clips:
         preprocess: Preprocess,
         clip_frames: int,
         source_fps: float,
+        flow_engine: str = DEFAULT_FLOW_ENGINE,
     ) -> None:
         if clip_frames < 1:
             raise ValueError(f"clip_frames must be >= 1, got {clip_frames}")
@@ -180,6 +182,9 @@ class _Clips:
         self.preprocess = preprocess
         self.clip_frames = clip_frames
         self.source_fps = source_fps
+        # One thread per loader worker, on the CPU: the workers are the
+        # parallelism, and a forked loader worker cannot use CUDA.
+        self.flow_engine = FlowEngine(workers=1, engine=flow_engine, device="cpu")
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -200,6 +205,7 @@ class _Clips:
             source_fps=self.source_fps,
             hflip=hflip,
             crops=crops,
+            flow_engine=self.flow_engine,
         )
         if stream.num_frames != item.num_frames:
             raise I3DError(f"{item.video.path}: has {stream.num_frames} frames now, {item.num_frames} when indexed")

@@ -82,6 +82,7 @@ _DATA: dict[str, Any] = {
     "stream": "rgb",
     "video_ext": None,  # Charades: ROOT/ID.EXT files instead of frame folders
     "flow_dir": None,
+    "flow_engine": "torch",  # TV-L1 engine for flow computed from videos: torch | opencv
     "fps": 25.0,  # any dataset: frames per second clips are resampled to
     "short_side": 256,  # any dataset: frames resized to this short side before cropping
     "frame_fps": 25.0,  # any dataset: the rate frame folders were extracted at

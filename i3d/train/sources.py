@@ -109,8 +109,13 @@ def charades_data(
     sources = {"video_ext": data["video_ext"], "num_classes": recipe.num_classes, "flow_dir": data["flow_dir"]}
     train = _present(read_videos(data["train"], "training"), data, "training", world.is_main)
     train = _readable(train, data, preprocess, "training", world)
+    # Loader workers already read clips in parallel: one TV-L1 thread each, on
+    # the CPU (a forked loader worker cannot use CUDA).
+    train_flow = FlowEngine(workers=1, engine=data["flow_engine"], device="cpu")
     hflip = data["hflip"] == "on"
-    train_data = CharadesClips(data["root"], train, preprocess, recipe.clip_frames, hflip=hflip, **sources)
+    train_data = CharadesClips(
+        data["root"], train, preprocess, recipe.clip_frames, hflip=hflip, flow_engine=train_flow, **sources
+    )
     if data["val"] is None:
         return train_data, None
     val = _present(read_videos(data["val"], "testing"), data, "validation", world.is_main)
@@ -184,11 +189,18 @@ def clip_data(
         data["frame_fps"],
         hflip=data["hflip"] == "on",
         flipped_classes=read_flip_map(flip_map, train.classes) if flip_map is not None else None,
+        flow_engine=data["flow_engine"],
     )
     if val is None:
         return train_data, None
     indexed = index_videos(val.videos, preprocess, what="validation", warn=warning_printer(world), **common)
     val_clips = ValidationClips(
-        indexed, val, preprocess, recipe.clip_frames, data["frame_fps"], val_clips=recipe.val_clips
+        indexed,
+        val,
+        preprocess,
+        recipe.clip_frames,
+        data["frame_fps"],
+        val_clips=recipe.val_clips,
+        flow_engine=data["flow_engine"],
     )
     return train_data, ClipValidation(val_clips, workers)

@@ -19,6 +19,7 @@ from i3d.video.readers import (
     VideoReader,
     read_sample_gif,
 )
+from i3d.video.tvl1 import tvl1_flow_batch
 
 __all__ = [
     "Preprocess",
@@ -41,5 +42,6 @@ __all__ = [
     "FlowWorkerError",
     "FlowWriter",
     "tvl1_flow",
+    "tvl1_flow_batch",
     "write_flow_frames",
 ]

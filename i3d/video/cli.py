@@ -15,7 +15,7 @@ from i3d.argtypes import frame_rate, positive_int
 from i3d.atomic import check_output_dir
 from i3d.errors import I3DError
 from i3d.progress import Progress
-from i3d.video.flow import FLOW_FORMATS, FlowEngine
+from i3d.video.flow import DEFAULT_FLOW_ENGINE, FLOW_ENGINES, FLOW_FORMATS, FlowEngine
 from i3d.video.inputs import compute_flow
 from i3d.video.listing import check_collisions, check_source, expand_inputs, output_names
 from i3d.video.presets import CHARADES_FLOW, KINETICS_FLOW
@@ -47,8 +47,13 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
         help="jpg: Charades-style grayscale JPEGs, value 255*(f+20)/40; "
         "npy: float16 (T, H, W, 2) in pixels (default: jpg)",
     )
+    add_flow_engine_argument(parser, "--engine")
     parser.add_argument(
-        "--workers", type=positive_int, default=None, help="TV-L1 worker processes (default: every available core)"
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="TV-L1 worker processes on the CPU, one thread each (default: every available core); the torch "
+        "engine on a GPU runs in this process",
     )
     parser.add_argument(
         "--fps",
@@ -78,6 +83,18 @@ def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_flow_engine_argument(parser: argparse.ArgumentParser, flag: str = "--flow-engine") -> None:
+    """The TV-L1 engine choice, shared by ``flow``, ``extract``, ``predict`` and ``train``."""
+    parser.add_argument(
+        flag,
+        choices=FLOW_ENGINES,
+        default=DEFAULT_FLOW_ENGINE,
+        help="TV-L1 optical flow engine: torch (OpenCV's algorithm in PyTorch, batched, on the GPU if there is one) "
+        f"or opencv (OpenCV's DualTVL1 on worker processes); same fields to rounding (default: {DEFAULT_FLOW_ENGINE}); "
+        "cached flow made by the other engine is recomputed",
+    )
+
+
 def run_flow(args: argparse.Namespace) -> int:
     """Compute flow for every input; report failures on stderr, one line each, and go on.
 
@@ -100,7 +117,7 @@ def run_flow(args: argparse.Namespace) -> int:
         return 1
     failures = 0
     progress = Progress("i3d flow", len(videos), quiet=args.quiet)
-    with FlowEngine(args.workers) as engine:
+    with FlowEngine(args.workers, engine=args.engine) as engine:
         for video in videos:
             folder, name = os.path.split(names[video])
             try:

@@ -24,10 +24,23 @@ They are stored in one of two layouts under an output folder ``OUT``:
   one grey level.
 * ``"npy"``: ``OUT/NAME.npy``, float16 ``(T, H, W, 2)``, unclipped.
 
-TV-L1 runs on ``workers`` processes, one frame pair per task, with a bounded
-number of pairs in flight so that memory does not grow with the video. A
-worker that dies (killed, out of memory) or an OpenCV failure raises
-:class:`FlowWorkerError`; the engine starts a fresh pool for the next video.
+Two engines compute the same fields (:data:`FLOW_ENGINES`):
+
+* ``"torch"`` (the default): :mod:`i3d.video.tvl1`, OpenCV's algorithm in
+  PyTorch, through ``torch.compile`` where it works, on batches of pairs:
+  on a GPU in this process, on the CPU on ``workers`` processes of one
+  thread each (threads that wait on each other stall whenever other
+  processes take the cores; processes do not). Its fields agree with
+  OpenCV's to rounding (``benchmarks/bench_flow.py``).
+* ``"opencv"``: OpenCV's ``DualTVL1OpticalFlow`` on ``workers`` processes,
+  one frame pair per task.
+
+Both keep a bounded number of tasks in flight, so that memory does not grow
+with the video.
+
+A worker that dies (killed, out of memory) or a failure of either engine
+raises :class:`FlowWorkerError`; the engine starts a fresh pool for the next
+video.
 """
 
 from __future__ import annotations
@@ -44,9 +57,11 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import torch
 
 from i3d.atomic import atomic_dir, atomic_path
 from i3d.errors import I3DError
+from i3d.video.tvl1 import TVL1Params, tvl1_flow_batch
 
 FlowFormat = Literal["jpg", "npy"]
 FLOW_FORMATS: tuple[FlowFormat, ...] = ("jpg", "npy")
@@ -60,9 +75,23 @@ FLOW_JPEG_MAX = 255
 JPEG_QUALITY = 100
 _JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
 NPY_DTYPE = np.float16
-# Pairs queued per worker: enough to keep every worker busy while the reader
-# decodes the next frames, few enough to bound memory.
-PAIRS_IN_FLIGHT_PER_WORKER = 2
+# Tasks (a pair for OpenCV, a batch for torch) queued per worker: enough to
+# keep every worker busy while the reader decodes the next frames, few
+# enough to bound memory.
+TASKS_IN_FLIGHT_PER_WORKER = 2
+
+FlowEngineName = Literal["torch", "opencv"]
+FLOW_ENGINES: tuple[FlowEngineName, ...] = ("torch", "opencv")
+DEFAULT_FLOW_ENGINE: FlowEngineName = "torch"
+# Pairs per torch batch. On the CPU a few pairs keep the working set near the
+# caches (and per-pair stopping makes larger batches no faster); a GPU needs
+# many pairs to fill it (64 pairs at 256x341 hold ~0.8 GB).
+TORCH_BATCH_CPU = 4
+TORCH_BATCH_GPU = 64
+# On the CPU, frames smaller than this run without torch.compile: compiling
+# takes tens of seconds once per process (less from inductor's disk cache)
+# and pays off over many large frames, not over a few small ones.
+COMPILE_MIN_PIXELS = 128 * 128
 
 
 class FlowWorkerError(I3DError):
@@ -97,7 +126,44 @@ def tvl1_flow(prev: np.ndarray, current: np.ndarray, algorithm: cv2.DenseOptical
     """
     if np.array_equal(prev, current):
         return np.zeros((*prev.shape, 2), np.float32)
-    return (algorithm or create_tvl1()).calc(prev, current, None)
+    algorithm = algorithm or create_tvl1()
+    # OpenCV lowers its scale count for good when a frame is too small for
+    # the pyramid; a reused instance would then run later frames on fewer scales.
+    algorithm.setScalesNumber(TVL1Params.scales)
+    return algorithm.calc(prev, current, None)
+
+
+def torch_fields(
+    pairs: list[tuple[np.ndarray, np.ndarray]], device: torch.device, compile: bool = True
+) -> list[np.ndarray]:
+    """The torch engine's fields of ``pairs`` of ``(H, W)`` uint8 frames, as one batch.
+
+    Identical frames give zero without running TV-L1, as :func:`tvl1_flow`
+    does. ``compile`` applies on a GPU, and on the CPU to frames of at least
+    :data:`COMPILE_MIN_PIXELS`.
+
+    Raises:
+        FlowWorkerError: frames of different sizes, or torch failed (out of memory, a device error).
+    """
+    sizes = sorted({frame.shape for pair in pairs for frame in pair})
+    if len(sizes) > 1:
+        (h0, w0), (h1, w1) = sizes[:2]
+        raise FlowWorkerError(f"TV-L1 failed: frames of different size, {w0}x{h0} and {w1}x{h1}")
+    fields = [np.zeros((*prev.shape, 2), np.float32) for prev, _ in pairs]
+    moving = [i for i, (prev, current) in enumerate(pairs) if not np.array_equal(prev, current)]
+    if not moving:
+        return fields
+    try:
+        prev = torch.from_numpy(np.stack([pairs[i][0] for i in moving])).to(device)
+        current = torch.from_numpy(np.stack([pairs[i][1] for i in moving])).to(device)
+        compile = compile and (device.type != "cpu" or prev[0].numel() >= COMPILE_MIN_PIXELS)
+        computed = tvl1_flow_batch(prev, current, compile=compile).cpu().numpy()
+    except (RuntimeError, ValueError) as err:
+        cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise FlowWorkerError(f"TV-L1 failed: {cause}") from None
+    for i, field in zip(moving, computed):
+        fields[i] = field
+    return fields
 
 
 _worker_algorithm: cv2.DenseOpticalFlow | None = None
@@ -105,13 +171,22 @@ _worker_algorithm: cv2.DenseOpticalFlow | None = None
 
 def _init_worker() -> None:
     global _worker_algorithm
-    # One OpenCV thread per process: the processes already use every core.
+    # One thread per process: the processes already use every core (and
+    # threads that wait on each other stall when other processes take the cores).
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     _worker_algorithm = create_tvl1()
 
 
-def _worker_flow(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return tvl1_flow(*pair, _worker_algorithm)
+def _worker_task(engine: FlowEngineName, pairs: list[tuple[np.ndarray, np.ndarray]], compile: bool) -> list[np.ndarray]:
+    if engine == "torch":
+        return torch_fields(pairs, torch.device("cpu"), compile)
+    return [tvl1_flow(prev, current, _worker_algorithm) for prev, current in pairs]
+
+
+def default_flow_device() -> torch.device:
+    """Where the torch engine runs by default: the first GPU if there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def default_workers() -> int:
@@ -119,24 +194,54 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class FlowEngine:
-    """Computes TV-L1 flow fields for frame sequences on a pool of processes.
+def check_flow_engine(name: str) -> FlowEngineName:
+    """``name`` if it names a flow engine, else ``ValueError``."""
+    if name not in FLOW_ENGINES:
+        raise ValueError(f"flow engine must be one of {', '.join(FLOW_ENGINES)}, got {name!r}")
+    return name  # type: ignore[return-value]
 
-    One engine can serve many videos (the pool starts on first use). Use it as
-    a context manager, or call :meth:`close`. An engine pickles as its
-    settings alone, so a dataset holding one can go to ``DataLoader``
+
+class FlowEngine:
+    """Computes TV-L1 flow fields for frame sequences.
+
+    One engine can serve many videos (an OpenCV pool starts on first use).
+    Use it as a context manager, or call :meth:`close`. An engine pickles as
+    its settings alone, so a dataset holding one can go to ``DataLoader``
     workers: each copy starts its own pool (or, with ``workers=1``, runs
     TV-L1 in the worker itself) when first used.
 
     Args:
-        workers: processes; ``None`` uses every available core. With 1, flow
-            runs in this process (OpenCV's own threads still apply).
+        workers: processes on the CPU (``None``: every available core); with
+            1, flow runs in this process (one thread for torch; OpenCV's own
+            threads apply). The torch engine on a GPU runs in this process.
+        engine: ``"torch"`` or ``"opencv"`` (see the module docstring).
+        device: the torch engine's device (default: ``cuda`` if available,
+            else the CPU); on a GPU, flow shares the device with the network.
+        batch_size: pairs per torch batch (default :data:`TORCH_BATCH_CPU`,
+            :data:`TORCH_BATCH_GPU` on a GPU); fields do not depend on it.
+        compile: run the torch engine through ``torch.compile`` (on the CPU
+            for frames of at least :data:`COMPILE_MIN_PIXELS`; falls back to
+            plain PyTorch with a warning where compiling fails).
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        engine: str = DEFAULT_FLOW_ENGINE,
+        device: str | torch.device | None = None,
+        batch_size: int | None = None,
+        compile: bool = True,
+    ) -> None:
+        self.engine = check_flow_engine(engine)
         self.workers = default_workers() if workers is None else workers
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        self.device = torch.device(device) if device is not None else default_flow_device()
+        self.batch_size = batch_size or (TORCH_BATCH_GPU if self.device.type == "cuda" else TORCH_BATCH_CPU)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.compile = compile
         self._pool: ProcessPoolExecutor | None = None
         self._algorithm: cv2.DenseOpticalFlow | None = None
 
@@ -148,10 +253,11 @@ class FlowEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         # A pool and an OpenCV algorithm belong to one process; a copy makes its own.
-        return {"workers": self.workers}
+        keys = ("engine", "workers", "device", "batch_size", "compile")
+        return {key: getattr(self, key) for key in keys}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.workers = state["workers"]
+        self.__dict__.update(state)
         self._pool = None
         self._algorithm = None
 
@@ -161,21 +267,36 @@ class FlowEngine:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _submit(self, prev: np.ndarray, current: np.ndarray) -> Future | np.ndarray:
-        if self.workers == 1:
-            if self._algorithm is None:
-                self._algorithm = create_tvl1()
+    @property
+    def _inline(self) -> bool:
+        """Whether tasks run in this process: one worker, or the torch engine on a GPU."""
+        return self.workers == 1 or (self.engine == "torch" and self.device.type != "cpu")
+
+    def _submit(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Future | list[np.ndarray]:
+        """One task: a pair (OpenCV) or a batch of pairs (torch)."""
+        if self._inline:
             with self._failures():
-                return tvl1_flow(prev, current, self._algorithm)
+                if self.engine == "opencv":
+                    if self._algorithm is None:
+                        self._algorithm = create_tvl1()
+                    return [tvl1_flow(prev, current, self._algorithm) for prev, current in pairs]
+                if self.device.type != "cpu":
+                    return torch_fields(pairs, self.device, self.compile)
+                threads = torch.get_num_threads()
+                try:
+                    torch.set_num_threads(1)  # workers=1: one core, as for OpenCV
+                    return torch_fields(pairs, self.device, self.compile)
+                finally:
+                    torch.set_num_threads(threads)
         if self._pool is None:
             # spawn: forking a process that runs torch/OpenCV thread pools can deadlock.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
         with self._failures():
-            return self._pool.submit(_worker_flow, (prev, current))
+            return self._pool.submit(_worker_task, self.engine, pairs, self.compile)
 
-    def _result(self, item: Future | np.ndarray) -> np.ndarray:
-        if isinstance(item, np.ndarray):
+    def _result(self, item: Future | list[np.ndarray]) -> list[np.ndarray]:
+        if isinstance(item, list):
             return item
         with self._failures():
             return item.result()
@@ -204,28 +325,37 @@ class FlowEngine:
         Yields:
             ``T`` fields ``(H, W, 2)`` float32 (see the module docstring for
             how the last one is made). Fields are computed only as far ahead
-            as the workers need to stay busy (not at all with ``workers=1``),
-            and a consumer that stops early cancels those not yet started.
+            as the engine needs: one torch batch, or what keeps the OpenCV
+            workers busy (nothing ahead with ``workers=1``); a consumer that
+            stops early cancels the tasks not yet started.
 
         Raises:
-            FlowWorkerError: a worker process died or OpenCV failed.
+            FlowWorkerError: a worker process died, or OpenCV or torch failed.
         """
-        pending: collections.deque[Future | np.ndarray] = collections.deque()
-        # In this process a field is computed when submitted: nothing to gain from computing ahead.
-        max_pending = 1 if self.workers == 1 else self.workers * PAIRS_IN_FLIGHT_PER_WORKER
+        # A task is one pair for OpenCV, a batch of pairs for torch.
+        task_size = self.batch_size if self.engine == "torch" else 1
+        pending: collections.deque[Future | list[np.ndarray]] = collections.deque()
+        # In this process a task is computed when submitted: nothing to gain from computing ahead.
+        max_pending = 1 if self._inline else self.workers * TASKS_IN_FLIGHT_PER_WORKER
         prev: np.ndarray | None = None
         last: np.ndarray | None = None
+        task: list[tuple[np.ndarray, np.ndarray]] = []
         try:
             for frame in frames:
                 if prev is not None:
-                    pending.append(self._submit(prev, frame))
+                    task.append((prev, frame))
+                    if len(task) == task_size:
+                        pending.append(self._submit(task))
+                        task = []
                     while len(pending) >= max_pending:
-                        last = self._result(pending.popleft())
-                        yield last
+                        for last in self._result(pending.popleft()):
+                            yield last
                 prev = frame
+            if task:
+                pending.append(self._submit(task))
             while pending:
-                last = self._result(pending.popleft())
-                yield last
+                for last in self._result(pending.popleft()):
+                    yield last
         finally:
             # A consumer that stops early (or an error) leaves the pool free for the next video.
             for item in pending:

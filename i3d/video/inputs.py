@@ -39,6 +39,7 @@ from i3d.atomic import check_replaceable, open_atomic
 from i3d.errors import VideoError
 from i3d.progress import Progress
 from i3d.video.flow import (
+    DEFAULT_FLOW_ENGINE,
     MIN_FLOW_FRAMES,
     NPY_DTYPE,
     FlowEngine,
@@ -122,7 +123,7 @@ class InputStream:
         mode: _Mode,
         reader: VideoReader | FrameFolderReader | FlowArrayReader | NpyReader,
         geometry: _Geometry | None,
-        flow_engine: FlowEngine | None = None,
+        flow_engine: FlowEngine | str | None = None,
         cache: _FlowCacheEntry | None = None,
     ) -> None:
         self.path = path
@@ -196,7 +197,8 @@ class InputStream:
         # before), so fields from `start` on come from frames `start` on;
         # one frame earlier where only one is left, its field dropped.
         first = min(start, self.num_frames - MIN_FLOW_FRAMES)
-        engine = self._flow_engine or FlowEngine()
+        own_engine = not isinstance(self._flow_engine, FlowEngine)
+        engine = _flow_engine(self._flow_engine)
         writer = None
         if self._cache is not None and start == 0:  # only a whole pass fills the cache
             self._cache.forget()  # from here until the new record, the entry is not valid
@@ -229,7 +231,7 @@ class InputStream:
             fields.close()  # cancels the pairs still queued on a shared pool
             if writer is not None:
                 writer.abort()
-            if self._flow_engine is None:
+            if own_engine:
                 engine.close()
 
 
@@ -291,7 +293,7 @@ def open_input(
     train: bool = False,
     flow_dir: str | os.PathLike[str] | None = None,
     generator: torch.Generator | None = None,
-    flow_engine: FlowEngine | None = None,
+    flow_engine: FlowEngine | str | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
     hflip: bool = True,
     crops: int = 1,
@@ -316,9 +318,10 @@ def open_input(
             ``KEY.npy`` once a full pass over :meth:`InputStream.chunks`
             completes.
         generator: randomness for ``train``.
-        flow_engine: TV-L1 worker pool to use (shared between inputs); by
-            default each :meth:`InputStream.chunks` call starts and stops one
-            using every core.
+        flow_engine: the TV-L1 engine to use (shared between inputs), or the
+            name of one (:data:`~i3d.video.flow.FLOW_ENGINES`) that each
+            :meth:`InputStream.chunks` call starts and stops; default the
+            torch engine. Cached flow is used only if this engine made it.
         source_fps: frame rate of frame folders (Charades: 24).
         hflip: with ``train``, mirror the clip with probability 1/2
             (:attr:`InputStream.flipped` says whether it was); ``False`` for
@@ -360,7 +363,9 @@ def open_input(
     _check_flow_frames(path, source)
     cache = None
     if flow_dir is not None:
-        record = flow_source_record(path, source.fps, preprocess.resize_short_side, source.num_frames)
+        record = flow_source_record(
+            path, source.fps, preprocess.resize_short_side, source.num_frames, _engine_name(flow_engine)
+        )
         cached = _find_cache(Path(flow_dir), path, record)
         if cached is not None:
             try:
@@ -390,9 +395,21 @@ def flow_cache_key(path: str | os.PathLike[str]) -> str:
     return f"{source_name(path)}.{digest[:CACHE_KEY_DIGITS]}"
 
 
-def flow_source_record(path: str | os.PathLike[str], fps: float | None, short_side: int, frames: int) -> dict:
+def _engine_name(engine: FlowEngine | str | None) -> str:
+    return engine.engine if isinstance(engine, FlowEngine) else engine or DEFAULT_FLOW_ENGINE
+
+
+def _flow_engine(engine: FlowEngine | str | None) -> FlowEngine:
+    """``engine`` itself, or a new engine of that name (every core)."""
+    return engine if isinstance(engine, FlowEngine) else FlowEngine(engine=_engine_name(engine))
+
+
+def flow_source_record(
+    path: str | os.PathLike[str], fps: float | None, short_side: int, frames: int, engine: str = DEFAULT_FLOW_ENGINE
+) -> dict:
     """What a flow cache entry (or an ``i3d flow`` output) of ``path`` was
-    made from: a different record means a different flow."""
+    made from: a different record means a different flow. The engine is part
+    of it: flow made by the other engine is recomputed, never reused."""
     info = os.stat(path)
     size = len(os.listdir(path)) if os.path.isdir(path) else info.st_size  # a folder: its number of frames
     return {
@@ -403,6 +420,7 @@ def flow_source_record(path: str | os.PathLike[str], fps: float | None, short_si
         "short_side": short_side,
         "frames": frames,
         "flow": FLOW_SETTINGS_VERSION,
+        "engine": engine,
     }
 
 
@@ -482,7 +500,7 @@ def load_input(
     train: bool = False,
     flow_dir: str | os.PathLike[str] | None = None,
     generator: torch.Generator | None = None,
-    flow_engine: FlowEngine | None = None,
+    flow_engine: FlowEngine | str | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
 ) -> torch.Tensor:
     """The whole input at once, for short clips (the memory grows with the clip).
@@ -522,7 +540,7 @@ def compute_flow(
     fps: float | Fraction | None = 25.0,
     short_side: int = 256,
     format: FlowFormat = "jpg",
-    engine: FlowEngine | None = None,
+    engine: FlowEngine | str | None = None,
     source_fps: float | Fraction = CHARADES_FPS,
     name: str | None = None,
     progress: Progress | None = None,
@@ -533,12 +551,14 @@ def compute_flow(
     grayscale; the output is ``out_dir/NAME/`` (jpg) or ``out_dir/NAME.npy``
     (see :mod:`i3d.video.flow`), NAME being ``name`` or :func:`source_name`,
     with a record of its source (``NAME.json`` or ``NAME.npy.json``: path,
-    size, modification time, ``fps``, ``short_side``). It serves as
+    size, modification time, ``fps``, ``short_side``, engine). It serves as
     ``flow_dir`` cache to :func:`open_input` for that source (with a preset
     of the same ``fps`` and ``resize_short_side``) while the record matches.
 
     Args:
         name: the output's name (default :func:`source_name`).
+        engine: the TV-L1 engine (shared between videos), or the name of one
+            to start and stop for this video; default the torch engine.
         progress: where fields done are reported.
 
     Returns:
@@ -559,8 +579,8 @@ def compute_flow(
     if source.kind == "flow":
         raise VideoError(path, "holds flow frames already")
     _check_flow_frames(path, source)
-    own_engine = engine is None
-    engine = engine or FlowEngine()
+    own_engine = not isinstance(engine, FlowEngine)
+    engine = _flow_engine(engine)
     try:
         with contextlib.closing(engine.fields(_gray_frames(source))) as fields:
             if progress is not None:
@@ -574,5 +594,5 @@ def compute_flow(
     finally:
         if own_engine:
             engine.close()
-    write_flow_record(entry, flow_source_record(path, source.fps, short_side, source.num_frames))
+    write_flow_record(entry, flow_source_record(path, source.fps, short_side, source.num_frames, engine.engine))
     return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from concurrent.futures import Future
@@ -15,7 +16,7 @@ import torch
 from i3d.atomic import atomic_dir
 from i3d.video import FlowEngine, load_input, open_input, tvl1_flow, write_flow_frames
 from i3d.video import flow as flow_module
-from i3d.video.flow import PAIRS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
+from i3d.video.flow import TASKS_IN_FLIGHT_PER_WORKER, FlowWorkerError, FlowWriter, flow_to_jpeg_values
 from i3d.video.inputs import compute_flow, flow_cache_key
 from i3d.video.presets import Preprocess
 from i3d.video.readers import FlowArrayReader, FrameFolderReader
@@ -78,7 +79,7 @@ def test_t_frames_give_t_fields_the_last_repeated():
 @pytest.mark.slow
 def test_worker_processes_give_the_same_fields():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in moving_frames(5)]
-    with FlowEngine(workers=1) as inline, FlowEngine(workers=2) as pool:
+    with FlowEngine(workers=1, engine="opencv") as inline, FlowEngine(workers=2, engine="opencv") as pool:
         expected = list(inline.fields(frames))
         got = list(pool.fields(frames))
     assert len(got) == 5
@@ -151,6 +152,44 @@ def test_flow_written_by_compute_flow_serves_as_the_cache(tmp_path):
     assert (from_jpegs - fresh).abs().max() < 0.02
 
 
+def test_the_cache_records_its_engine_and_the_other_engine_recomputes(tmp_path, monkeypatch):
+    video = encode(tmp_path / "move.mp4", moving_frames(4), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
+    cache = tmp_path / "cache"
+    record = cache / f"{flow_cache_key(video)}.npy.json"
+    opencv, torch_engine = FlowEngine(workers=1, engine="opencv"), FlowEngine(workers=1, engine="torch")
+    load_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=opencv)
+    assert json.loads(record.read_text())["engine"] == "opencv"
+    computed = []
+    real = FlowEngine.fields
+    monkeypatch.setattr(FlowEngine, "fields", lambda self, frames: computed.append(self.engine) or real(self, frames))
+    load_input(video, SMALL_FLOW, flow_dir=cache, flow_engine="opencv")  # by name, as the CLI passes it
+    assert computed == []  # its own engine's entry is reused
+    load_input(video, SMALL_FLOW, flow_dir=cache, flow_engine=torch_engine)
+    assert computed == ["torch"]  # the other engine's is not: recomputed and replaced
+    assert json.loads(record.read_text())["engine"] == "torch"
+    out = compute_flow(video, tmp_path / "flow", fps=25.0, short_side=48, format="npy", engine=opencv)
+    assert json.loads(out.with_name(out.name + ".json").read_text())["engine"] == "opencv"
+
+
+@pytest.mark.slow
+def test_torch_batches_give_the_fields_of_single_pairs():
+    frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:32, :48] for f in moving_frames(5)]
+    frames.insert(2, frames[2])  # a repeated frame: zero field in the middle of a batch
+    with (
+        FlowEngine(workers=1, engine="torch", batch_size=1) as single,
+        FlowEngine(workers=1, engine="torch", batch_size=4) as batched,
+    ):
+        expected, got = list(single.fields(frames)), list(batched.fields(frames))
+    assert len(got) == len(frames) and np.all(got[2] == 0)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="flow engine must be one of torch, opencv"):
+        FlowEngine(engine="raft")
+
+
 def test_training_flip_negates_flow_x(tmp_path):
     folder = write_flow_folder(tmp_path, "F", [np.full((48, 64, 2), (4.0, 2.0), np.float32)] * 3)
     signs = set()
@@ -162,9 +201,10 @@ def test_training_flip_negates_flow_x(tmp_path):
     assert signs == {-1.0, 1.0}
 
 
-def test_an_opencv_failure_is_a_one_line_error_and_the_engine_goes_on():
+@pytest.mark.parametrize("name", ["opencv", "torch"])
+def test_a_tvl1_failure_is_a_one_line_error_and_the_engine_goes_on(name):
     small, large = np.zeros((16, 16), np.uint8), np.full((32, 32), 9, np.uint8)
-    with FlowEngine(workers=1) as engine:
+    with FlowEngine(workers=1, engine=name) as engine:
         with pytest.raises(FlowWorkerError, match=r"^TV-L1 failed: .*size") as info:
             list(engine.fields([small, large]))
         assert "\n" not in str(info.value)
@@ -180,7 +220,7 @@ def kill_workers(engine: FlowEngine) -> None:
 @pytest.mark.slow
 def test_a_dead_worker_is_an_error_and_the_next_video_gets_a_fresh_pool():
     frames = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[:48, :64] for f in moving_frames(4)]
-    with FlowEngine(workers=2) as engine:
+    with FlowEngine(workers=2, engine="opencv") as engine:
         assert len(list(engine.fields(frames))) == 4
         kill_workers(engine)
         with pytest.raises(FlowWorkerError, match="TV-L1 worker process died"):
@@ -189,13 +229,13 @@ def test_a_dead_worker_is_an_error_and_the_next_video_gets_a_fresh_pool():
 
 
 def test_a_consumer_that_stops_early_cancels_the_queued_pairs():
-    engine = FlowEngine(workers=2)
+    engine = FlowEngine(workers=2, engine="opencv")
     submitted: list[Future] = []
 
-    def submit(prev, current):
+    def submit(pairs):
         future = Future()
         if not submitted:  # the first pair is done, the rest wait in the queue
-            future.set_result(np.zeros((*prev.shape, 2), np.float32))
+            future.set_result([np.zeros((*pairs[0][0].shape, 2), np.float32)])
         submitted.append(future)
         return future
 
@@ -204,7 +244,7 @@ def test_a_consumer_that_stops_early_cancels_the_queued_pairs():
     fields = engine.fields(frames)
     next(fields)
     fields.close()
-    assert len(submitted) == engine.workers * PAIRS_IN_FLIGHT_PER_WORKER
+    assert len(submitted) == engine.workers * TASKS_IN_FLIGHT_PER_WORKER
     assert all(future.cancelled() for future in submitted[1:])
 
 
@@ -222,7 +262,7 @@ def test_a_clip_from_a_start_frame_computes_only_its_own_fields(tmp_path, monkey
     calls = []
     real = flow_module.tvl1_flow
     monkeypatch.setattr(flow_module, "tvl1_flow", lambda *a: calls.append(1) or real(*a))
-    with FlowEngine(workers=1) as engine:
+    with FlowEngine(workers=1, engine="opencv") as engine:
         stream = open_input(video, SMALL_FLOW, flow_engine=engine)
         # Frames 14..19 need 5 pairs (the last field repeats); frame 19 alone, the pair 18-19.
         for start, size, needed in ((0, 8, 8), (5, 8, 8), (14, 8, 5), (19, 8, 1)):
