@@ -21,11 +21,8 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from i3d import __version__, console
-from i3d.argtypes import device, output_file, positive_int, regular_file, shard_spec
-from i3d.errors import I3DError
 
 Runner = Callable[[argparse.Namespace], int]
 
@@ -111,10 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="i3d", description="Exact, fast I3D: classify, extract features, evaluate.")
     parser.add_argument("--version", action="version", version=f"i3d {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(sub, "predict", "classify videos with pretrained weights", add_predict_arguments, run_predict)
-    _command(sub, "extract", "extract features from videos into files", add_extract_arguments, run_extract)
     _command(
-        sub, "verify", "check extracted features against their sidecars' checksums", add_verify_arguments, run_verify
+        sub,
+        "predict",
+        "classify videos with pretrained weights",
+        "i3d.predict_cli:add_arguments",
+        "i3d.predict_cli:run",
+    )
+    _command(
+        sub,
+        "extract",
+        "extract features from videos into files",
+        "i3d.extract.cli:add_extract_arguments",
+        "i3d.extract.cli:run_extract",
+    )
+    _command(
+        sub,
+        "verify",
+        "check extracted features against their sidecars' checksums",
+        "i3d.extract.cli:add_verify_arguments",
+        "i3d.extract.cli:run_verify",
     )
     _command(
         sub,

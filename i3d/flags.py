@@ -107,7 +107,11 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
         default=None,
         help="resize frames so that their short side has this many pixels instead of the weights' (256)",
     )
-    add_crop(p.add_argument, default=None, help="side of the centre crop instead of the weights' (224); any value changes the results")
+    add_crop(
+        p.add_argument,
+        default=None,
+        help="side of the centre crop instead of the weights' (224); any value changes the results",
+    )
 
 
 def add_stream_weights(p: argparse.ArgumentParser) -> None:

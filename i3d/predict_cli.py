@@ -9,7 +9,15 @@ from pathlib import Path
 from i3d import console
 from i3d.argtypes import output_file, positive_int, regular_file
 from i3d.errors import I3DError
-from i3d.flags import add_device, add_overrides, add_precision, add_quiet, add_stream_weights, prefetch_streams, stream_weights
+from i3d.flags import (
+    add_device,
+    add_overrides,
+    add_precision,
+    add_quiet,
+    add_stream_weights,
+    prefetch_streams,
+    stream_weights,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -50,7 +58,8 @@ def _add_views(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_predict_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``i3d predict``."""
     from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
     p.add_argument(
@@ -60,7 +69,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
         "paths (one per line) or glob patterns",
     )
-    _add_weights(p)
+    add_stream_weights(p)
     p.add_argument(
         "--stream",
         choices=("rgb", "flow", "joint"),
@@ -70,10 +79,8 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=regular_file, help="class names, one per line, overriding the weights' own")
     p.add_argument("--top", type=int, default=5, metavar="K", help="number of classes to print (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
-    p.add_argument(
-        "--device", type=device, default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)"
-    )
-    _add_precision(p)
+    add_device(p.add_argument)
+    add_precision(p.add_argument)
     p.add_argument(
         "--chunk",
         type=int,
@@ -82,9 +89,9 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
         help=f"frames per network call; bounds memory, results do not depend on it (default: {DEFAULT_CHUNK_FRAMES})",
     )
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
-    _add_overrides(p)
+    add_overrides(p)
     _add_views(p)
-    _add_quiet(p)
+    add_quiet(p.add_argument)
     p.add_argument(
         "--out",
         type=output_file,
@@ -95,24 +102,25 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_predict(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``i3d predict``; see :func:`add_arguments`."""
     from i3d.predict import Classifier
     from i3d.video.listing import check_source, expand_inputs
 
     if args.top < 1 or args.chunk < 1:
-        _error("--top and --chunk must be >= 1")
+        console.error("--top and --chunk must be >= 1")
         return 2
     if args.out is not None and args.out.suffix.lower() not in (".jsonl", ".csv"):
-        _error(f"--out {args.out}: the name must end in .jsonl or .csv")
+        console.error(f"--out {args.out}: the name must end in .jsonl or .csv")
         return 2
     try:
         videos = expand_inputs(args.videos, exclude=[args.flow_dir])
     except I3DError as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
-    weights, flow_weights = _stream_weights(args)
+    weights, flow_weights = stream_weights(args)
     try:
-        _prefetch(args, {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}[args.stream])
+        prefetch_streams(args, {"rgb": ("rgb",), "flow": ("flow",), "joint": ("rgb", "flow")}[args.stream])
         classifier = Classifier(
             args.stream,
             rgb_weights=weights,
@@ -132,7 +140,7 @@ def run_predict(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     from i3d.progress import Progress
 
@@ -146,12 +154,12 @@ def run_predict(args: argparse.Namespace) -> int:
             prediction = classifier.predict(video, top=args.top, progress=progress)
         except I3DError as err:
             progress.clear()
-            _error(str(err))
+            console.error(str(err))
             failed += 1
             continue
         except (ValueError, RuntimeError, OSError, MemoryError) as err:  # e.g. out of memory: report, go on
             progress.clear()
-            _error(f"{video}: {type(err).__name__}: {err}")
+            console.error(f"{video}: {type(err).__name__}: {err}")
             failed += 1
             continue
         progress.clear()
@@ -166,10 +174,10 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             _write_predictions(args.out, results)
         except I3DError as err:  # e.g. made a device node meanwhile (checked when parsed)
-            _error(str(err))
+            console.error(str(err))
             return 1
         except OSError as err:
-            _error(f"{args.out}: cannot write ({err.strerror or err})")
+            console.error(f"{args.out}: cannot write ({err.strerror or err})")
             return 1
     return 1 if failed else 0
 

@@ -133,3 +133,10 @@ def test_bf16_without_native_support_says_so_once(monkeypatch, capsys):
     prepare(InceptionI3d(), torch.device("cpu"), "bf16")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bf16 will be slow" in err
+
+
+def test_the_precision_flag_offers_every_precision():
+    from i3d.flags import PRECISIONS as FLAG_PRECISIONS
+    from i3d.runtime import PRECISIONS
+
+    assert FLAG_PRECISIONS == PRECISIONS

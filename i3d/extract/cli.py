@@ -7,9 +7,18 @@ import sys
 from pathlib import Path
 
 from i3d import console
-from i3d.argtypes import positive_int, regular_file, shard_spec
+from i3d.argtypes import positive_int, regular_file
 from i3d.errors import I3DError
-from i3d.flags import add_device, add_overrides, add_precision, add_quiet, add_stream_weights, prefetch_streams, stream_weights
+from i3d.flags import (
+    add_device,
+    add_overrides,
+    add_precision,
+    add_quiet,
+    add_stream_weights,
+    prefetch_streams,
+    stream_weights,
+)
+from i3d.sharding import parse_shard
 
 __all__ = ["add_extract_arguments", "run_extract", "add_verify_arguments", "run_verify"]
 
@@ -38,7 +47,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="a Charades CSV: each INPUT is then a frame root holding one folder per video id of the CSV",
     )
     p.add_argument("--stream", choices=("rgb", "flow", "both"), default="rgb", help="network(s) to run (default: rgb)")
-    _add_weights(p)
+    add_stream_weights(p)
     p.add_argument(
         "--layer",
         default=E.POOLED,
@@ -122,16 +131,11 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         help="decoding processes running ahead of the model; 0 decodes inline (default: 1 on a GPU, 0 on the CPU, "
         "where a decoding process only takes cores from the model and costs ~2 s to start)",
     )
-    p.add_argument(
-        "--device",
-        type=device,
-        default=None,
-        help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)",
-    )
-    _add_precision(p)
+    add_device(p.add_argument, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
+    add_precision(p.add_argument)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
-    _add_overrides(p)
-    _add_quiet(p)
+    add_overrides(p)
+    add_quiet(p.add_argument)
     p.add_argument(
         "--verify",
         action="store_true",
@@ -140,40 +144,11 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _auto_shard(env: dict[str, str]) -> tuple[int, int]:
-    """``(index, count)`` of this task from Slurm's or torchrun's environment."""
-    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-        return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
-    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
-        return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
-    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
-
-
-def _parse_shard(text: str | None, env: dict[str, str] | None = None) -> tuple[int, int]:
-    import os
-
-    if text is None:
-        return 0, 1
-    if text == "auto":
-        try:
-            index, count = _auto_shard(dict(os.environ) if env is None else env)
-        except ValueError:
-            raise ValueError("--shard auto: the Slurm or torchrun variables are not integers") from None
-        if not 0 <= index < count:
-            raise ValueError(f"--shard auto: task {index} of {count} from the environment")
-        return index, count
-    try:
-        return shard_spec(text)
-    except argparse.ArgumentTypeError as err:
-        raise ValueError(f"--shard {err}") from None
-
-
 def run_extract(args: argparse.Namespace) -> int:
     from i3d import extract as E
 
     try:
-        index, count = _parse_shard(args.shard)
+        index, count = parse_shard(args.shard)
         if min(args.chunk, args.clip_len, args.batch) < 1 or (args.step is not None and args.step < 1):
             raise ValueError("--chunk, --clip-len, --step and --batch must be >= 1")
         if args.workers is not None and args.workers < 0:
@@ -185,7 +160,7 @@ def run_extract(args: argparse.Namespace) -> int:
         if args.num_clips is not None and (args.mode != "clips" or args.step is not None):
             raise ValueError("--num-clips is for --mode clips, instead of --step")
     except ValueError as err:
-        _error(str(err))
+        console.error(str(err))
         return 2
     ids = None
     if args.charades_csv:
@@ -194,7 +169,7 @@ def run_extract(args: argparse.Namespace) -> int:
         try:
             ids = [video.id for video in read_csv(args.charades_csv)]
         except I3DError as err:
-            _error(str(err))
+            console.error(str(err))
             return 1
     try:
         inputs = E.expand_inputs(args.inputs, ids=ids, exclude=[args.out, args.flow_dir])
@@ -203,14 +178,14 @@ def run_extract(args: argparse.Namespace) -> int:
         E.check_collisions(names)  # before any work, on every shard
         E.check_output_dir(args.out)
     except I3DError as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     rank, world = E.distributed_shard() if args.shard != "auto" else (0, 1)  # auto already took the rank's part
     mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
-    weights, flow_weights = _stream_weights(args)
+    weights, flow_weights = stream_weights(args)
     try:
-        _prefetch(args, streams)
+        prefetch_streams(args, streams)
         extractor = E.Extractor(
             streams,
             weights=weights,
@@ -233,7 +208,7 @@ def run_extract(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     workers = args.workers if args.workers is not None else int(extractor.device.type == "cuda")
     try:
@@ -249,16 +224,17 @@ def run_extract(args: argparse.Namespace) -> int:
             layout=args.layout,
         )
     except (I3DError, ValueError) as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     if summary.stopped:
         print(f"i3d extract: {summary.stopped}", file=sys.stderr)
     print(f"i3d extract: {summary.line()}", file=sys.stderr)
     return 0 if summary.ok else 1
 
+
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, metavar="OUT", help="an output folder of `i3d extract`")
-    p.add_argument("--quiet", action="store_true", help="print only the outputs that do not match")
+    add_quiet(p.add_argument, help="print only the outputs that do not match")
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -267,7 +243,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from i3d.extract import verify_outputs
 
     if not args.out.is_dir():
-        _error(f"{args.out}: is not a folder")
+        console.error(f"{args.out}: is not a folder")
         return 1
     good = bad = 0
     for data, problem in verify_outputs(args.out):
