@@ -49,19 +49,17 @@ QUIET_HELP = (
 
 def add_device(add: AddArgument, help: str = DEVICE_HELP, **kwargs: Any) -> None:
     """``--device``: a torch device this process can use, checked when parsed (:func:`i3d.argtypes.device`)."""
-    kwargs.setdefault("default", None)
     add("--device", type=device, help=help, **kwargs)
 
 
 def add_precision(add: AddArgument, help: str = PRECISION_HELP, **kwargs: Any) -> None:
-    """``--precision``: one of :data:`PRECISIONS`."""
-    kwargs.setdefault("default", "fp32")
+    """``--precision``: one of :data:`PRECISIONS` (no default here: inference commands give ``"fp32"``, train
+    its config's)."""
     add("--precision", choices=PRECISIONS, help=help, **kwargs)
 
 
 def add_weights(add: AddArgument, help: str, **kwargs: Any) -> None:
     """``--weights``: a registry name or a checkpoint file."""
-    kwargs.setdefault("default", None)
     add("--weights", help=help, **kwargs)
 
 

@@ -80,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=5, metavar="K", help="number of classes to print (default: 5)")
     p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
     add_device(p.add_argument)
-    add_precision(p.add_argument)
+    add_precision(p.add_argument, default="fp32")
     p.add_argument(
         "--chunk",
         type=int,

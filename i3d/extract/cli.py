@@ -132,7 +132,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
         "where a decoding process only takes cores from the model and costs ~2 s to start)",
     )
     add_device(p.add_argument, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
-    add_precision(p.add_argument)
+    add_precision(p.add_argument, default="fp32")
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
     add_overrides(p)
     add_quiet(p.add_argument)
