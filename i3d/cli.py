@@ -22,7 +22,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from i3d import __version__, console
+from i3d import console
+from i3d.version import __version__
 
 Runner = Callable[[argparse.Namespace], int]
 

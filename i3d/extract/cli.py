@@ -24,7 +24,10 @@ __all__ = ["add_extract_arguments", "run_extract", "add_verify_arguments", "run_
 
 
 def add_extract_arguments(p: argparse.ArgumentParser) -> None:
-    from i3d import extract as E
+    from i3d.extract.extractor import COMBINE, DEFAULT_BATCH, DEFAULT_CLIP_LEN, LAYERS, MODES
+    from i3d.extract.writers import FORMATS, LAYOUTS
+    from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
+    from i3d.video.transforms import CROP_COUNTS
 
     p.add_argument(
         "inputs",
@@ -50,15 +53,15 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     add_stream_weights(p)
     p.add_argument(
         "--layer",
-        default=E.POOLED,
-        choices=E.LAYERS,
+        default=POOLED,
+        choices=LAYERS,
         metavar="LAYER",
         help="pooled (Mixed_5c after the head's pool, 1024-d; default), logits, or an endpoint such as Mixed_4f "
         "(spatial maps); one of: %(choices)s",
     )
     p.add_argument(
         "--mode",
-        choices=E.MODES,
+        choices=MODES,
         default="full",
         help="full: one pass over the whole video, a row per 8 frames (default); clips: a row per window; "
         "frames: a row per frame, its window starting --clip-len // 2 frames before it (edge frames repeated)",
@@ -66,8 +69,8 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clip-len",
         type=int,
-        default=E.DEFAULT_CLIP_LEN,
-        help=f"clips and frames modes: frames per window (default: {E.DEFAULT_CLIP_LEN})",
+        default=DEFAULT_CLIP_LEN,
+        help=f"clips and frames modes: frames per window (default: {DEFAULT_CLIP_LEN})",
     )
     p.add_argument("--step", type=int, default=None, help="clips mode: frames between windows (default: --clip-len)")
     p.add_argument(
@@ -81,7 +84,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crops",
         type=int,
-        choices=E.CROP_COUNTS,
+        choices=CROP_COUNTS,
         default=1,
         help="views of every frame, run as a batch: 1 centre (default); 3 left, centre, right along the long side; "
         "5 four corners and centre; 10 those five, then the same in the mirrored frame (torchvision's TenCrop); "
@@ -89,7 +92,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--combine",
-        choices=E.COMBINE,
+        choices=COMBINE,
         default="separate",
         help="with --stream both: separate files per stream (default), or concat: one file OUT/NAME.rgb+flow.FORMAT "
         "whose rows hold RGB then flow",
@@ -97,20 +100,20 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk",
         type=int,
-        default=E.DEFAULT_CHUNK_FRAMES,
+        default=DEFAULT_CHUNK_FRAMES,
         help=f"full mode: frames per network call; bounds memory, results do not depend on it "
-        f"(default: {E.DEFAULT_CHUNK_FRAMES})",
+        f"(default: {DEFAULT_CHUNK_FRAMES})",
     )
     p.add_argument(
         "--batch",
         type=int,
-        default=E.DEFAULT_BATCH,
-        help=f"clips and frames modes: clips (a window of one crop) per network call (default: {E.DEFAULT_BATCH})",
+        default=DEFAULT_BATCH,
+        help=f"clips and frames modes: clips (a window of one crop) per network call (default: {DEFAULT_BATCH})",
     )
-    p.add_argument("--format", choices=E.FORMATS, default="npy", help="feature file format (default: npy)")
+    p.add_argument("--format", choices=FORMATS, default="npy", help="feature file format (default: npy)")
     p.add_argument(
         "--layout",
-        choices=E.LAYOUTS,
+        choices=LAYOUTS,
         default="i3d",
         help="i3d: OUT/NAME.STREAM.FORMAT (default); port: OUT/ID.npy of shape (T', 1, 1, 1024), ID being the "
         "file stem or folder name, as the PyTorch port's extract_features.py saved pooled features (needs "
@@ -145,7 +148,12 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from i3d import extract as E
+    from i3d.atomic import check_output_dir
+    from i3d.extract.extractor import Extractor
+    from i3d.extract.inputs import port_names
+    from i3d.extract.jobs import check_port_layout, extract_all
+    from i3d.sharding import distributed_shard, shard_inputs
+    from i3d.video.listing import check_collisions, expand_inputs, output_names
 
     try:
         index, count = parse_shard(args.shard)
@@ -154,7 +162,7 @@ def run_extract(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 0:
             raise ValueError("--workers must be >= 0")
         if args.layout == "port":
-            E.check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1, args.crops)
+            check_port_layout(args.layer, args.mode, args.format, 2 if args.stream == "both" else 1, args.crops)
         if args.combine == "concat" and args.stream != "both":
             raise ValueError("--combine concat needs --stream both")
         if args.num_clips is not None and (args.mode != "clips" or args.step is not None):
@@ -172,21 +180,21 @@ def run_extract(args: argparse.Namespace) -> int:
             console.error(str(err))
             return 1
     try:
-        inputs = E.expand_inputs(args.inputs, ids=ids, exclude=[args.out, args.flow_dir])
+        inputs = expand_inputs(args.inputs, ids=ids, exclude=[args.out, args.flow_dir])
         # Over all inputs, so that shards agree.
-        names = E.port_names(inputs) if args.layout == "port" else E.output_names(inputs)
-        E.check_collisions(names)  # before any work, on every shard
-        E.check_output_dir(args.out)
+        names = port_names(inputs) if args.layout == "port" else output_names(inputs)
+        check_collisions(names)  # before any work, on every shard
+        check_output_dir(args.out)
     except I3DError as err:
         console.error(str(err))
         return 1
-    rank, world = E.distributed_shard() if args.shard != "auto" else (0, 1)  # auto already took the rank's part
-    mine = E.shard_inputs(E.shard_inputs(inputs, index, count), rank, world)
+    rank, world = distributed_shard() if args.shard != "auto" else (0, 1)  # auto already took the rank's part
+    mine = shard_inputs(shard_inputs(inputs, index, count), rank, world)
     streams = ("rgb", "flow") if args.stream == "both" else (args.stream,)
     weights, flow_weights = stream_weights(args)
     try:
         prefetch_streams(args, streams)
-        extractor = E.Extractor(
+        extractor = Extractor(
             streams,
             weights=weights,
             flow_weights=flow_weights,
@@ -212,7 +220,7 @@ def run_extract(args: argparse.Namespace) -> int:
         return 1
     workers = args.workers if args.workers is not None else int(extractor.device.type == "cuda")
     try:
-        summary = E.extract_all(
+        summary = extract_all(
             mine,
             args.out,
             extractor,
@@ -240,7 +248,7 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     """Check every output's size and SHA-256 against its sidecar; exit 1 if
     any differs (`i3d extract ... --verify` redoes those)."""
-    from i3d.extract import verify_outputs
+    from i3d.extract.writers import verify_outputs
 
     if not args.out.is_dir():
         console.error(f"{args.out}: is not a folder")
