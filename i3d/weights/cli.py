@@ -30,8 +30,9 @@ def _entries(names: list[str], every: bool):
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from i3d.weights.cache import cache_dir
     from i3d.weights.entries import REGISTRY
-    from i3d.weights.store import cache_dir, is_cached
+    from i3d.weights.store import is_cached
 
     rows = [
         {
@@ -62,7 +63,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _info(entry) -> dict:
-    from i3d.weights.store import cache_dir, needed_files, pip_folder
+    from i3d.weights.cache import cache_dir, pip_folder
+    from i3d.weights.store import needed_files
 
     files = needed_files(entry)
     fetch = " && ".join(

@@ -20,7 +20,7 @@ from i3d import weights as W
 from i3d.cli import main
 from i3d.errors import WeightsError
 from i3d.model import InceptionI3d
-from i3d.weights.entries import data_file
+from i3d.weights.bundled import data_file
 from tests.conftest import randomize
 
 
