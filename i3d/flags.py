@@ -1,5 +1,5 @@
 """Flags that several commands share, each defined once: ``--device``, ``--precision``, ``--weights``,
-``--quiet`` and the preprocessing overrides ``--fps``, ``--short-side``, ``--crop``.
+``--quiet``, the preprocessing overrides ``--fps``, ``--short-side``, ``--crop``, and the inputs of predict and extract.
 
 Each ``add_*`` takes the function that adds a flag: a parser's (or group's)
 ``add_argument``, or a command's own wrapper of it (``i3d train`` maps every
@@ -20,6 +20,7 @@ from typing import Any
 from i3d.argtypes import device, frame_rate, positive_int
 
 __all__ = [
+    "add_inputs",
     "add_device",
     "add_precision",
     "add_weights",
@@ -45,6 +46,17 @@ QUIET_HELP = (
     "no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
     "otherwise); errors and the summary are still printed"
 )
+
+
+def add_inputs(p: argparse.ArgumentParser, dest: str) -> None:
+    """The ``INPUT`` arguments of an inference command (predict, extract), stored as ``dest``."""
+    p.add_argument(
+        dest,
+        nargs="+",
+        metavar="INPUT",
+        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
+        "paths (one per line) or glob patterns",
+    )
 
 
 def add_device(add: AddArgument, help: str = DEVICE_HELP, **kwargs: Any) -> None:

@@ -11,6 +11,7 @@ from i3d.argtypes import output_file, positive_int, regular_file
 from i3d.errors import I3DError
 from i3d.flags import (
     add_device,
+    add_inputs,
     add_overrides,
     add_precision,
     add_quiet,
@@ -62,13 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``i3d predict``."""
     from i3d.streaming import DEFAULT_CHUNK_FRAMES
 
-    p.add_argument(
-        "videos",
-        nargs="+",
-        metavar="INPUT",
-        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
-        "paths (one per line) or glob patterns",
-    )
+    add_inputs(p, "videos")
     add_stream_weights(p)
     p.add_argument(
         "--stream",

@@ -11,6 +11,7 @@ from i3d.argtypes import positive_int, regular_file
 from i3d.errors import I3DError
 from i3d.flags import (
     add_device,
+    add_inputs,
     add_overrides,
     add_precision,
     add_quiet,
@@ -29,13 +30,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
     from i3d.video.transforms import CROP_COUNTS
 
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="video files, frame folders, DeepMind .npy arrays, folders (searched recursively), .txt lists of "
-        "paths (one per line) or glob patterns",
-    )
+    add_inputs(p, "inputs")
     p.add_argument(
         "--out",
         type=Path,
