@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from i3d.version import __version__
 
 # Resolved on first use, so that `import i3d` (and `i3d --version`) stays
 # cheap and imports neither torch nor the video stack until needed.

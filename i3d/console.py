@@ -50,9 +50,9 @@ def _one_line(message: object) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
-def error(message: object) -> None:
-    """Print ``<command>: error: <message>`` on stderr."""
-    print(f"{current_command()}: error: {_one_line(message)}", file=sys.stderr, flush=True)
+def error(message: object, file: IO[str] | None = None) -> None:
+    """Print ``<command>: error: <message>`` on ``file`` (stderr)."""
+    print(f"{current_command()}: error: {_one_line(message)}", file=file or sys.stderr, flush=True)
 
 
 def warning(message: object) -> None:

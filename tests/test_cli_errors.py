@@ -324,7 +324,7 @@ print("heavy:", ",".join(heavy), file=sys.stderr)
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["eval", "classify", "--help"], ["eval", "--help"]],
+    [["--help"], ["--version"], ["eval", "classify", "--help"], ["eval", "--help"], ["verify", "--help"]],
 )
 def test_help_and_version_import_nothing_heavy(args):
     result = run_python(["-c", LIGHT_CHECK, *args])

@@ -25,6 +25,7 @@ from i3d import extract as E
 from i3d.atomic import OutputLock
 from i3d.cli import main
 from i3d.video import Preprocess, load_input
+from i3d.weights.hashing import sha256
 from tests.conftest import random_weights_file
 from tests.video.helpers import encode as encode_file
 from tests.video.helpers import indexed_frames
@@ -83,7 +84,7 @@ def check_outputs(out: Path) -> dict[str, dict]:
         meta = json.loads(sidecar.read_text())
         data = sidecar.with_name(sidecar.name[: -len(".json")])
         assert data.suffix == f".{meta['format']}", sidecar  # one sidecar per format
-        assert data.stat().st_size == meta["bytes"] and E.file_sha256(data) == meta["sha256"], data
+        assert data.stat().st_size == meta["bytes"] and sha256(data) == meta["sha256"], data
         sidecars[str(data.relative_to(out))] = meta
     for data in out.rglob("*"):
         if data.is_file() and not data.name.startswith(".") and data.suffix != ".json":

@@ -160,3 +160,10 @@ def test_model_built_and_loaded_in_inference_mode(tmp_path):
         built.load_state_dict(inception_i3d(weights=second).state_dict())  # in place, no version to see
         reloaded = built(x)
     assert (reloaded - want_second).abs().max() <= NETWORK_RTOL * want_second.abs().max()
+
+
+def test_the_precision_flag_offers_every_precision():
+    from i3d.flags import PRECISIONS as FLAG_PRECISIONS
+    from i3d.runtime import PRECISIONS
+
+    assert FLAG_PRECISIONS == PRECISIONS

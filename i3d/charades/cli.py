@@ -151,8 +151,8 @@ def run_timeline(args: argparse.Namespace) -> int:
     import numpy as np
 
     from i3d.charades.annotations import NUM_CLASSES, read_csv, validate_video_id
-    from i3d.charades.metrics import LOCALIZATION_FRAMES, read_localization_submission
     from i3d.charades.plots import plot_timeline
+    from i3d.charades.submission import LOCALIZATION_FRAMES, read_localization_submission
 
     try:
         video_id = validate_video_id(args.video, "--video")

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,21 +51,13 @@ from i3d.charades.annotations import (
     class_labels,
     localization_labels,
     read_csv,
-    read_text,
-    validate_video_id,
 )
-from i3d.errors import InputError, shorten
-
-# Charades_v1_localize.m scores 25 equally spaced frames of every video.
-LOCALIZATION_FRAMES = 25
-
-_FRAME_NUMBER = re.compile(r"[+-]?\d+")
-# How many ids a warning lists before it says "...".
-_IDS_SHOWN = 5
-
-
-class SubmissionWarning(UserWarning):
-    """A submission the official scripts would accept with a printed warning."""
+from i3d.charades.submission import (
+    LOCALIZATION_FRAMES,
+    _warn_ids,
+    read_classification_submission,
+    read_localization_submission,
+)
 
 
 @dataclass(frozen=True)
@@ -170,11 +160,6 @@ def _score_vector(value: ArrayLike, num_classes: int, key: object) -> np.ndarray
     return vector
 
 
-def _warn_ids(what: str, ids: Sequence[object], consequence: str) -> None:
-    shown = ", ".join(str(i) for i in ids[:_IDS_SHOWN]) + (", ..." if len(ids) > _IDS_SHOWN else "")
-    warnings.warn(f"{len(ids)} {what} ({shown}); {consequence}", SubmissionWarning, stacklevel=3)
-
-
 def _warn_without_positives(result: EvalResult) -> EvalResult:
     if result.excluded:
         codes = [f"c{c:03d}" for c in result.excluded]
@@ -258,106 +243,6 @@ def evaluate_localization(
     if extra:
         _warn_ids("frames not in the ground truth", extra, "ignored")
     return _warn_without_positives(mean_average_precision(scores, labels))
-
-
-def _parse_scores(tokens: Sequence[str], where: str) -> np.ndarray:
-    values = np.empty(len(tokens))
-    for i, token in enumerate(tokens):
-        # Python's float() also takes "1_0" and non-ASCII digits; MATLAB's str2double does not.
-        try:
-            if "_" in token or not token.isascii():
-                raise ValueError
-            values[i] = float(token)
-        except ValueError:
-            raise InputError(where, f"score {i + 1} is {shorten(repr(token))}, not a number") from None
-        # NaN has no rank: the official scripts would sort it arbitrarily, and
-        # a NaN in a submission is a model or export bug, never a real score.
-        if np.isnan(values[i]):
-            raise InputError(where, f"score {i + 1} is NaN")
-    return values
-
-
-def read_classification_submission(
-    path: str | os.PathLike[str], num_classes: int = NUM_CLASSES
-) -> dict[str, np.ndarray]:
-    """Read a classification submission: lines ``id s1 ... s157``, tabs or spaces.
-
-    Returns:
-        ``{video id: (num_classes,) float64}``; a repeated id keeps its last
-        line, as the official ``containers.Map`` does (with a warning).
-
-    Raises:
-        InputError: ``"<path>:<line>: <cause>"`` for a bad id, a wrong number
-            of scores or a score that is not a number or is NaN.
-    """
-    name = os.fspath(path)
-    predictions: dict[str, np.ndarray] = {}
-    repeated = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        where = f"{name}:{number}"
-        video_id = validate_video_id(tokens[0], name, number)
-        if len(tokens) - 1 != num_classes:
-            raise InputError(where, f"video {video_id}: {len(tokens) - 1} scores, expected {num_classes}")
-        if video_id in predictions:
-            repeated.append(video_id)
-        predictions[video_id] = _parse_scores(tokens[1:], where)
-    if repeated:
-        _warn_ids(f"ids repeated in {name}", repeated, "the last line of each counts")
-    return predictions
-
-
-def read_localization_submission(
-    path: str | os.PathLike[str], num_classes: int = NUM_CLASSES
-) -> dict[tuple[str, int], np.ndarray]:
-    """Read a localization submission: lines ``id j s1 ... s157``, ``j`` in ``1..25``.
-
-    When the smallest frame number in the file is 0 the file is taken as
-    0-based and every frame number is shifted by one, with a warning, as the
-    official script does.
-
-    Returns:
-        ``{(video id, j): (num_classes,) float64}`` with 1-based ``j``; a
-        repeated key keeps its last line (with a warning).
-
-    Raises:
-        InputError: ``"<path>:<line>: <cause>"`` for a bad id or frame number,
-            a wrong number of scores or a score that is not a number or is NaN.
-    """
-    name = os.fspath(path)
-    rows: list[tuple[str, int, np.ndarray]] = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        where = f"{name}:{number}"
-        video_id = validate_video_id(tokens[0], name, number)
-        if len(tokens) < 2 or _FRAME_NUMBER.fullmatch(tokens[1]) is None:
-            frame_token = tokens[1] if len(tokens) > 1 else ""
-            raise InputError(where, f"video {video_id}: frame number {shorten(repr(frame_token))} is not an integer")
-        if len(tokens) - 2 != num_classes:
-            raise InputError(where, f"video {video_id}: {len(tokens) - 2} scores, expected {num_classes}")
-        rows.append((video_id, int(tokens[1]), _parse_scores(tokens[2:], where)))
-    shift = 0
-    if rows and min(frame for _, frame, _ in rows) == 0:
-        warnings.warn(
-            f"{name}: frame numbers start at 0, they should start at 1; adding 1 to all of them",
-            SubmissionWarning,
-            stacklevel=2,
-        )
-        shift = 1
-    predictions: dict[tuple[str, int], np.ndarray] = {}
-    repeated = []
-    for video_id, frame, scores in rows:
-        key = (video_id, frame + shift)
-        if key in predictions:
-            repeated.append(f"{video_id} frame {key[1]}")
-        predictions[key] = scores
-    if repeated:
-        _warn_ids(f"frames repeated in {name}", repeated, "the last line of each counts")
-    return predictions
 
 
 def evaluate_classification_file(

@@ -14,25 +14,48 @@ video (I3D halves time twice and pools, so ``T'`` is about ``T / 8``);
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from typing import Literal
+import re
+import sys
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
-import torch
-from numpy.typing import ArrayLike
 
 from i3d.atomic import open_atomic
-from i3d.charades.annotations import NUM_CLASSES, validate_video_id
-from i3d.charades.metrics import LOCALIZATION_FRAMES
+from i3d.charades.annotations import NUM_CLASSES, read_text, validate_video_id
+from i3d.errors import InputError, shorten
+
+if TYPE_CHECKING:
+    import torch
+    from numpy.typing import ArrayLike
 
 Reduce = Literal["max", "mean"]
 
-Scores = ArrayLike | torch.Tensor
+# torch is imported for type checking only: reading and writing submissions needs no torch.
+Scores: TypeAlias = "ArrayLike | torch.Tensor"
+
+# Charades_v1_localize.m scores 25 equally spaced frames of every video.
+LOCALIZATION_FRAMES = 25
+
+_FRAME_NUMBER = re.compile(r"[+-]?\d+")
+# How many ids a warning lists before it says "...".
+_IDS_SHOWN = 5
+
+
+class SubmissionWarning(UserWarning):
+    """A submission the official scripts would accept with a printed warning."""
+
+
+def _warn_ids(what: str, ids: Sequence[object], consequence: str) -> None:
+    shown = ", ".join(str(i) for i in ids[:_IDS_SHOWN]) + (", ..." if len(ids) > _IDS_SHOWN else "")
+    warnings.warn(f"{len(ids)} {what} ({shown}); {consequence}", SubmissionWarning, stacklevel=3)
 
 
 def _as_numpy(x: Scores, keep_float32: bool = False) -> np.ndarray:
     """float64; float32 for float32 and narrower input when ``keep_float32``."""
-    if isinstance(x, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported: reading needs no torch
+    if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().cpu()
         # numpy has no bfloat16.
         x = (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x).numpy()
@@ -167,3 +190,106 @@ def _check_row(row: Scores, num_classes: int | None, video_id: str) -> np.ndarra
         # The file would read back as a NaN score, which the evaluation refuses.
         raise ValueError(f"scores of {video_id!r} hold NaN (class {int(np.flatnonzero(np.isnan(row))[0])})")
     return row
+
+
+# ---- reading, as the official scripts read -------------------------------------------
+
+
+def _parse_scores(tokens: Sequence[str], where: str) -> np.ndarray:
+    values = np.empty(len(tokens))
+    for i, token in enumerate(tokens):
+        # Python's float() also takes "1_0" and non-ASCII digits; MATLAB's str2double does not.
+        try:
+            if "_" in token or not token.isascii():
+                raise ValueError
+            values[i] = float(token)
+        except ValueError:
+            raise InputError(where, f"score {i + 1} is {shorten(repr(token))}, not a number") from None
+        # NaN has no rank: the official scripts would sort it arbitrarily, and
+        # a NaN in a submission is a model or export bug, never a real score.
+        if np.isnan(values[i]):
+            raise InputError(where, f"score {i + 1} is NaN")
+    return values
+
+
+def read_classification_submission(
+    path: str | os.PathLike[str], num_classes: int = NUM_CLASSES
+) -> dict[str, np.ndarray]:
+    """Read a classification submission: lines ``id s1 ... s157``, tabs or spaces.
+
+    Returns:
+        ``{video id: (num_classes,) float64}``; a repeated id keeps its last
+        line, as the official ``containers.Map`` does (with a warning).
+
+    Raises:
+        InputError: ``"<path>:<line>: <cause>"`` for a bad id, a wrong number
+            of scores or a score that is not a number or is NaN.
+    """
+    name = os.fspath(path)
+    predictions: dict[str, np.ndarray] = {}
+    repeated = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{name}:{number}"
+        video_id = validate_video_id(tokens[0], name, number)
+        if len(tokens) - 1 != num_classes:
+            raise InputError(where, f"video {video_id}: {len(tokens) - 1} scores, expected {num_classes}")
+        if video_id in predictions:
+            repeated.append(video_id)
+        predictions[video_id] = _parse_scores(tokens[1:], where)
+    if repeated:
+        _warn_ids(f"ids repeated in {name}", repeated, "the last line of each counts")
+    return predictions
+
+
+def read_localization_submission(
+    path: str | os.PathLike[str], num_classes: int = NUM_CLASSES
+) -> dict[tuple[str, int], np.ndarray]:
+    """Read a localization submission: lines ``id j s1 ... s157``, ``j`` in ``1..25``.
+
+    When the smallest frame number in the file is 0 the file is taken as
+    0-based and every frame number is shifted by one, with a warning, as the
+    official script does.
+
+    Returns:
+        ``{(video id, j): (num_classes,) float64}`` with 1-based ``j``; a
+        repeated key keeps its last line (with a warning).
+
+    Raises:
+        InputError: ``"<path>:<line>: <cause>"`` for a bad id or frame number,
+            a wrong number of scores or a score that is not a number or is NaN.
+    """
+    name = os.fspath(path)
+    rows: list[tuple[str, int, np.ndarray]] = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{name}:{number}"
+        video_id = validate_video_id(tokens[0], name, number)
+        if len(tokens) < 2 or _FRAME_NUMBER.fullmatch(tokens[1]) is None:
+            frame_token = tokens[1] if len(tokens) > 1 else ""
+            raise InputError(where, f"video {video_id}: frame number {shorten(repr(frame_token))} is not an integer")
+        if len(tokens) - 2 != num_classes:
+            raise InputError(where, f"video {video_id}: {len(tokens) - 2} scores, expected {num_classes}")
+        rows.append((video_id, int(tokens[1]), _parse_scores(tokens[2:], where)))
+    shift = 0
+    if rows and min(frame for _, frame, _ in rows) == 0:
+        warnings.warn(
+            f"{name}: frame numbers start at 0, they should start at 1; adding 1 to all of them",
+            SubmissionWarning,
+            stacklevel=2,
+        )
+        shift = 1
+    predictions: dict[tuple[str, int], np.ndarray] = {}
+    repeated = []
+    for video_id, frame, scores in rows:
+        key = (video_id, frame + shift)
+        if key in predictions:
+            repeated.append(f"{video_id} frame {key[1]}")
+        predictions[key] = scores
+    if repeated:
+        _warn_ids(f"frames repeated in {name}", repeated, "the last line of each counts")
+    return predictions

@@ -37,40 +37,79 @@ written last; runs skip complete outputs and redo the rest.
 
 from __future__ import annotations
 
-from i3d.atomic import OutputError, check_output_dir
-from i3d.extract.extractor import (
-    COMBINE,
-    CONCAT,
-    DEFAULT_BATCH,
-    DEFAULT_CLIP_LEN,
-    LAYERS,
-    MODES,
-    STREAMS,
-    Extractor,
-    Mode,
-)
-from i3d.extract.inputs import (
-    check_collisions,
-    distributed_shard,
-    expand_inputs,
-    output_names,
-    port_names,
-    shard_inputs,
-)
-from i3d.extract.jobs import Summary, check_port_layout, extract_all
-from i3d.extract.writers import (
-    FORMATS,
-    LAYOUTS,
-    Features,
-    OutputPaths,
-    file_sha256,
-    is_complete,
-    output_paths,
-    save_features,
-    verify_outputs,
-)
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
-from i3d.video.transforms import CROP_COUNTS
+import importlib
+from typing import TYPE_CHECKING
+
+# Resolved on first use, so that importing one part (``i3d.extract.cli``,
+# whose ``i3d verify --help`` imports no torch) does not import them all.
+_EXPORTS = {
+    "OutputError": "i3d.atomic",
+    "check_output_dir": "i3d.atomic",
+    "COMBINE": "i3d.extract.extractor",
+    "CONCAT": "i3d.extract.extractor",
+    "DEFAULT_BATCH": "i3d.extract.extractor",
+    "DEFAULT_CLIP_LEN": "i3d.extract.extractor",
+    "LAYERS": "i3d.extract.extractor",
+    "MODES": "i3d.extract.extractor",
+    "STREAMS": "i3d.extract.extractor",
+    "Extractor": "i3d.extract.extractor",
+    "Mode": "i3d.extract.extractor",
+    "check_collisions": "i3d.extract.inputs",
+    "distributed_shard": "i3d.extract.inputs",
+    "expand_inputs": "i3d.extract.inputs",
+    "output_names": "i3d.extract.inputs",
+    "port_names": "i3d.extract.inputs",
+    "shard_inputs": "i3d.extract.inputs",
+    "Summary": "i3d.extract.jobs",
+    "check_port_layout": "i3d.extract.jobs",
+    "extract_all": "i3d.extract.jobs",
+    "FORMATS": "i3d.extract.writers",
+    "LAYOUTS": "i3d.extract.writers",
+    "Features": "i3d.extract.writers",
+    "OutputPaths": "i3d.extract.writers",
+    "is_complete": "i3d.extract.writers",
+    "output_paths": "i3d.extract.writers",
+    "save_features": "i3d.extract.writers",
+    "verify_outputs": "i3d.extract.writers",
+    "DEFAULT_CHUNK_FRAMES": "i3d.streaming",
+    "POOLED": "i3d.streaming",
+    "CROP_COUNTS": "i3d.video.transforms",
+}
+
+if TYPE_CHECKING:
+    from i3d.atomic import OutputError, check_output_dir
+    from i3d.extract.extractor import (
+        COMBINE,
+        CONCAT,
+        DEFAULT_BATCH,
+        DEFAULT_CLIP_LEN,
+        LAYERS,
+        MODES,
+        STREAMS,
+        Extractor,
+        Mode,
+    )
+    from i3d.extract.inputs import (
+        check_collisions,
+        distributed_shard,
+        expand_inputs,
+        output_names,
+        port_names,
+        shard_inputs,
+    )
+    from i3d.extract.jobs import Summary, check_port_layout, extract_all
+    from i3d.extract.writers import (
+        FORMATS,
+        LAYOUTS,
+        Features,
+        OutputPaths,
+        is_complete,
+        output_paths,
+        save_features,
+        verify_outputs,
+    )
+    from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
+    from i3d.video.transforms import CROP_COUNTS
 
 __all__ = [
     "Extractor",
@@ -92,7 +131,6 @@ __all__ = [
     "check_output_dir",
     "is_complete",
     "save_features",
-    "file_sha256",
     "verify_outputs",
     "FORMATS",
     "LAYERS",
@@ -106,3 +144,9 @@ __all__ = [
     "DEFAULT_CLIP_LEN",
     "DEFAULT_BATCH",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'i3d.extract' has no attribute {name!r}")

@@ -19,12 +19,12 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 
-from i3d import __version__
 from i3d import weights as W
 from i3d.extract.writers import Features
 from i3d.model import ENDPOINTS, HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, default_device, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED, output_length, run_clips, stream_outputs
+from i3d.version import __version__
 from i3d.video import Preprocess, open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.listing import check_source

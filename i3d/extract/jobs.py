@@ -27,6 +27,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
+from i3d import console
 from i3d.atomic import OutputError, OutputLock, check_output_dir, check_replaceable, remove_stale
 from i3d.errors import I3DError, InputError
 from i3d.extract.extractor import Extractor
@@ -153,7 +154,7 @@ def extract_all(
 
     def report(message: str) -> None:  # one input's failure
         reporter.clear()
-        print(f"i3d extract: error: {message}", file=log, flush=True)
+        console.error(message, file=log)
 
     jobs: list[Job] = []
     for path in inputs:

@@ -35,6 +35,7 @@ import numpy as np
 
 from i3d.atomic import atomic_path, fsync_dir, open_atomic
 from i3d.errors import InputError
+from i3d.weights.hashing import sha256
 
 __all__ = [
     "FORMATS",
@@ -48,7 +49,6 @@ __all__ = [
     "save_features",
     "write_npy_rows",
     "write_sidecar",
-    "file_sha256",
     "verify_outputs",
 ]
 
@@ -56,7 +56,6 @@ FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
 # i3d: OUT/<name>.<stream>.<format>; port: OUT/<video id>.npy of (T', 1, 1, 1024), as the
 # PyTorch port's extract_features.py saved pooled features.
 LAYOUTS: tuple[str, ...] = ("i3d", "port")
-_READ_BLOCK = 1 << 20  # bytes per read when checksumming a file back
 # Settings recorded since a later version, with the value every output made
 # before them has: such an output is still reused when they match.
 _LATER_SETTINGS = {"crops": 1, "num_clips": None}
@@ -92,14 +91,6 @@ def output_paths(out_dir: str | os.PathLike[str], name: str, stream: str, fmt: s
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     data = Path(out_dir) / (f"{name}.{stream}.{fmt}" if layout == "i3d" else f"{name}.{fmt}")
     return OutputPaths(data, data.with_name(data.name + ".json"), layout)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stored_shape(path: Path, fmt: str) -> tuple[int, ...]:
@@ -149,7 +140,7 @@ def check_output(paths: OutputPaths, fmt: str, settings: dict | None = None, *, 
     try:
         complete = paths.data.stat().st_size == meta["bytes"] and _stored_shape(paths.data, fmt) == tuple(meta["shape"])
         if complete and verify:
-            complete = file_sha256(paths.data) == meta["sha256"]
+            complete = sha256(paths.data) == meta["sha256"]
     except Exception:  # missing, truncated or foreign files all mean "redo"
         return False
     differ = [k for k, v in (settings or {}).items() if complete and meta.get(k, _LATER_SETTINGS.get(k)) != v]
@@ -186,7 +177,7 @@ def _write_checked(path: Path, blocks: Iterable[bytes]) -> tuple[int, str]:
             f.flush()
             os.fsync(f.fileno())
         written = digest.hexdigest()
-        if os.path.getsize(tmp) != size or file_sha256(tmp) != written:
+        if os.path.getsize(tmp) != size or sha256(tmp) != written:
             raise OSError(f"{path}: the data read back differs from the data written")
     fsync_dir(path.parent)
     return size, written
@@ -320,6 +311,6 @@ def _check_against(data: Path, meta: dict) -> str | None:
     size = data.stat().st_size
     if size != meta["bytes"]:
         return f"{size} bytes, the sidecar says {meta['bytes']}"
-    if file_sha256(data) != meta["sha256"]:
+    if sha256(data) != meta["sha256"]:
         return "SHA-256 differs from the sidecar's"
     return None

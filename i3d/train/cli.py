@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from i3d import console
-from i3d.argtypes import device, finite_float, natural_int, positive_float, positive_int, regular_file
+from i3d.argtypes import finite_float, natural_int, positive_float, positive_int, regular_file
 from i3d.errors import I3DError, InputError
-from i3d.runtime import PRECISIONS, default_device
+from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights
+from i3d.runtime import default_device
 from i3d.train.checkpoint import CHECKPOINT_NAME
 from i3d.train.clips import BROKEN_POLICIES
 from i3d.train.config import (
@@ -156,18 +158,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help=f"TV-L1 engine for flow computed from video files: torch (OpenCV's algorithm in PyTorch) or opencv "
         f"(default: {data['flow_engine']})",
     )
-    _setting(
-        g,
-        "--fps",
-        setting=("data", "fps"),
-        type=positive_float,
+    add_fps(
+        partial(_setting, g, setting=("data", "fps")),
         help=f"other than Charades: frames per second clips are resampled to (default: {data['fps']:g})",
     )
-    _setting(
-        g,
-        "--short-side",
-        setting=("data", "short_side"),
-        type=positive_int,
+    add_short_side(
+        partial(_setting, g, setting=("data", "short_side")),
         metavar="PX",
         help=f"other than Charades: frames resized to this short side, then cropped (default: {data['short_side']})",
     )
@@ -213,10 +209,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     g = p.add_argument_group("recipe (defaults: the PyTorch port's Charades fine-tuning)")
-    _setting(
-        g,
-        "--weights",
-        setting=("model", "weights"),
+    add_weights(
+        partial(_setting, g, setting=("model", "weights")),
         metavar="NAME|PATH",
         help=f"starting weights: registry name, .pt/.safetensors file, or '{_NO_WEIGHTS}' for a random start "
         f"(default: {CHARADES_RECIPE.rgb_weights} or {CHARADES_RECIPE.flow_weights}, by --stream); the "
@@ -325,11 +319,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"frames per training and validation clip (default: {recipe['clip_frames']})",
     )
-    _setting(
-        g,
-        "--crop",
-        setting=("recipe", "crop"),
-        type=positive_int,
+    add_crop(
+        partial(_setting, g, setting=("recipe", "crop")),
         metavar="PX",
         help=f"side of the square crop, at most the frames' short side (default: {recipe['crop']})",
     )
@@ -375,18 +366,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="loader processes per training process (default: the CPUs this process may use, shared among "
         f"the node's training processes, at most {_MAX_DEFAULT_WORKERS})",
     )
-    _setting(
-        g,
-        "--device",
-        setting=("run", "device"),
-        type=device,
+    add_device(
+        partial(_setting, g, setting=("run", "device")),
         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda:$LOCAL_RANK if available, else cpu)",
     )
-    _setting(
-        g,
-        "--precision",
-        setting=("run", "precision"),
-        choices=PRECISIONS,
+    add_precision(
+        partial(_setting, g, setting=("run", "precision")),
         help="fp32: exact (default); tf32; bf16 or fp16: autocast (fp16 with gradient scaling, CUDA only)",
     )
     _setting(
@@ -489,16 +474,12 @@ def _default_workers() -> int:
     return min(cpu_share(), _MAX_DEFAULT_WORKERS)
 
 
-def _error(message: str) -> None:
-    console.error(message)
-
-
 def run_train(args: argparse.Namespace) -> int:
     """Run ``i3d train``; see :func:`add_train_arguments`."""
     try:
         world = world_from_env()
     except I3DError as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     try:
         config = resolve_config(args)
@@ -509,7 +490,7 @@ def run_train(args: argparse.Namespace) -> int:
             _train(config, args, world, val_flow)
     except (I3DError, ValueError, OSError) as err:
         # Every process: an error may happen on one of them only.
-        _error(f"rank {world.rank}: {err}" if world.distributed else str(err))
+        console.error(f"rank {world.rank}: {err}" if world.distributed else str(err))
         return 1
     return 0
 

@@ -37,7 +37,8 @@ import torch
 from i3d import console
 from i3d.argtypes import natural_int, positive_float, positive_int
 from i3d.errors import I3DError
-from i3d.runtime import PRECISIONS, Precision, default_device, prepare
+from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights
+from i3d.runtime import Precision, default_device, prepare
 from i3d.train.clips import BROKEN_POLICIES, ValidationClips, index_videos
 from i3d.train.datasets import DATASET_FORMATS, read_classes, read_video_list
 from i3d.train.distributed import World
@@ -132,7 +133,7 @@ def evaluate_accuracy(
 
 def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``i3d eval accuracy``."""
-    p.add_argument("--weights", required=True, metavar="FILE", help="the model, e.g. a run's model.safetensors")
+    add_weights(p.add_argument, required=True, metavar="FILE", help="the model, e.g. a run's model.safetensors")
     p.add_argument("--format", choices=DATASET_FORMATS[1:], default="csv", help="list layout (default: csv)")
     p.add_argument("--root", required=True, type=Path, metavar="DIR", help="folder of the videos")
     p.add_argument("--csv", type=Path, metavar="FILE", help="the list (a split file for --format folders)")
@@ -143,12 +144,12 @@ def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-clips", "--clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
     p.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1, help="crops of every clip, 1, 3, 5 or 10 (1)")
     p.add_argument("--average", choices=("score", "prob"), default="score", help="average logits or probabilities")
-    p.add_argument("--fps", type=positive_float, help=f"frames per second of the clips ({own} 25)")
-    p.add_argument("--short-side", type=positive_int, metavar="PX", help=f"resize before cropping ({own} 256)")
-    p.add_argument("--crop", type=positive_int, metavar="PX", help=f"centre crop ({own} 224)")
+    add_fps(p.add_argument, help=f"frames per second of the clips ({own} 25)")
+    add_short_side(p.add_argument, metavar="PX", help=f"resize before cropping ({own} 256)")
+    add_crop(p.add_argument, metavar="PX", help=f"centre crop ({own} 224)")
     p.add_argument("--frame-fps", type=positive_float, default=25.0, help="rate of frame folders (25)")
-    p.add_argument("--device", help="torch device (default: CUDA if available, else cpu)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="inference precision (fp32)")
+    add_device(p.add_argument, help="torch device (default: CUDA if available, else cpu)")
+    add_precision(p.add_argument, default="fp32", help="inference precision (fp32)")
     p.add_argument("--workers", type=natural_int, default=0, metavar="N", help="loader processes (0)")
     p.add_argument("--on-broken", choices=BROKEN_POLICIES, default="error", help="unreadable videos (error)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")

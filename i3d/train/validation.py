@@ -30,8 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from i3d.charades.datasets import CharadesVideos
-from i3d.charades.metrics import EvalResult, SubmissionWarning, evaluate_classification
-from i3d.charades.submission import video_scores
+from i3d.charades.metrics import EvalResult, evaluate_classification
+from i3d.charades.submission import SubmissionWarning, video_scores
 from i3d.errors import I3DError
 from i3d.model import InceptionI3d
 from i3d.runtime import Precision, precision_context

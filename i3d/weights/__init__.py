@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from i3d.convert.state_file import load_state_dict_file, save_state_dict
 from i3d.errors import WeightsError
+from i3d.weights.cache import cache_dir
 from i3d.weights.entries import (
     DEEPMIND_COMMIT,
     DEFAULT_FLOW,
@@ -43,16 +44,16 @@ from i3d.weights.entries import (
     PipSource,
     RemoteFile,
     WeightsEntry,
+    default_categories,
     get_weights,
 )
 from i3d.weights.hashing import git_blob_sha1, sha256
 from i3d.weights.http import DOWNLOAD_BLOCK, download
-from i3d.weights.labels import categories, default_categories, read_labels, saved_class_names
+from i3d.weights.labels import categories, read_labels, saved_class_names
 from i3d.weights.loading import WeightsWarning, load_weights
 from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
 from i3d.weights.store import (
     OfflineError,
-    cache_dir,
     checkpoint_path,
     fetch_all,
     is_cached,

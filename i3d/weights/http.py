@@ -13,11 +13,14 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from i3d.atomic import check_replaceable
 from i3d.errors import WeightsError
-from i3d.weights.entries import RemoteFile
 from i3d.weights.hashing import git_blob_sha1
+
+if TYPE_CHECKING:
+    from i3d.weights.entries import RemoteFile
 
 __all__ = ["download", "DownloadError", "DOWNLOAD_BLOCK", "PARTIAL_SUFFIX"]
 

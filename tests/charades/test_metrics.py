@@ -8,16 +8,14 @@ import pytest
 
 from i3d.charades.annotations import Action, Video
 from i3d.charades.metrics import (
-    SubmissionWarning,
     average_precision,
     evaluate_classification,
     evaluate_classification_file,
     evaluate_localization,
     evaluate_localization_file,
     mean_average_precision,
-    read_classification_submission,
-    read_localization_submission,
 )
+from i3d.charades.submission import SubmissionWarning, read_classification_submission, read_localization_submission
 from i3d.errors import InputError
 from tests.charades.helpers import format_actions, write_csv
 

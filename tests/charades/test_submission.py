@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from i3d.charades.metrics import read_classification_submission, read_localization_submission
 from i3d.charades.submission import (
     localization_scores,
+    read_classification_submission,
+    read_localization_submission,
     upsample_frames,
     video_scores,
     write_classification,

@@ -320,7 +320,7 @@ def test_fps_short_side_and_crop_overrides(tmp_path, weights, capsys):
 
 
 def test_shard_auto_from_slurm_and_torchrun():
-    from i3d.cli import _parse_shard
+    from i3d.sharding import parse_shard as _parse_shard
 
     assert _parse_shard(
         "auto", {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "4"}
