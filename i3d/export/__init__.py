@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 __all__ = ["FORMATS", "export_model", "export_weights", "ExportCheck", "ExportError"]
 
-FORMATS = ("onnx", "openvino", "torchscript")
+from i3d.export.formats import FORMATS
 
 if TYPE_CHECKING:
     from i3d.export.writers import ExportCheck, ExportError, export_model, export_weights

@@ -14,7 +14,7 @@ from pathlib import Path
 from i3d import console
 from i3d.argtypes import positive_int
 from i3d.errors import I3DError
-from i3d.export import FORMATS
+from i3d.export.formats import FORMATS
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def _check_out(path: Path) -> str | None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Run ``i3d export``; returns the exit status."""
-    from i3d.export import export_weights
+    from i3d.export.writers import export_weights
 
     out = Path(args.out)
     outputs = [out, out.with_suffix(".bin")] if args.format == "openvino" else [out]  # the IR's weights beside it

@@ -47,7 +47,7 @@ from torch import nn
 
 from i3d.atomic import atomic_path, open_atomic
 from i3d.errors import I3DError
-from i3d.export import FORMATS
+from i3d.export.formats import FORMATS
 from i3d.model import InceptionI3d
 from i3d.streaming import LOGITS, OUTPUTS
 
