@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from i3d import console
-from i3d.argtypes import device, output_file, positive_int, regular_file, shard_spec
+from i3d.argtypes import output_file, positive_int, regular_file, shard_spec
 from i3d.errors import I3DError
+from i3d.flags import add_device, add_precision, add_weights
 
 HELP = "Fréchet video distance (FVD) and KVD, exactly as the reference computes them"
 _DEFAULT = "distance"
@@ -40,10 +41,6 @@ class _DefaultSubcommand(argparse._SubParsersAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-def _error(message: str) -> None:
-    console.error(message)
-
-
 def statistics_path(text: str) -> Path:
     """An ``.npz`` to write statistics to: refused up front otherwise, since only
     ``.npz`` names are read back as statistics."""
@@ -56,7 +53,6 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
     from i3d.fvd.embedding import DEFAULT_BATCH
     from i3d.fvd.protocols import PROTOCOL_NAMES
     from i3d.fvd.resize import RESIZE_METHODS
-    from i3d.runtime import PRECISIONS
 
     p.add_argument(
         "--protocol",
@@ -66,8 +62,8 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
         "videogpt, tats, cdfvd, junyaohu: each codebase's network, resize, value range, clips, number of "
         "videos, covariance and square root (README: 'FVD protocols')",
     )
-    p.add_argument(
-        "--weights",
+    add_weights(
+        p.add_argument,
         default=None,
         help="registry name or .pt/.safetensors path (default: the protocol's; rgb_scratch, which is TF-Hub's "
         "i3d-kinetics-400, for reference)",
@@ -105,16 +101,15 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch", type=positive_int, default=DEFAULT_BATCH, help=f"clips per network call (default: {DEFAULT_BATCH})"
     )
-    p.add_argument("--device", type=device, default=None, help="torch device (default: cuda if available, else cpu)")
+    add_device(p.add_argument, default=None)
     p.add_argument(
         "--quiet",
         action="store_true",
         help="no progress (videos done, videos/s, ETA: a bar on a terminal, a line every 30 s otherwise); "
         "errors and results are still printed",
     )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
+    add_precision(
+        p.add_argument,
         default="fp32",
         help="fp32: exact, comparable across papers (default); tf32, bf16, fp16: faster on GPUs, not the reference",
     )
@@ -224,7 +219,7 @@ class _Session:
         self.seconds = 0.0
 
     def report(self, message: str) -> None:
-        _error(message)
+        console.error(message)
         self.failed += 1
 
     def embedder_for_args(self):
@@ -396,7 +391,7 @@ def run_distance(args: argparse.Namespace) -> int:
         if args.kvd:
             kvd, kvd_std = kernel_distance_and_std(real, gen, max_block_size=args.kvd_block)
     except (I3DError, ValueError) as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     result = {
         "fvd": fvd,
@@ -444,7 +439,7 @@ def run_stats(args: argparse.Namespace) -> int:
             raise ValueError("no video could be embedded; nothing written")
         stats.save(args.out)
     except (I3DError, ValueError, OSError) as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     rate = stats.count / session.seconds if session.seconds > 0 else float("nan")
     failed = f", {session.failed} failed" if session.failed else ""
@@ -466,7 +461,7 @@ def run_merge(args: argparse.Namespace) -> int:
         merged = Statistics(keep_activations=all(p.keep_activations for p in parts)).merge(*parts)
         merged.save(args.out)
     except (I3DError, ValueError, OSError) as err:
-        _error(str(err))
+        console.error(str(err))
         return 1
     print(f"i3d fvd merge: {merged.count} videos from {len(parts)} files -> {args.out}", file=sys.stderr)
     return 0

@@ -14,9 +14,10 @@ from typing import TypeVar
 from i3d import console
 from i3d import progress as _progress
 from i3d.fvd.embedding import Embedder
-from i3d.fvd.inputs import clip_batches, list_videos, shard_videos
+from i3d.fvd.inputs import clip_batches, list_videos
 from i3d.fvd.sampling import plan_clips, plan_digest, sampling_settings
 from i3d.fvd.stats import Statistics
+from i3d.sharding import shard_inputs
 
 __all__ = ["compute_statistics"]
 
@@ -24,10 +25,6 @@ _T = TypeVar("_T")
 # Batches read ahead of the network: enough to hide decoding behind a GPU.
 READ_AHEAD = 2
 _POLL_SECONDS = 0.1
-
-
-def _print_error(message: str) -> None:
-    console.error(message)
 
 
 def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
@@ -121,7 +118,7 @@ def compute_statistics(
     num_frames: int | None = None,
     shard: tuple[int, int] = (0, 1),
     keep_activations: bool = False,
-    on_error: Callable[[str], None] = _print_error,
+    on_error: Callable[[str], None] = console.error,
     progress: bool = False,
     role: str = "real",
     seed: int = 0,
@@ -158,7 +155,7 @@ def compute_statistics(
         step=step,
         on_error=on_error,
     )
-    items = shard_videos(plan, *shard)
+    items = shard_inputs(plan, *shard)
     meta = embedder.settings(num_frames)
     if protocol.name != "reference" or step != 1 or max_videos is not None:
         meta["clips"] = sampling_settings(protocol, role, seed=seed, max_videos=max_videos, step=step)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +28,6 @@ from i3d.video.listing import expand_inputs
 __all__ = [
     "VideoItem",
     "list_videos",
-    "shard_videos",
     "read_clip",
     "clip_batches",
     "clip_frames",
@@ -115,13 +114,6 @@ def list_videos(inputs: Iterable[str | os.PathLike[str]], on_error: Callable[[st
         for row in [None] if rows is None else range(rows):
             items.append(VideoItem(path, row, len(items)))
     return items
-
-
-def shard_videos(items: Sequence[VideoItem], index: int, count: int) -> list[VideoItem]:
-    """Part ``index`` of ``count``: every ``count``-th video from ``index`` (balanced, disjoint)."""
-    if not 0 <= index < count:
-        raise ValueError(f"shard index must be in [0, {count}), got {index}")
-    return list(items[index::count])
 
 
 class _Arrays:

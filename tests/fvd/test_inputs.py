@@ -9,7 +9,8 @@ import pytest
 
 from i3d.errors import VideoError
 from i3d.fvd.compute import read_ahead
-from i3d.fvd.inputs import clip_batches, list_videos, read_clip, shard_videos
+from i3d.fvd.inputs import clip_batches, list_videos, read_clip
+from i3d.sharding import shard_inputs
 from i3d.video import VideoReader
 from tests.fvd.conftest import tiny_videos
 from tests.video.helpers import encode, indexed_frames, write_rgb_folder
@@ -38,7 +39,7 @@ def test_arrays_rows_shards_and_batches(tmp_path):
     np.savez(tmp_path / "b.npz", videos=tiny_videos(2, seed=1, frames=3, size=(8, 8)))
     items = list_videos([str(tmp_path / "a.npy"), str(tmp_path / "b.npz")], on_error=fail)
     assert [(i.row, i.index) for i in items] == [(r, r) for r in range(5)] + [(0, 5), (1, 6)]
-    assert [i.index for i in shard_videos(items, 1, 3)] == [1, 4]
+    assert [i.index for i in shard_inputs(items, 1, 3)] == [1, 4]
     batches = list(clip_batches(items, 2, 2, on_error=fail))
     # Batches hold at most 2 clips, of one shape.
     assert [[i.index for i in b] for b, _ in batches] == [[0, 1], [2, 3], [4], [5, 6]]
