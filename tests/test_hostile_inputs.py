@@ -97,9 +97,9 @@ def test_ctrl_c_while_importing_is_quiet(tmp_path, delay):
     assert "Traceback" not in err and len(err.splitlines()) <= 1, err
     if proc.returncode == -signal.SIGINT:
         # On a loaded machine the signal can come before the interpreter has
-        # installed its own handler: the process dies of it, silently, before
-        # any code of ours ran.
-        assert err == ""
+        # installed its handler, or after main() returned (the error above
+        # printed): the process dies of it, with no traceback, outside our code.
+        pass
     elif proc.returncode != 1:  # 1: it had finished (the weights file is missing) before the signal came
         assert proc.returncode == 130 and "interrupted" in err
 
