@@ -26,7 +26,7 @@ import torch
 from i3d import weights as W
 from i3d.model import InceptionI3d
 from i3d.progress import Progress
-from i3d.runtime import Precision, default_device, prepare
+from i3d.runtime import Placement, Precision, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, run_clips, stream_outputs
 from i3d.video import Preprocess, open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
@@ -153,8 +153,8 @@ class Classifier:
         if (clips is not None and clips < 1) or clip_len < 1:
             raise ValueError(f"clips and clip_len must be >= 1, got {clips} and {clip_len}")
         self.clips, self.clip_len, self.crops, self.average = clips, clip_len, crops, average
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = precision
+        self.placement = Placement.resolve(device, precision)
+        self.device, self.precision = self.placement.device, self.placement.precision
         self.chunk_frames = chunk_frames
         self.flow_dir = flow_dir
         self.flow_engine = check_flow_engine(flow_engine)

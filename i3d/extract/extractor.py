@@ -22,7 +22,7 @@ import torch
 from i3d import weights as W
 from i3d.extract.writers import Features
 from i3d.model import ENDPOINTS, HEAD_POOL, InceptionI3d
-from i3d.runtime import Precision, default_device, prepare
+from i3d.runtime import Placement, Precision, prepare
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED, output_length, run_clips, stream_outputs
 from i3d.version import __version__
 from i3d.video import Preprocess, open_input
@@ -156,8 +156,8 @@ class Extractor:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.layer, self.mode, self.crops, self.combine = layer, mode, crops, combine
         self.clip_len, self.step, self.num_clips, self.chunk, self.batch = clip_len, step, num_clips, chunk, batch
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = precision
+        self.placement = Placement.resolve(device, precision)
+        self.device, self.precision = self.placement.device, self.placement.precision
         self.flow_dir = flow_dir
         self.flow_engine = check_flow_engine(flow_engine)
         self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]

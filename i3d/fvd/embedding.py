@@ -36,7 +36,7 @@ from i3d.fvd.resize import (
     resize_short_side_crop,
 )
 from i3d.model import InceptionI3d
-from i3d.runtime import Precision, default_device, precision_context, prepare
+from i3d.runtime import Placement, Precision, precision_context, prepare
 
 __all__ = ["Embedder", "embed", "clip_logits", "preprocess_videos", "FVD_WEIGHTS", "EMBEDDING_DIM", "DEFAULT_BATCH"]
 
@@ -110,8 +110,8 @@ class Embedder:
     ) -> None:
         self.protocol = get_protocol(protocol)
         _check_options(resize, batch_size, self.protocol)
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = precision
+        self.placement = Placement.resolve(device, precision)
+        self.device, self.precision = self.placement.device, self.placement.precision
         self.resize = resize
         self.batch_size = batch_size
         model, _, entry, path = W.load_pretrained(weights or self.protocol.weights, in_channels=3, progress=progress)
@@ -184,12 +184,12 @@ def embed(
     """
     if device is None and isinstance(videos, torch.Tensor) and videos.device.type != "cpu":
         device = videos.device
-    device = torch.device(device) if device is not None else default_device()
+    placement = Placement.resolve(device, precision)
     protocol = get_protocol(protocol)
-    key = (os.fspath(weights or protocol.weights), protocol.name, str(device), precision)
+    key = (os.fspath(weights or protocol.weights), protocol.name, placement)
     if key not in _cached:
         _cached.clear()  # one network at a time: they are large
-        _cached[key] = Embedder(weights, protocol=protocol, device=device, precision=precision)
+        _cached[key] = Embedder(weights, protocol=protocol, device=placement.device, precision=precision)
     embedder = _cached[key]
     _check_options(resize, batch_size, protocol)
     embedder.resize, embedder.batch_size = resize, batch_size
