@@ -25,13 +25,13 @@ import torch
 
 from i3d import weights as W
 from i3d.model import InceptionI3d
+from i3d.network import LoadedNetwork, load_network
 from i3d.progress import Progress
-from i3d.runtime import Precision, default_device, prepare
+from i3d.runtime import Placement, Precision
 from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, run_clips, stream_outputs
-from i3d.video import Preprocess, open_input
+from i3d.video import open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.inputs import InputStream
-from i3d.video.presets import with_overrides
 from i3d.video.transforms import CROP_COUNTS
 from i3d.video.windows import TIME_DIM, gather_windows, spaced_windows
 
@@ -65,36 +65,6 @@ class Prediction:
 
     def to_json(self) -> dict:
         return {"video": self.video, "top": [t.__dict__ for t in self.top]}
-
-
-@dataclass
-class _Model:
-    net: InceptionI3d
-    preprocess: Preprocess
-    entry: W.WeightsEntry | None  # None for a plain checkpoint file
-    path: str | None = None  # that file
-
-    def labels(self, progress: bool) -> list[str]:
-        if self.entry is not None:
-            return W.categories(self.entry, progress=progress)
-        # A model from `i3d train` carries its class names.
-        saved = W.saved_class_names(self.path) if self.path is not None else None
-        if saved is not None and len(saved) == self.net.num_classes:
-            return saved
-        return W.default_categories(self.net.num_classes, progress)
-
-
-def _load(
-    spec: str | os.PathLike[str] | W.WeightsEntry,
-    channels: int,
-    device: torch.device,
-    precision: Precision,
-    progress: bool,
-) -> _Model:
-    """A model with its preprocessing."""
-    net, preprocess, entry, _ = W.load_pretrained(spec, in_channels=channels, progress=progress)
-    path = None if entry is not None or isinstance(spec, W.WeightsEntry) else os.fspath(spec)
-    return _Model(prepare(net, device, precision), preprocess, entry, path)  # type: ignore[arg-type]
 
 
 class Classifier:
@@ -153,21 +123,22 @@ class Classifier:
         if (clips is not None and clips < 1) or clip_len < 1:
             raise ValueError(f"clips and clip_len must be >= 1, got {clips} and {clip_len}")
         self.clips, self.clip_len, self.crops, self.average = clips, clip_len, crops, average
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = precision
+        self.placement = Placement.resolve(device, precision)
+        self.device, self.precision = self.placement.device, self.placement.precision
         self.chunk_frames = chunk_frames
         self.flow_dir = flow_dir
         self.flow_engine = check_flow_engine(flow_engine)
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        self.models: list[_Model] = []
+        overrides = {"fps": fps, "short_side": short_side, "crop": crop}
+        self.models: list[LoadedNetwork] = []
         if stream in ("rgb", "joint"):
-            self.models.append(_load(rgb_weights, 3, self.device, precision, progress))
+            self.models.append(load_network(rgb_weights, self.placement, in_channels=3, progress=progress, **overrides))
         if stream in ("flow", "joint"):
-            self.models.append(_load(flow_weights, 2, self.device, precision, progress))
-        for model in self.models:
-            model.preprocess = with_overrides(model.preprocess, fps=fps, short_side=short_side, crop=crop)
-        sizes = {m.net.num_classes for m in self.models}
+            self.models.append(
+                load_network(flow_weights, self.placement, in_channels=2, progress=progress, **overrides)
+            )
+        sizes = {m.model.num_classes for m in self.models}
         if len(sizes) != 1:
             raise W.WeightsError(f"the RGB and flow weights have different classes: {sorted(sizes)}")
         num_classes = sizes.pop()
@@ -194,7 +165,7 @@ class Classifier:
             if progress is not None:
                 progress.start(f"{path} ({model.preprocess.modality})", source.num_frames)
                 chunks = _counted(chunks, progress)
-            views = self._views(model.net, source, chunks)
+            views = self._views(model.model, source, chunks)
             total = views if total is None else total + views
         assert total is not None
         return total

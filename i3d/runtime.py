@@ -19,6 +19,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,8 @@ __all__ = [
     "prepare_for_training",
     "available_devices",
     "resolve_device",
+    "check_precision",
+    "Placement",
 ]
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
@@ -77,6 +80,14 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return False
 
 
+def check_precision(device: torch.device, precision: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``precision`` can run on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision in ("fp16", "tf32") and device.type != "cuda":
+        raise ValueError(f"precision {precision} needs a CUDA device, not {device}; use bf16 or fp32 on the CPU")
+
+
 def prepare(
     model: nn.Module, device: torch.device, precision: Precision = "fp32", *, options: InferenceOptions | None = None
 ) -> nn.Module:
@@ -92,10 +103,7 @@ def prepare(
     H, W)`` float32 tensor; run the model under :func:`precision_context`.
     """
     global _warned_slow_bf16
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision in ("fp16", "tf32") and device.type != "cuda":
-        raise ValueError(f"{precision} needs a CUDA device; use bf16 or fp32 on the CPU")
+    check_precision(device, precision)
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16() and not _warned_slow_bf16:
         _warned_slow_bf16 = True
         print(
@@ -124,10 +132,7 @@ def prepare_for_training(model: nn.Module, device: torch.device, precision: Prec
     configured and acts only in eval mode without autograd, so validation
     between steps runs on it.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision in ("fp16", "tf32") and device.type != "cuda":
-        raise ValueError(f"{precision} needs a CUDA device; use bf16 or fp32 on the CPU")
+    check_precision(device, precision)
     model = model.to(device)
     if device.type == "cuda" and precision in _AUTOCAST:
         model = model.to(memory_format=torch.channels_last_3d)
@@ -224,3 +229,32 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     raise ValueError(
         f"device {name!r} is not available ({_unavailable_reason(device)}); available: {', '.join(available)}"
     )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a network runs: its device and precision, decided once.
+
+    Build it with :meth:`resolve`, which the CLI and the Python API share,
+    so that a bad device or a precision the device cannot run is the same
+    one-line ``ValueError`` from both. A ``Placement`` is always valid: the
+    constructor checks the precision against the device.
+    """
+
+    device: torch.device
+    precision: Precision = "fp32"
+
+    def __post_init__(self) -> None:
+        check_precision(self.device, self.precision)
+
+    @classmethod
+    def resolve(cls, device: str | torch.device | None = None, precision: str = "fp32") -> Placement:
+        """The placement named by ``device`` (``None``: :func:`default_device`)
+        and ``precision``; see :func:`resolve_device` and :func:`check_precision`."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        return cls(resolve_device(device), precision)  # type: ignore[arg-type]
+
+    def context(self) -> contextlib.AbstractContextManager:
+        """:func:`precision_context` of this placement, around network calls."""
+        return precision_context(self.device, self.precision)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from i3d.layers import ChunkTooSmall, Span, SpanStage
-from i3d.model import InceptionI3d
+from i3d.model import HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, precision_context
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "LOGITS",
     "DEFAULT_CHUNK_FRAMES",
     "output_length",
+    "RowGeometry",
+    "output_geometry",
     "run_chunks",
     "stream_outputs",
     "run_clips",
@@ -144,6 +146,27 @@ class StreamingI3d:
 def output_length(model: InceptionI3d, total_frames: int, output: str = POOLED) -> int:
     """Number of output cells along time for ``total_frames`` input frames."""
     return StreamingI3d(model, total_frames, output).output_length
+
+
+@dataclass(frozen=True)
+class RowGeometry:
+    """Where an output's rows lie along its input, in input frames: row ``i``
+    starts at frame ``i * stride`` and summarises ``window`` frames."""
+
+    stride: int
+    window: int
+
+
+def output_geometry(model: InceptionI3d, output: str = POOLED) -> RowGeometry:
+    """The :class:`RowGeometry` of ``output`` (a trunk endpoint, ``pooled`` or ``logits``).
+
+    A trunk endpoint's row covers one step of it. ``pooled`` and ``logits``
+    follow the last trunk endpoint, whose HEAD_POOL[0] consecutive steps the
+    head averages (stride 1): 2 x 8 = 16 frames for Mixed_5c.
+    """
+    trunk = model.trunk[-1] if output in OUTPUTS else output
+    stride = model.temporal_stride(trunk)
+    return RowGeometry(stride, stride * HEAD_POOL[0] if output in OUTPUTS else stride)
 
 
 def run_chunks(

@@ -167,3 +167,35 @@ def test_the_precision_flag_offers_every_precision():
     from i3d.runtime import PRECISIONS
 
     assert FLAG_PRECISIONS == PRECISIONS
+
+
+def test_placement_resolves_device_and_precision_once(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.Placement.resolve() == runtime.Placement(torch.device("cpu"), "fp32")
+    assert runtime.Placement.resolve("cpu", "bf16") == runtime.Placement(torch.device("cpu"), "bf16")
+    with pytest.raises(ValueError, match="unknown device 'gpu'; available: cpu"):
+        runtime.Placement.resolve("gpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        runtime.Placement.resolve("cpu", "int8")
+    for precision in ("fp16", "tf32"):
+        with pytest.raises(ValueError, match=f"^precision {precision} needs a CUDA device, not cpu; "):
+            runtime.Placement.resolve("cpu", precision)
+    with pytest.raises(ValueError, match="needs a CUDA device"):  # a Placement is never invalid
+        runtime.Placement(torch.device("cpu"), "fp16")
+
+
+@pytest.mark.parametrize("command", ["predict", "extract", "fvd"])
+def test_the_python_api_names_a_bad_device_in_one_line(command):
+    # The CLI's argtypes.device and the API give the same error, before any weights load.
+    from i3d.extract import Extractor
+    from i3d.fvd.embedding import Embedder
+    from i3d.predict import Classifier
+
+    if torch.cuda.device_count() > 7:
+        pytest.skip("cuda:7 exists here")
+    build = {"predict": Classifier, "extract": Extractor, "fvd": Embedder}[command]
+    with pytest.raises(ValueError, match=r"^device 'cuda:7' is not available \(.*\); available: cpu") as err:
+        build(device="cuda:7")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="^precision fp16 needs a CUDA device, not cpu"):
+        build(device="cpu", precision="fp16")

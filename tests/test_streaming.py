@@ -8,7 +8,7 @@ import torch
 from i3d.fast import InferenceOptions
 from i3d.model import InceptionI3d
 from i3d.runtime import prepare
-from i3d.streaming import StreamingI3d, output_length, run_chunks
+from i3d.streaming import LOGITS, POOLED, RowGeometry, StreamingI3d, output_geometry, output_length, run_chunks
 from tests.conftest import randomize
 from tests.tolerances import NETWORK_RTOL
 
@@ -89,3 +89,16 @@ def test_engine_checks_and_leaves_no_precision_state(model):
         for i in range(2):
             one = model.extract_features(clips[i : i + 1])
             assert (batched[i : i + 1] - one).abs().max() <= NETWORK_RTOL * max(1.0, one.abs().max().item())
+
+
+def test_output_geometry_places_every_row():
+    model = InceptionI3d()
+    # Conv3d_1a and MaxPool_4a halve time, MaxPool_5a halves it again; the head
+    # averages 2 steps of Mixed_5c, one step apart.
+    assert output_geometry(model, "Conv3d_1a_7x7") == RowGeometry(stride=2, window=2)
+    assert output_geometry(model, "Mixed_4f") == RowGeometry(stride=4, window=4)
+    assert output_geometry(model, POOLED) == output_geometry(model, LOGITS) == RowGeometry(stride=8, window=16)
+    for frames in (16, 17, 40, 64):
+        # SAME padding: one cell per stride started; the head's VALID pool drops window / stride - 1 of them.
+        assert output_length(model, frames, "Mixed_4f") == -(-frames // 4)
+        assert output_length(model, frames, POOLED) == -(-frames // 8) - 1

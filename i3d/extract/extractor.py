@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -21,14 +21,23 @@ import torch
 
 from i3d import weights as W
 from i3d.extract.writers import Features
-from i3d.model import ENDPOINTS, HEAD_POOL, InceptionI3d
-from i3d.runtime import Precision, default_device, prepare
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED, output_length, run_clips, stream_outputs
+from i3d.model import ENDPOINTS, InceptionI3d
+from i3d.network import LoadedNetwork, load_network
+from i3d.runtime import Placement, Precision
+from i3d.streaming import (
+    DEFAULT_CHUNK_FRAMES,
+    LOGITS,
+    OUTPUTS,
+    POOLED,
+    output_geometry,
+    output_length,
+    run_clips,
+    stream_outputs,
+)
 from i3d.version import __version__
 from i3d.video import Preprocess, open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.listing import check_source
-from i3d.video.presets import with_overrides
 from i3d.video.transforms import CROP_COUNTS, CropView
 from i3d.video.windows import centred_windows, gather_windows, spaced_windows, stepped_windows
 
@@ -57,15 +66,6 @@ DEFAULT_CLIP_LEN = 64
 DEFAULT_BATCH = 4  # clips (window x crop) per network call in clips and frames modes
 
 _T = TypeVar("_T")
-
-
-@dataclass
-class _Net:
-    stream: str
-    model: InceptionI3d
-    preprocess: Preprocess
-    weights: str
-    sha256: str
 
 
 class Extractor:
@@ -156,26 +156,29 @@ class Extractor:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.layer, self.mode, self.crops, self.combine = layer, mode, crops, combine
         self.clip_len, self.step, self.num_clips, self.chunk, self.batch = clip_len, step, num_clips, chunk, batch
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = precision
+        self.placement = Placement.resolve(device, precision)
+        self.device, self.precision = self.placement.device, self.placement.precision
         self.flow_dir = flow_dir
         self.flow_engine = check_flow_engine(flow_engine)
-        self.nets = [self._load(s, weights if s == "rgb" else flow_weights, progress) for s in streams]
-        for net in self.nets:
-            preprocess = (transforms or {}).get(net.stream, net.preprocess)
-            net.preprocess = with_overrides(preprocess, fps=fps, short_side=short_side, crop=crop)
-        if combine == "concat" and layer == LOGITS and len({n.model.num_classes for n in self.nets}) != 1:
+        self.nets = {
+            s: load_network(
+                weights if s == "rgb" else flow_weights,
+                self.placement,
+                in_channels=3 if s == "rgb" else 2,
+                preprocess=(transforms or {}).get(s),
+                fps=fps,
+                short_side=short_side,
+                crop=crop,
+                progress=progress,
+            )
+            for s in streams
+        }
+        if combine == "concat" and layer == LOGITS and len({n.model.num_classes for n in self.nets.values()}) != 1:
             raise ValueError("combine concat of logits needs RGB and flow weights of as many classes")
-
-    def _load(self, stream: str, spec: str | os.PathLike[str], progress: bool) -> _Net:
-        channels = 3 if stream == "rgb" else 2
-        model, preprocess, entry, path = W.load_pretrained(spec, in_channels=channels, progress=progress)
-        model = prepare(model, self.device, self.precision)  # type: ignore[assignment]
-        return _Net(stream, model, preprocess, entry.name if entry else str(path), W.sha256(path))
 
     @property
     def streams(self) -> list[str]:
-        return [n.stream for n in self.nets]
+        return list(self.nets)
 
     @property
     def outputs(self) -> list[str]:
@@ -184,7 +187,10 @@ class Extractor:
 
     def parts(self, output: str) -> list[str]:
         """The streams an output is made of, in channel order."""
-        return self.streams if output == CONCAT and self.combine == "concat" else [self._net(output).stream]
+        if output == CONCAT and self.combine == "concat":
+            return self.streams
+        self._net(output)  # an unknown stream is a ValueError
+        return [output]
 
     @property
     def decode_chunk(self) -> int:
@@ -192,10 +198,9 @@ class Extractor:
         frames of all crops together, so memory does not grow with crops."""
         return max(1, self.chunk // self.crops)
 
-    def _net(self, stream: str) -> _Net:
-        for net in self.nets:
-            if net.stream == stream:
-                return net
+    def _net(self, stream: str) -> LoadedNetwork:
+        if stream in self.nets:
+            return self.nets[stream]
         raise ValueError(f"this extractor runs {self.streams}, not {stream!r}")
 
     def preprocess(self, stream: str) -> Preprocess:
@@ -266,7 +271,7 @@ class Extractor:
     def settings(self, output: str) -> dict:
         """What an output depends on besides its video: a complete output
         made with other settings is never silently reused."""
-        nets = [self._net(s) for s in self.parts(output)]
+        nets = {s: self._net(s) for s in self.parts(output)}
         common = {
             "layer": self.layer,
             "mode": self.mode,
@@ -279,21 +284,17 @@ class Extractor:
             **({"flow_engine": self.flow_engine} if "flow" in self.parts(output) else {}),
         }
         if output != CONCAT:
-            (net,) = nets
+            (net,) = nets.values()
             return {**common, "weights_sha256": net.sha256, "preprocess": asdict(net.preprocess)}
         # Each half's weights and preprocessing, in channel order.
-        parts = [{"stream": n.stream, "weights_sha256": n.sha256, "preprocess": asdict(n.preprocess)} for n in nets]
+        parts = [{"stream": s, "weights_sha256": n.sha256, "preprocess": asdict(n.preprocess)} for s, n in nets.items()]
         return {**common, "parts": parts}
 
     def _window(self) -> int | None:
         """Input frames of a row's window in ``clips`` and ``frames`` modes (``None``: ``full``)."""
         if self.mode != "full":
             return self.clip_len
-        model = self.nets[0].model
-        trunk = self.layer if self.layer not in OUTPUTS else model.trunk[-1]
-        # The head averages HEAD_POOL[0] steps of Mixed_5c.
-        stride = model.temporal_stride(trunk)
-        return stride * HEAD_POOL[0] if self.layer in OUTPUTS else stride
+        return output_geometry(self._net(self.streams[0]).model, self.layer).window
 
     def _stride(self, output: str) -> int | None:
         """Frames between rows (``None``: ``num_clips`` spacing, which depends on the video)."""
@@ -301,8 +302,7 @@ class Extractor:
             return 1
         if self.mode == "clips":
             return None if self.num_clips is not None else self.step
-        model = self._net(self.parts(output)[0]).model
-        return model.temporal_stride(self.layer if self.layer not in OUTPUTS else model.trunk[-1])
+        return output_geometry(self._net(self.parts(output)[0]).model, self.layer).stride
 
     def windows(self, frames: int) -> Iterator[np.ndarray]:
         """The frames of each row's window in ``clips`` and ``frames`` modes

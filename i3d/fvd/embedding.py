@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from i3d import weights as W
 from i3d.fvd.protocols import Protocol, get_protocol
 from i3d.fvd.resize import (
     FVD_SIZE,
@@ -36,7 +35,8 @@ from i3d.fvd.resize import (
     resize_short_side_crop,
 )
 from i3d.model import InceptionI3d
-from i3d.runtime import Precision, default_device, precision_context, prepare
+from i3d.network import load_network
+from i3d.runtime import Placement, Precision, precision_context
 
 __all__ = ["Embedder", "embed", "clip_logits", "preprocess_videos", "FVD_WEIGHTS", "EMBEDDING_DIM", "DEFAULT_BATCH"]
 
@@ -110,17 +110,20 @@ class Embedder:
     ) -> None:
         self.protocol = get_protocol(protocol)
         _check_options(resize, batch_size, self.protocol)
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = precision
+        self.placement = Placement.resolve(device, precision)
+        self.device, self.precision = self.placement.device, self.placement.precision
         self.resize = resize
         self.batch_size = batch_size
-        model, _, entry, path = W.load_pretrained(weights or self.protocol.weights, in_channels=3, progress=progress)
-        for module in model.modules():  # before prepare(), which folds BatchNorm with its eps
-            if isinstance(module, torch.nn.BatchNorm3d):
-                module.eps = self.protocol.bn_eps
-        self.model = prepare(model, self.device, precision)
-        self.weights = entry.name if entry else str(path)
-        self.weights_sha256 = W.sha256(path)
+        self.network = load_network(
+            weights or self.protocol.weights,
+            self.placement,
+            in_channels=3,
+            bn_eps=self.protocol.bn_eps,
+            progress=progress,
+        )
+        self.model = self.network.model
+        self.weights = self.network.weights
+        self.weights_sha256 = self.network.sha256
 
     def settings(self, num_frames: int | None = None) -> dict:
         """What the embeddings depend on; stored with statistics and compared when they meet."""
@@ -184,12 +187,12 @@ def embed(
     """
     if device is None and isinstance(videos, torch.Tensor) and videos.device.type != "cpu":
         device = videos.device
-    device = torch.device(device) if device is not None else default_device()
+    placement = Placement.resolve(device, precision)
     protocol = get_protocol(protocol)
-    key = (os.fspath(weights or protocol.weights), protocol.name, str(device), precision)
+    key = (os.fspath(weights or protocol.weights), protocol.name, placement)
     if key not in _cached:
         _cached.clear()  # one network at a time: they are large
-        _cached[key] = Embedder(weights, protocol=protocol, device=device, precision=precision)
+        _cached[key] = Embedder(weights, protocol=protocol, device=placement.device, precision=precision)
     embedder = _cached[key]
     _check_options(resize, batch_size, protocol)
     embedder.resize, embedder.batch_size = resize, batch_size

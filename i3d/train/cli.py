@@ -23,7 +23,7 @@ from i3d import console
 from i3d.argtypes import finite_float, natural_int, positive_float, positive_int, regular_file
 from i3d.errors import I3DError, InputError
 from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights
-from i3d.runtime import default_device
+from i3d.runtime import Placement
 from i3d.train.checkpoint import CHECKPOINT_NAME
 from i3d.train.clips import BROKEN_POLICIES
 from i3d.train.config import (
@@ -502,7 +502,7 @@ def _train(config: dict, args: argparse.Namespace, world: World, val_flow: FlowE
     if lists is not None:
         config["recipe"]["num_classes"] = lists[0].num_classes
     recipe = recipe_of(config)
-    device = device_for(torch.device(run["device"]) if run["device"] else default_device(), world)
+    device = device_for(Placement.resolve(run["device"] or None, run["precision"]).device, world)
     _check(data, recipe, run, device, world)
     _check_resume(config, args)
     workers = run["workers"] if run["workers"] is not None else _default_workers()
@@ -577,8 +577,6 @@ def _check(data: dict, recipe: Recipe, run: dict, device: torch.device, world: W
         raise I3DError(f"--crop {recipe.crop} is larger than the frames' short side {short_side}")
     if recipe.batch_size % world.world_size:
         raise I3DError(f"--batch {recipe.batch_size} is not divisible by the {world.world_size} processes")
-    if run["precision"] == "fp16" and device.type != "cuda":
-        raise I3DError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
     if data["root"] is not None and not Path(data["root"]).is_dir():
         raise I3DError(f"{data['root']}: no such folder")
 

@@ -38,7 +38,7 @@ from i3d import console
 from i3d.argtypes import natural_int, positive_float, positive_int
 from i3d.errors import I3DError
 from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights
-from i3d.runtime import Precision, default_device, prepare
+from i3d.runtime import Placement, Precision, prepare
 from i3d.train.clips import BROKEN_POLICIES, ValidationClips, index_videos
 from i3d.train.datasets import DATASET_FORMATS, read_classes, read_video_list
 from i3d.train.distributed import World
@@ -126,9 +126,9 @@ def evaluate_accuracy(
     clips = ValidationClips(
         indexed, videos, preprocess, settings["clip_frames"], frame_fps, val_clips=val_clips, crops=crops
     )
-    device = torch.device(device) if device is not None else default_device()
-    model = prepare(model, device, precision)
-    return ClipValidation(clips, workers, average)(model, device=device, precision=precision, world=World())
+    placement = Placement.resolve(device, precision)
+    model = prepare(model, placement.device, precision)
+    return ClipValidation(clips, workers, average)(model, device=placement.device, precision=precision, world=World())
 
 
 def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:

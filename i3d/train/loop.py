@@ -67,7 +67,7 @@ from i3d import console
 from i3d.atomic import OutputError, check_replaceable, open_atomic, remove_stale
 from i3d.charades.datasets import CharadesVideos
 from i3d.errors import CheckpointError, I3DError
-from i3d.runtime import PRECISIONS, Precision, allow_tf32, autocast, default_device, prepare_for_training
+from i3d.runtime import PRECISIONS, Placement, Precision, allow_tf32, autocast, prepare_for_training
 from i3d.train.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -264,8 +264,7 @@ class Trainer:
         self.classes = tuple(classes) if classes is not None else None
         self.model_input = model_input
         self.world = World.current()
-        device = torch.device(options.device) if options.device is not None else default_device()
-        self.device = device_for(device, self.world)
+        self.device = device_for(Placement.resolve(options.device, options.precision).device, self.world)
         self.out = Path(options.out)
         self.seed = options.seed
         self.module = prepare_for_training(model, self.device, options.precision)

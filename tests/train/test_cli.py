@@ -92,7 +92,7 @@ def test_starting_weights_from_a_file(tmp_path):
         (("--root", "/nonexistent/frames"), "/nonexistent/frames: no such folder"),
         (("--crop", "300"), "--crop 300 is larger than the frames' short side 256"),
         (("--batch", "6"), "the training set has 4 clips, fewer than one batch of 6"),
-        (("--precision", "fp16"), "--precision fp16 needs a CUDA device"),
+        (("--precision", "fp16"), "precision fp16 needs a CUDA device"),
         (("--csv", "/nonexistent.csv"), "/nonexistent.csv: cannot read"),
     ],
 )
