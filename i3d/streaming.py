@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 
-
 @dataclass
 class _Stage:
     """One layer of the stream with its carried input cells."""
