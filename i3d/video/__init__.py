@@ -25,7 +25,7 @@ _EXPORTS = {
     "compute_flow": "i3d.video.inputs",
     "load_input": "i3d.video.inputs",
     "open_input": "i3d.video.inputs",
-    "source_name": "i3d.video.inputs",
+    "source_name": "i3d.video.listing",
     "CHARADES_FLOW": "i3d.video.presets",
     "CHARADES_RGB": "i3d.video.presets",
     "KINETICS_FLOW": "i3d.video.presets",
@@ -42,7 +42,8 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from i3d.video.flow import FlowEngine, FlowWorkerError, FlowWriter, tvl1_flow, write_flow_frames
-    from i3d.video.inputs import InputStream, compute_flow, load_input, open_input, source_name
+    from i3d.video.inputs import InputStream, compute_flow, load_input, open_input
+    from i3d.video.listing import source_name
     from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
     from i3d.video.readers import (
         FlowArrayReader,
