@@ -6,6 +6,10 @@ readable; nothing with ``quiet``. Each line gives the input's frames done,
 the rate over the input and its ETA::
 
     i3d extract: [3/10] cam1/a.mp4: 64/300 frames, 45.2 frames/s, ETA 5s
+
+A single count (``total=None``, e.g. ``i3d fvd``'s videos) has no input part::
+
+    i3d fvd stats: 96/2048 videos, 3.1 videos/s, ETA 10m29s
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class Progress:
 
     Args:
         prefix: what each line starts with (``"i3d extract"``).
-        total: inputs in the batch.
+        total: inputs in the batch; ``None``: one count, started once.
+        unit: what is counted (default ``"frames"``).
         stream: where lines go (default stderr).
         quiet: report nothing.
         terminal: rewrite one line in place (default: whether ``stream`` is
@@ -48,14 +53,15 @@ class Progress:
     def __init__(
         self,
         prefix: str,
-        total: int,
+        total: int | None,
         *,
+        unit: str = "frames",
         stream: TextIO | None = None,
         quiet: bool = False,
         terminal: bool | None = None,
         interval: float | None = None,
     ) -> None:
-        self.prefix, self.total = prefix, total
+        self.prefix, self.total, self.unit = prefix, total, unit
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.terminal = self.stream.isatty() if terminal is None else terminal
@@ -67,7 +73,7 @@ class Progress:
         self._drawn = False
 
     def start(self, name: str, frames: int) -> None:
-        """Input ``name`` of ``frames`` frames begins."""
+        """Input ``name`` of ``frames`` frames (units) begins."""
         self.index += 1
         self.name, self.frames, self.done = name, frames, 0
         self.started = time.monotonic()
@@ -83,10 +89,8 @@ class Progress:
         elapsed = (now if now is not None else time.monotonic()) - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = f", ETA {_duration((self.frames - self.done) / rate)}" if rate > 0 and self.frames else ""
-        return (
-            f"{self.prefix}: [{self.index}/{self.total}] {self.name}: {self.done}/{self.frames} frames, "
-            f"{rate:.1f} frames/s{eta}"
-        )
+        where = "" if self.total is None else f" [{self.index}/{self.total}] {self.name}:"
+        return f"{self.prefix}:{where} {self.done}/{self.frames} {self.unit}, {rate:.1f} {self.unit}/s{eta}"
 
     def _show(self, line: str) -> None:
         if self.quiet:
