@@ -23,22 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from i3d import fast
+from i3d.choices import ENDPOINTS
 from i3d.fast import InferenceOptions
 from i3d.layers import MaxPool3dSame, SameWindow3d, Span, SpanStage, Unit3D, temporal_window
 
 __all__ = ["InceptionI3d", "ENDPOINTS", "MIN_FRAMES", "HEAD_POOL", "FEATURE_DIM"]
 
-# Endpoints in network order, with DeepMind's names, one stage of the stride-2 pyramid a line.
-# fmt: off
-ENDPOINTS: tuple[str, ...] = (
-    "Conv3d_1a_7x7",
-    "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3",
-    "MaxPool3d_3a_3x3", "Mixed_3b", "Mixed_3c",
-    "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e", "Mixed_4f",
-    "MaxPool3d_5a_2x2", "Mixed_5b", "Mixed_5c",
-    "Logits", "Predictions",
-)
-# fmt: on
 
 # With SAME padding every layer maps n >= 1 cells to ceil(n / s) >= 1 cells,
 # so a single frame of a single pixel runs through the whole network.

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 
 from i3d import weights as W
+from i3d.choices import AVERAGES, CROP_COUNTS, DEFAULT_CLIP_LEN
 from i3d.model import InceptionI3d
 from i3d.network import LoadedNetwork, load_network
 from i3d.progress import Progress
@@ -32,16 +33,12 @@ from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, run_clips, stream_output
 from i3d.video import open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
 from i3d.video.inputs import InputStream
-from i3d.video.transforms import CROP_COUNTS
 from i3d.video.windows import TIME_DIM, gather_windows, spaced_windows
 
 __all__ = ["Stream", "Average", "AVERAGES", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
 
 Stream = Literal["rgb", "flow", "joint"]
 Average = Literal["score", "prob"]
-AVERAGES: tuple[str, ...] = ("score", "prob")
-# Frames of each multi-view clip unless told otherwise: DeepMind's 64-frame training clips.
-DEFAULT_CLIP_LEN = 64
 
 
 @dataclass(frozen=True)

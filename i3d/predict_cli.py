@@ -24,15 +24,14 @@ __all__ = ["add_arguments", "run"]
 
 
 def _add_flow_engine(p: argparse.ArgumentParser) -> None:
-    from i3d.video.cli import add_flow_engine_argument  # OpenCV: only when the parser is built
+    from i3d.video.cli import add_flow_engine_argument
 
     add_flow_engine_argument(p)
 
 
 def _add_views(p: argparse.ArgumentParser) -> None:
     """Multi-view testing: ``--clips``, ``--clip-len``, ``--crops``, ``--average``."""
-    from i3d.predict import AVERAGES, DEFAULT_CLIP_LEN
-    from i3d.video.transforms import CROP_COUNTS
+    from i3d.choices import AVERAGES, CROP_COUNTS, DEFAULT_CLIP_LEN
 
     p.add_argument(
         "--clips",
@@ -67,7 +66,7 @@ def _add_views(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``i3d predict``."""
-    from i3d.streaming import DEFAULT_CHUNK_FRAMES
+    from i3d.choices import DEFAULT_CHUNK_FRAMES
 
     add_inputs(p, "videos")
     add_stream_weights(p)

@@ -6,6 +6,12 @@ readable; nothing with ``quiet``. Each line gives the input's frames done,
 the rate over the input and its ETA::
 
     i3d extract: [3/10] cam1/a.mp4: 64/300 frames, 45.2 frames/s, ETA 5s
+
+A single count (``total=None``: ``i3d fvd``'s videos, a download's bytes)
+has no ``[i/n]`` part::
+
+    i3d fvd stats: 96/2048 videos, 3.1 videos/s, ETA 10m29s
+    i3d weights download: rgb_scratch.pt: 12.0/48.3 MiB, 5.1 MiB/s, ETA 7s
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ __all__ = ["Progress", "LOG_INTERVAL", "TERMINAL_INTERVAL"]
 
 LOG_INTERVAL = 30.0  # seconds between plain lines in logs
 TERMINAL_INTERVAL = 0.2  # seconds between redraws on a terminal
+
+
+MIB = 1 << 20  # bytes are shown in MiB
 
 
 def _duration(seconds: float) -> str:
@@ -36,7 +45,8 @@ class Progress:
 
     Args:
         prefix: what each line starts with (``"i3d extract"``).
-        total: inputs in the batch.
+        total: inputs in the batch; ``None``: one count, started once.
+        unit: what is counted (default ``"frames"``); ``"bytes"`` are shown in MiB.
         stream: where lines go (default stderr).
         quiet: report nothing.
         terminal: rewrite one line in place (default: whether ``stream`` is
@@ -48,28 +58,30 @@ class Progress:
     def __init__(
         self,
         prefix: str,
-        total: int,
+        total: int | None,
         *,
+        unit: str = "frames",
         stream: TextIO | None = None,
         quiet: bool = False,
         terminal: bool | None = None,
         interval: float | None = None,
     ) -> None:
-        self.prefix, self.total = prefix, total
+        self.prefix, self.total, self.unit = prefix, total, unit
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.terminal = self.stream.isatty() if terminal is None else terminal
         self.interval = interval if interval is not None else TERMINAL_INTERVAL if self.terminal else LOG_INTERVAL
         self.index = 0
         self.name = ""
-        self.frames = self.done = 0
+        self.frames = self.done = self.first = 0
         self.started = self.last = time.monotonic()
         self._drawn = False
 
-    def start(self, name: str, frames: int) -> None:
-        """Input ``name`` of ``frames`` frames begins."""
+    def start(self, name: str, frames: int, done: int = 0) -> None:
+        """Input ``name`` of ``frames`` frames (units; 0: unknown) begins, ``done`` of them already done
+        (a resumed download); the rate counts only those done from now on."""
         self.index += 1
-        self.name, self.frames, self.done = name, frames, 0
+        self.name, self.frames, self.done, self.first = name, frames, done, done
         self.started = time.monotonic()
 
     def advance(self, frames: int) -> None:
@@ -81,12 +93,16 @@ class Progress:
 
     def line(self, now: float | None = None) -> str:
         elapsed = (now if now is not None else time.monotonic()) - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
         eta = f", ETA {_duration((self.frames - self.done) / rate)}" if rate > 0 and self.frames else ""
-        return (
-            f"{self.prefix}: [{self.index}/{self.total}] {self.name}: {self.done}/{self.frames} frames, "
-            f"{rate:.1f} frames/s{eta}"
-        )
+        where = f" [{self.index}/{self.total}]" if self.total is not None else ""
+        where += f" {self.name}:" if self.name or self.total is not None else ""
+        if self.unit == "bytes":
+            unit, done, rate = "MiB", f"{self.done / MIB:.1f}", rate / MIB
+            count = f"{done}/{self.frames / MIB:.1f}" if self.frames else done  # a size the server did not give
+        else:
+            unit, count = self.unit, f"{self.done}/{self.frames}"
+        return f"{self.prefix}:{where} {count} {unit}, {rate:.1f} {unit}/s{eta}"
 
     def _show(self, line: str) -> None:
         if self.quiet:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from i3d.choices import DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED
 from i3d.layers import ChunkTooSmall, Span, SpanStage
 from i3d.model import HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, precision_context
@@ -36,17 +37,6 @@ __all__ = [
     "stream_outputs",
     "run_clips",
 ]
-
-# Frames run through the network at a time by the commands. Activations of a
-# 224x224 clip take about 10 MB per frame in float32 inference, so 128
-# frames stay near 1.5 GB whatever the input's length; results do not depend
-# on it.
-DEFAULT_CHUNK_FRAMES = 128
-
-# What a stream can return besides any trunk endpoint of the model.
-POOLED = "pooled"  # Mixed_5c after the head's average pool: (B, 1024, T', H', W')
-LOGITS = "logits"  # per-time logits: (B, num_classes, T')
-OUTPUTS = (POOLED, LOGITS)
 
 
 @dataclass

@@ -324,7 +324,21 @@ print("heavy:", ",".join(heavy), file=sys.stderr)
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["eval", "classify", "--help"], ["eval", "--help"], ["verify", "--help"]],
+    [
+        ["--help"],
+        ["--version"],
+        ["eval", "classify", "--help"],
+        ["eval", "--help"],
+        ["verify", "--help"],
+        ["predict", "--help"],
+        ["extract", "--help"],
+        ["weights", "--help"],
+        ["weights", "download", "--help"],
+        ["flow", "--help"],
+        ["fvd", "--help"],
+        ["fvd", "stats", "--help"],
+        ["export", "--help"],
+    ],
 )
 def test_help_and_version_import_nothing_heavy(args):
     result = run_python(["-c", LIGHT_CHECK, *args])

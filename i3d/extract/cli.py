@@ -25,16 +25,14 @@ __all__ = ["add_extract_arguments", "run_extract", "add_verify_arguments", "run_
 
 
 def _add_flow_engine(p: argparse.ArgumentParser) -> None:
-    from i3d.video.cli import add_flow_engine_argument  # OpenCV: only when the parser is built
+    from i3d.video.cli import add_flow_engine_argument
 
     add_flow_engine_argument(p)
 
 
 def add_extract_arguments(p: argparse.ArgumentParser) -> None:
-    from i3d.extract.extractor import COMBINE, DEFAULT_BATCH, DEFAULT_CLIP_LEN, LAYERS, MODES
-    from i3d.extract.writers import FORMATS, LAYOUTS
-    from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
-    from i3d.video.transforms import CROP_COUNTS
+    from i3d.choices import CROP_COUNTS, DEFAULT_CHUNK_FRAMES, POOLED
+    from i3d.extract.choices import COMBINE, DEFAULT_BATCH, DEFAULT_CLIP_LEN, FORMATS, LAYERS, LAYOUTS, MODES
 
     add_inputs(p, "inputs")
     p.add_argument(

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from i3d import weights as W
+from i3d.extract.choices import COMBINE, CONCAT, DEFAULT_BATCH, DEFAULT_CLIP_LEN, LAYERS, MODES, STREAMS
 from i3d.extract.writers import Features
-from i3d.model import ENDPOINTS, InceptionI3d
+from i3d.model import InceptionI3d
 from i3d.network import LoadedNetwork, load_network
 from i3d.runtime import Placement, Precision
 from i3d.streaming import (
@@ -54,16 +55,6 @@ __all__ = [
 ]
 
 Mode = Literal["full", "clips", "frames"]
-MODES: tuple[str, ...] = ("full", "clips", "frames")
-LAYERS: tuple[str, ...] = OUTPUTS + tuple(e for e in ENDPOINTS if e.startswith(("Mixed", "Conv", "MaxPool")))
-STREAMS = ("rgb", "flow")
-# separate: one output per stream; concat: one output, both streams' rows side by side.
-COMBINE: tuple[str, ...] = ("separate", "concat")
-CONCAT = "rgb+flow"  # the stream name of a combined output: OUT/NAME.rgb+flow.npy
-
-# The common "stack" setting of other extractors: 64-frame windows, no overlap.
-DEFAULT_CLIP_LEN = 64
-DEFAULT_BATCH = 4  # clips (window x crop) per network call in clips and frames modes
 
 _T = TypeVar("_T")
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from i3d.sharding import distributed_shard, shard_inputs
-from i3d.video.inputs import source_name
-from i3d.video.listing import check_collisions, expand_inputs, output_names
+from i3d.video.listing import check_collisions, expand_inputs, output_names, source_name
 
 __all__ = ["expand_inputs", "output_names", "port_names", "check_collisions", "shard_inputs", "distributed_shard"]
 

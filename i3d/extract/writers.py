@@ -35,6 +35,7 @@ import numpy as np
 
 from i3d.atomic import atomic_path, fsync_dir, open_atomic
 from i3d.errors import InputError
+from i3d.extract.choices import FORMATS, LAYOUTS
 from i3d.weights.hashing import sha256
 
 __all__ = [
@@ -52,10 +53,6 @@ __all__ = [
     "verify_outputs",
 ]
 
-FORMATS: tuple[str, ...] = ("npy", "npz", "safetensors", "h5")
-# i3d: OUT/<name>.<stream>.<format>; port: OUT/<video id>.npy of (T', 1, 1, 1024), as the
-# PyTorch port's extract_features.py saved pooled features.
-LAYOUTS: tuple[str, ...] = ("i3d", "port")
 # Settings recorded since a later version, with the value every output made
 # before them has: such an output is still reused when they match.
 _LATER_SETTINGS = {"crops": 1, "num_clips": None}

@@ -50,9 +50,8 @@ def statistics_path(text: str) -> Path:
 
 
 def _add_embedding(p: argparse.ArgumentParser) -> None:
-    from i3d.fvd.embedding import DEFAULT_BATCH
+    from i3d.fvd.choices import DEFAULT_BATCH, RESIZE_METHODS
     from i3d.fvd.protocols import PROTOCOL_NAMES
-    from i3d.fvd.resize import RESIZE_METHODS
 
     p.add_argument(
         "--protocol",
@@ -116,7 +115,7 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
 
 
 def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
-    from i3d.fvd.distance import MAX_BLOCK_SIZE
+    from i3d.fvd.choices import MAX_BLOCK_SIZE
     from i3d.fvd.protocols import CURVE_FIRST
 
     for name in ("real", "gen"):

@@ -5,18 +5,16 @@ from __future__ import annotations
 import contextvars
 import os
 import queue
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from i3d import console
-from i3d import progress as _progress
 from i3d.fvd.embedding import Embedder
 from i3d.fvd.inputs import clip_batches, list_videos
 from i3d.fvd.sampling import plan_clips, plan_digest, sampling_settings
 from i3d.fvd.stats import Statistics
+from i3d.progress import Progress
 from i3d.sharding import shard_inputs
 
 __all__ = ["compute_statistics"]
@@ -73,44 +71,6 @@ def read_ahead(items: Iterable[_T], depth: int = READ_AHEAD) -> Iterator[_T]:
         thread.join()
 
 
-class VideoProgress:
-    """Videos done: a tqdm bar on a terminal; elsewhere (logs, pipes) a plain
-    line every ``interval`` seconds, so that a long run is never silent::
-
-        i3d fvd stats: 96/2048 videos, 3.1 videos/s, ETA 10m29s
-    """
-
-    def __init__(self, total: int, *, terminal: bool, interval: float | None = None) -> None:
-        self.total, self.done = total, 0
-        self.interval = _progress.LOG_INTERVAL if interval is None else interval
-        self.started = self.last = time.monotonic()
-        self.bar = None
-        if terminal:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="video", desc="fvd", file=sys.stderr)
-
-    def advance(self, videos: int) -> None:
-        self.done += videos
-        if self.bar is not None:
-            self.bar.update(videos)
-            return
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            rate = self.done / max(now - self.started, 1e-9)
-            eta = f", ETA {round((self.total - self.done) / rate)}s" if rate > 0 else ""
-            print(
-                f"{console.current_command()}: {self.done}/{self.total} videos, {rate:.2f} videos/s{eta}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def compute_statistics(
     inputs: Iterable[str | os.PathLike[str]],
     embedder: Embedder,
@@ -139,8 +99,8 @@ def compute_statistics(
         keep_activations: keep the embeddings too (for KVD).
         on_error: called with a one-line message for each video that cannot
             be read; the others go on.
-        progress: report videos done on stderr (:class:`VideoProgress`: a
-            bar on a terminal, a line every 30 s elsewhere).
+        progress: report videos done on stderr (:class:`i3d.progress.Progress`:
+            a status line on a terminal, a line every 30 s elsewhere).
         role, seed, max_videos, step: which clips the protocol takes
             (:func:`i3d.fvd.sampling.plan_clips`).
     """
@@ -161,11 +121,12 @@ def compute_statistics(
         meta["clips"] = sampling_settings(protocol, role, seed=seed, max_videos=max_videos, step=step)
     stats = Statistics(keep_activations=keep_activations, meta=meta)
     stats.parts = [(plan_digest(plan), *shard)]
-    bar = VideoProgress(len(items), terminal=sys.stderr.isatty()) if progress else None
-    for batch_items, clips in read_ahead(clip_batches(items, num_frames, embedder.batch_size, on_error)):
-        stats.update(embedder(clips), indices=[item.index for item in batch_items])
-        if bar is not None:
+    bar = Progress(console.current_command(), None, unit="videos", quiet=not progress)
+    bar.start("", len(items))
+    try:
+        for batch_items, clips in read_ahead(clip_batches(items, num_frames, embedder.batch_size, on_error)):
+            stats.update(embedder(clips), indices=[item.index for item in batch_items])
             bar.advance(len(batch_items))
-    if bar is not None:
-        bar.close()
+    finally:
+        bar.clear()
     return stats

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from i3d.fvd.choices import MAX_BLOCK_SIZE
 from i3d.fvd.protocols import Protocol, get_protocol
 from i3d.fvd.stats import Statistics, scatter_round_off
 
@@ -42,8 +43,6 @@ __all__ = [
     "TFGAN_SVD_EPS",
 ]
 
-# tfgan's default block size for the kernel distance.
-MAX_BLOCK_SIZE = 1024
 # eigh computes the eigenvalues of a symmetric D x D matrix M to within about
 # D * eps * ||M||; this multiple of that bound is what round-off may reach.
 _ROUND_OFF_FACTOR = 100.0

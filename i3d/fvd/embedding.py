@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from i3d.fvd.choices import DEFAULT_BATCH
 from i3d.fvd.protocols import Protocol, get_protocol
 from i3d.fvd.resize import (
     FVD_SIZE,
@@ -43,9 +44,6 @@ __all__ = ["Embedder", "embed", "clip_logits", "preprocess_videos", "FVD_WEIGHTS
 # TF-Hub's i3d-kinetics-400, the reference's network, is this checkpoint.
 FVD_WEIGHTS = get_protocol("reference").weights
 EMBEDDING_DIM = 400
-# Clips per network call. The reference runs 16; 8 bounds CPU memory to
-# ~1 GB for 16-frame clips and changes no number (each clip runs alone).
-DEFAULT_BATCH = 8
 
 
 def preprocess_videos(

@@ -20,10 +20,10 @@ same way everywhere).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
+
+from i3d.fvd.choices import RESIZE_METHODS, ResizeMethod
 
 __all__ = [
     "ResizeMethod",
@@ -36,8 +36,6 @@ __all__ = [
     "apply_formula",
 ]
 
-ResizeMethod = Literal["reference", "torch"]
-RESIZE_METHODS: tuple[str, ...] = ("reference", "torch")
 # I3D was trained on 224x224 crops; the reference resizes whole frames to it.
 FVD_SIZE = 224
 UINT8_MAX = 255.0

@@ -8,18 +8,52 @@ clips) with a checkpoint's preset::
         ...
 """
 
-from i3d.video.flow import FlowEngine, FlowWorkerError, FlowWriter, tvl1_flow, write_flow_frames
-from i3d.video.inputs import InputStream, compute_flow, load_input, open_input, source_name
-from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
-from i3d.video.readers import (
-    FlowArrayReader,
-    FrameChunk,
-    FrameFolderReader,
-    NpyReader,
-    VideoReader,
-    read_sample_gif,
-)
-from i3d.video.tvl1 import tvl1_flow_batch
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Resolved on first use, so that importing one part (``i3d.video.cli``, whose
+# ``i3d flow --help`` imports neither torch nor OpenCV) does not import them all.
+_EXPORTS = {
+    "FlowEngine": "i3d.video.flow",
+    "FlowWorkerError": "i3d.video.flow",
+    "FlowWriter": "i3d.video.flow",
+    "tvl1_flow": "i3d.video.flow",
+    "write_flow_frames": "i3d.video.flow",
+    "InputStream": "i3d.video.inputs",
+    "compute_flow": "i3d.video.inputs",
+    "load_input": "i3d.video.inputs",
+    "open_input": "i3d.video.inputs",
+    "source_name": "i3d.video.listing",
+    "CHARADES_FLOW": "i3d.video.presets",
+    "CHARADES_RGB": "i3d.video.presets",
+    "KINETICS_FLOW": "i3d.video.presets",
+    "KINETICS_RGB": "i3d.video.presets",
+    "Preprocess": "i3d.video.presets",
+    "FlowArrayReader": "i3d.video.readers",
+    "FrameChunk": "i3d.video.readers",
+    "FrameFolderReader": "i3d.video.readers",
+    "NpyReader": "i3d.video.readers",
+    "VideoReader": "i3d.video.readers",
+    "read_sample_gif": "i3d.video.readers",
+    "tvl1_flow_batch": "i3d.video.tvl1",
+}
+
+if TYPE_CHECKING:
+    from i3d.video.flow import FlowEngine, FlowWorkerError, FlowWriter, tvl1_flow, write_flow_frames
+    from i3d.video.inputs import InputStream, compute_flow, load_input, open_input
+    from i3d.video.listing import source_name
+    from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
+    from i3d.video.readers import (
+        FlowArrayReader,
+        FrameChunk,
+        FrameFolderReader,
+        NpyReader,
+        VideoReader,
+        read_sample_gif,
+    )
+    from i3d.video.tvl1 import tvl1_flow_batch
 
 __all__ = [
     "Preprocess",
@@ -45,3 +79,9 @@ __all__ = [
     "tvl1_flow_batch",
     "write_flow_frames",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'i3d.video' has no attribute {name!r}")

@@ -13,13 +13,11 @@ import os
 from i3d import console
 from i3d.argtypes import frame_rate, positive_int
 from i3d.atomic import check_output_dir
+from i3d.choices import DEFAULT_FLOW_ENGINE, FLOW_ENGINES, FLOW_FORMATS
 from i3d.errors import I3DError
 from i3d.progress import Progress
-from i3d.video.flow import DEFAULT_FLOW_ENGINE, FLOW_ENGINES, FLOW_FORMATS, FlowEngine
-from i3d.video.inputs import compute_flow
 from i3d.video.listing import check_collisions, check_source, expand_inputs, output_names
-from i3d.video.presets import CHARADES_FLOW, KINETICS_FLOW
-from i3d.video.readers import CHARADES_FPS
+from i3d.video.presets import CHARADES_FLOW, CHARADES_FPS, KINETICS_FLOW
 
 
 def add_flow_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +105,9 @@ def run_flow(args: argparse.Namespace) -> int:
     Returns:
         0 if every input succeeded, 1 otherwise.
     """
+    from i3d.video.flow import FlowEngine  # torch and OpenCV: not for --help
+    from i3d.video.inputs import compute_flow
+
     try:
         videos = expand_inputs(args.videos, exclude=[args.out])
         names = output_names(videos, keep_suffix=False)

@@ -53,18 +53,16 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from i3d.atomic import atomic_dir, atomic_path
+from i3d.choices import DEFAULT_FLOW_ENGINE, FLOW_ENGINES, FLOW_FORMATS, FlowEngineName, FlowFormat
 from i3d.errors import I3DError
 from i3d.video.tvl1 import TVL1Params, tvl1_flow_batch
-
-FlowFormat = Literal["jpg", "npy"]
-FLOW_FORMATS: tuple[FlowFormat, ...] = ("jpg", "npy")
 
 MIN_FLOW_FRAMES = 2
 # Charades flow JPEGs map [-FLOW_JPEG_BOUND, FLOW_JPEG_BOUND] px onto 0..255.
@@ -80,9 +78,6 @@ NPY_DTYPE = np.float16
 # enough to bound memory.
 TASKS_IN_FLIGHT_PER_WORKER = 2
 
-FlowEngineName = Literal["torch", "opencv"]
-FLOW_ENGINES: tuple[FlowEngineName, ...] = ("torch", "opencv")
-DEFAULT_FLOW_ENGINE: FlowEngineName = "torch"
 # Pairs per torch batch. On the CPU a few pairs keep the working set near the
 # caches (and per-pair stopping makes larger batches no faster); a GPU needs
 # many pairs to fill it (64 pairs at 256x341 hold ~0.8 GB).

@@ -22,9 +22,7 @@ decode as a leading batch dimension of every chunk.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from i3d.atomic import check_replaceable, open_atomic
+from i3d.atomic import check_replaceable
 from i3d.errors import VideoError
 from i3d.progress import Progress
 from i3d.video.flow import (
@@ -46,11 +44,21 @@ from i3d.video.flow import (
     FlowFormat,
     FlowWorkerError,
     FlowWriter,
-    find_flow_output,
     flow_output_path,
     to_gray,
     write_flow_frames,
 )
+from i3d.video.flow_cache import (
+    CACHE_FORMAT,
+    FlowCacheEntry,
+    find_cache,
+    flow_cache_key,
+    flow_record_path,
+    flow_source_record,
+    open_cache,
+    write_flow_record,
+)
+from i3d.video.listing import source_name
 from i3d.video.presets import Preprocess
 from i3d.video.readers import (
     CHARADES_FPS,
@@ -79,13 +87,6 @@ from i3d.video.transforms import (
 FLOW_READ_CHUNK = 16
 # Frames per chunk when load_input assembles a whole clip.
 LOAD_CHUNK = 64
-# Flow cache format open_input writes: float16 keeps flow exact to ~0.01 px,
-# so a cached clip gives the same input as a freshly computed one.
-CACHE_FORMAT: FlowFormat = "npy"
-# Hex digits of the path digest in a cache key: 64 bits, no collision in practice.
-CACHE_KEY_DIGITS = 16
-# Changes when the flow computed from the same frames would change (TV-L1 settings, rounding).
-FLOW_SETTINGS_VERSION = 1
 
 # How an InputStream turns its reader's frames into network input.
 _Mode = Literal["rgb", "flow", "compute_flow", "normalized"]
@@ -124,7 +125,7 @@ class InputStream:
         reader: VideoReader | FrameFolderReader | FlowArrayReader | NpyReader,
         geometry: _Geometry | None,
         flow_engine: FlowEngine | str | None = None,
-        cache: _FlowCacheEntry | None = None,
+        cache: FlowCacheEntry | None = None,
     ) -> None:
         self.path = path
         self.preprocess = preprocess
@@ -233,16 +234,6 @@ class InputStream:
                 writer.abort()
             if own_engine:
                 engine.close()
-
-
-def source_name(path: str | os.PathLike[str]) -> str:
-    """The name outputs of ``path`` are stored under: a folder's name, a file's stem.
-
-    ``clips/a.mp4`` and ``frames/a/`` are both ``"a"``: the ``NAME`` of
-    :func:`compute_flow`'s outputs and of the ``flow_dir`` cache.
-    """
-    path = os.fspath(path)
-    return os.path.basename(os.path.normpath(path)) if os.path.isdir(path) else Path(path).stem
 
 
 def _open_source(
@@ -366,33 +357,18 @@ def open_input(
         record = flow_source_record(
             path, source.fps, preprocess.resize_short_side, source.num_frames, _engine_name(flow_engine)
         )
-        cached = _find_cache(Path(flow_dir), path, record)
+        cached = find_cache(Path(flow_dir), path, record)
         if cached is not None:
             try:
-                stored = _open_cache(cached, source)
+                stored = open_cache(cached, source)
             except VideoError:
                 pass  # damaged since its record was written: recomputed below, never reused
             else:
                 return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
-        cache = _FlowCacheEntry(Path(flow_dir), flow_cache_key(path), record)
+        cache = FlowCacheEntry(Path(flow_dir), flow_cache_key(path), record)
     return InputStream(
         path, preprocess, mode="compute_flow", reader=source, geometry=geometry, flow_engine=flow_engine, cache=cache
     )
-
-
-# ---- the flow cache ------------------------------------------------------------------
-#
-# An entry is keyed by its source's absolute path (two videos never share
-# one, whatever their names) and valid only while a record next to it,
-# written after the flow, matches the source: path, size, modification time
-# and the settings that made the flow. Anything else is recomputed.
-
-
-def flow_cache_key(path: str | os.PathLike[str]) -> str:
-    """The cache name of ``path``'s flow: ``NAME.<16 hex digits of the
-    SHA-256 of its absolute path>``, NAME being :func:`source_name`."""
-    digest = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{source_name(path)}.{digest[:CACHE_KEY_DIGITS]}"
 
 
 def _engine_name(engine: FlowEngine | str | None) -> str:
@@ -404,93 +380,10 @@ def _flow_engine(engine: FlowEngine | str | None) -> FlowEngine:
     return engine if isinstance(engine, FlowEngine) else FlowEngine(engine=_engine_name(engine))
 
 
-def flow_source_record(
-    path: str | os.PathLike[str], fps: float | None, short_side: int, frames: int, engine: str = DEFAULT_FLOW_ENGINE
-) -> dict:
-    """What a flow cache entry (or an ``i3d flow`` output) of ``path`` was
-    made from: a different record means a different flow. The engine is part
-    of it: flow made by the other engine is recomputed, never reused."""
-    info = os.stat(path)
-    size = len(os.listdir(path)) if os.path.isdir(path) else info.st_size  # a folder: its number of frames
-    return {
-        "source": os.path.abspath(path),
-        "size": size,
-        "mtime_ns": info.st_mtime_ns,
-        "fps": fps,
-        "short_side": short_side,
-        "frames": frames,
-        "flow": FLOW_SETTINGS_VERSION,
-        "engine": engine,
-    }
-
-
-def flow_record_path(entry: Path) -> Path:
-    """The source record of a flow output (``NAME.npy`` or folder ``NAME``)."""
-    return entry.with_name(entry.name + ".json")
-
-
-def write_flow_record(entry: Path, record: dict) -> None:
-    with open_atomic(flow_record_path(entry)) as f:
-        json.dump(record, f, indent=1)
-
-
-def _matches(entry: Path, record: dict) -> bool:
-    try:
-        return json.loads(flow_record_path(entry).read_text(encoding="utf-8")) == record
-    except (OSError, ValueError):
-        return False
-
-
-def _find_cache(folder: Path, path: str, record: dict) -> Path | None:
-    """A valid entry for ``path``: its own (keyed), or one that ``i3d flow``
-    wrote under its plain name with a matching record."""
-    for name in (flow_cache_key(path), source_name(path)):
-        entry = find_flow_output(folder, name)
-        if entry is not None and _matches(entry, record):
-            return entry
-    return None
-
-
-@dataclass
-class _FlowCacheEntry:
-    folder: Path
-    name: str
-    record: dict
-
-    @property
-    def entry(self) -> Path:
-        return flow_output_path(self.folder, self.name, CACHE_FORMAT)
-
-    def forget(self) -> None:
-        flow_record_path(self.entry).unlink(missing_ok=True)
-
-    def record_source(self) -> None:
-        write_flow_record(self.entry, self.record)
-
-
 def _counted(fields: Iterator[np.ndarray], progress: Progress) -> Iterator[np.ndarray]:
     for field in fields:
         yield field
         progress.advance(1)
-
-
-def _open_cache(path: Path, rgb: VideoReader | FrameFolderReader) -> FlowArrayReader | FrameFolderReader:
-    """Open stored flow for ``rgb`` and check that it matches its frames."""
-    stored: FlowArrayReader | FrameFolderReader
-    if path.suffix == ".npy":
-        stored = FlowArrayReader(path, fps=rgb.fps)
-    else:
-        stored = FrameFolderReader(path, source_fps=rgb.rate)
-        if stored.kind != "flow":
-            raise VideoError(path, "flow cache entry holds RGB frames")
-    if stored.num_frames != rgb.num_frames or tuple(stored.frame_size) != tuple(rgb.frame_size):
-        (height, width), (want_height, want_width) = stored.frame_size, rgb.frame_size
-        raise VideoError(
-            path,
-            f"flow cache holds {stored.num_frames} fields of {width}x{height}, the video gives "
-            f"{rgb.num_frames} of {want_width}x{want_height} at {rgb.fps:g} fps; delete it to recompute",
-        )
-    return stored
 
 
 def load_input(

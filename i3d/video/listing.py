@@ -42,6 +42,7 @@ from pathlib import Path
 from i3d.errors import I3DError, InputError
 
 __all__ = [
+    "source_name",
     "VIDEO_SUFFIXES",
     "FRAME_SUFFIXES",
     "LIST_SUFFIXES",
@@ -235,6 +236,16 @@ def expand_inputs(
     for path in out:
         seen.setdefault(os.path.abspath(path), path)
     return list(seen.values())
+
+
+def source_name(path: str | os.PathLike[str]) -> str:
+    """The name outputs of ``path`` are stored under: a folder's name, a file's stem.
+
+    ``clips/a.mp4`` and ``frames/a/`` are both ``"a"``: the ``NAME`` of
+    :func:`compute_flow`'s outputs and of the ``flow_dir`` cache.
+    """
+    path = os.fspath(path)
+    return os.path.basename(os.path.normpath(path)) if os.path.isdir(path) else Path(path).stem
 
 
 def output_names(inputs: Iterable[str], *, keep_suffix: bool = True) -> dict[str, str]:

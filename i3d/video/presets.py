@@ -48,9 +48,10 @@ class Preprocess:
 
 KINETICS_RGB = Preprocess("rgb", fps=25.0)
 KINETICS_FLOW = Preprocess("flow", fps=25.0)
-# Charades frames are distributed at 24 fps.
-CHARADES_RGB = Preprocess("rgb", fps=24.0)
-CHARADES_FLOW = Preprocess("flow", fps=24.0)
+# Charades distributes its frames (videos and frame folders) at 24 frames per second.
+CHARADES_FPS = 24.0
+CHARADES_RGB = Preprocess("rgb", fps=CHARADES_FPS)
+CHARADES_FLOW = Preprocess("flow", fps=CHARADES_FPS)
 
 
 def with_overrides(

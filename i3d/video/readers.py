@@ -33,13 +33,12 @@ import numpy as np
 from i3d.errors import VideoError
 from i3d.video.flow import flow_from_jpeg_values
 from i3d.video.listing import FRAME_SUFFIXES
+from i3d.video.presets import CHARADES_FPS
 from i3d.video.timing import MIN_FRAMES, FpsResampler, as_rate, output_frame_count
 from i3d.video.transforms import UINT8_MAX, resize_flow_field, resize_frame, resized_size
 
 FrameKind = Literal["rgb", "flow", "normalized"]
 
-# Charades distributes its frame folders at 24 frames per second.
-CHARADES_FPS = 24.0
 # Rate assumed for a video stream that declares none and has a single frame.
 FALLBACK_FPS = 25
 # A stream is reported as truncated when its packets end this much before the

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from i3d.choices import CROP_COUNTS
 from i3d.video.presets import Preprocess
 
 __all__ = [
@@ -154,10 +155,6 @@ def center_crop_offsets(height: int, width: int, size: int) -> tuple[int, int]:
 def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
     """Centre ``size`` x ``size`` crop of ``(..., H, W)``."""
     return crop(video, *center_crop_offsets(*video.shape[-2:], size), size)
-
-
-# Test-time multi-crop: how many views of a frame --crops may ask for.
-CROP_COUNTS = (1, 3, 5, 10)
 
 
 @dataclass(frozen=True)

