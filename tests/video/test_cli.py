@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from i3d.video import cli
+from i3d.video import inputs
 from i3d.video.cli import add_flow_arguments, run_flow
 from i3d.video.inputs import compute_flow
 from tests.video.helpers import encode, indexed_frames, write_rgb_folder
@@ -77,7 +77,7 @@ def test_a_dead_tvl1_worker_fails_its_video_only(tmp_path, capsys, monkeypatch):
                 process.join()
         return compute_flow(video, out_dir, **kwargs)
 
-    monkeypatch.setattr(cli, "compute_flow", compute_flow_with_a_dying_pool)
+    monkeypatch.setattr(inputs, "compute_flow", compute_flow_with_a_dying_pool)  # run_flow imports it when it runs
     out = tmp_path / "flow"
     args = parse([*map(str, videos), "--out", str(out), "--short-side", "48", "--workers", "2"])
     assert run_flow(args) == 1
