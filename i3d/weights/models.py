@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from i3d.convert.state_file import load_state_dict_file
@@ -11,9 +12,9 @@ from i3d.model import InceptionI3d
 from i3d.video.presets import KINETICS_FLOW, KINETICS_RGB, Preprocess
 from i3d.weights.entries import REGISTRY, WeightsEntry
 from i3d.weights.loading import load_weights, model_shape
-from i3d.weights.store import Source, checkpoint_path
+from i3d.weights.store import Source, checkpoint_path, fetch_all
 
-__all__ = ["WeightsSpec", "resolve_checkpoint", "inception_i3d", "load_pretrained", "default_transforms"]
+__all__ = ["WeightsSpec", "resolve_checkpoint", "prefetch", "inception_i3d", "load_pretrained", "default_transforms"]
 
 WeightsSpec = str | os.PathLike[str] | WeightsEntry  # a registry name, an entry or a file
 
@@ -37,6 +38,23 @@ def resolve_checkpoint(
     if not path.exists() and not path.suffix:
         raise WeightsError(f"unknown weights {str(weights)!r}; registered: {', '.join(REGISTRY)}")
     return path, None
+
+
+def prefetch(specs: Iterable[object], *, progress: bool = True, flags: Mapping[str, str] | None = None) -> None:
+    """Fetch every registry entry among ``specs`` (names, entries; paths are
+    skipped) before any work, so that one error lists every missing file of
+    a request (e.g. both streams of ``--stream joint``). ``flags`` maps a
+    name to the flag that chose it, for the error's hint.
+
+    Raises:
+        WeightsError: as :func:`i3d.weights.store.fetch_all`.
+    """
+    entries = []
+    for spec in specs:
+        entry = spec if isinstance(spec, WeightsEntry) else REGISTRY.get(spec) if isinstance(spec, str) else None
+        if entry is not None and entry not in entries:
+            entries.append(entry)
+    fetch_all(entries, progress=progress, flags=flags)
 
 
 def default_transforms(in_channels: int) -> Preprocess:

