@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         eval_sub,
         "accuracy",
         "top-1, top-5 and mean class accuracy (mAP if multi-label) of a trained model on a labelled video list",
-        "i3d.train.evaluate:add_accuracy_arguments",
-        "i3d.train.evaluate:run_accuracy",
+        "i3d.train.eval_cli:add_accuracy_arguments",
+        "i3d.train.eval_cli:run_accuracy",
     )
     return parser
 

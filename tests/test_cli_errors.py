@@ -338,6 +338,9 @@ print("heavy:", ",".join(heavy), file=sys.stderr)
         ["fvd", "--help"],
         ["fvd", "stats", "--help"],
         ["export", "--help"],
+        ["train", "--help"],
+        ["eval", "accuracy", "--help"],
+        ["convert", "--help"],
     ],
 )
 def test_help_and_version_import_nothing_heavy(args):

@@ -21,9 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from i3d.charades.sizes import NUM_CLASSES
 from i3d.errors import InputError, check_regular_file, shorten
-
-NUM_CLASSES = 157
 
 Subset = Literal["training", "testing"]
 

@@ -30,12 +30,10 @@ import torch
 from torch.utils.data import Dataset
 
 from i3d.charades.annotations import NUM_CLASSES, Video, frame_labels, validate_video_id
+from i3d.charades.sizes import CLIP_FRAMES
 from i3d.video.flow import FlowEngine
 from i3d.video.inputs import InputStream, open_input
 from i3d.video.presets import CHARADES_RGB, Preprocess
-
-# The old PyTorch port fine-tunes on clips of 64 frames.
-CLIP_FRAMES = 64
 
 
 def source_path(root: str | os.PathLike[str], video_id: str, video_ext: str | None = None) -> Path:

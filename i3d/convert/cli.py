@@ -14,8 +14,6 @@ from pathlib import Path
 
 from i3d import console
 from i3d.argtypes import output_file
-from i3d.convert.deepmind import convert_checkpoint
-from i3d.convert.tf_checkpoint import CheckpointReader
 from i3d.errors import I3DError
 
 
@@ -46,6 +44,10 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Run ``i3d convert``; returns the exit status."""
+    # Imported here, not at the top, so that ``i3d convert --help`` needs neither numpy nor torch.
+    from i3d.convert.deepmind import convert_checkpoint
+    from i3d.convert.tf_checkpoint import CheckpointReader
+
     if args.output is None and not args.list:
         console.error("OUT is required unless --list is given")
         return 2

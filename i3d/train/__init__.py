@@ -16,9 +16,12 @@
 * :mod:`i3d.train.checkpoint`: checkpoints that load with ``weights_only=True``.
 * :mod:`i3d.train.export`: ``model.safetensors`` with its class names.
 * :mod:`i3d.train.probe`: a linear probe on extracted features.
-* :mod:`i3d.train.evaluate`: ``i3d eval accuracy``.
+* :mod:`i3d.train.evaluate`: a trained model's accuracy on a labelled list;
+  :mod:`i3d.train.eval_cli`: ``i3d eval accuracy``.
 * :mod:`i3d.train.distributed`: ``torchrun`` environment and process group.
-* :mod:`i3d.train.cli`: ``i3d train``.
+* :mod:`i3d.train.cli`: ``i3d train``'s flags and config; :mod:`i3d.train.runner`:
+  its work (imported when it runs, so that ``--help`` imports no torch).
+* :mod:`i3d.train.choices`: the flags' choices, without torch.
 
 Import the submodules themselves; this package imports nothing.
 """

@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from torch.utils.data import Dataset
 
 from i3d import console
 from i3d.errors import I3DError
+from i3d.train.choices import BROKEN_POLICIES, OnBroken
 from i3d.train.datasets import LabelledVideo, VideoList
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, FlowEngine
 from i3d.video.inputs import InputStream, open_input
@@ -45,8 +45,6 @@ from i3d.video.presets import Preprocess
 
 __all__ = ["BROKEN_POLICIES", "IndexedVideo", "index_videos", "TrainingClips", "ValidationClips", "clip_starts"]
 
-OnBroken = Literal["error", "skip"]
-BROKEN_POLICIES: tuple[str, ...] = ("error", "skip")
 # How many broken videos a warning names one by one.
 _BROKEN_SHOWN = 10
 

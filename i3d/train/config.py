@@ -65,6 +65,8 @@ __all__ = [
     "recipe_of",
     "starting_weights",
     "LOCATION",
+    "MAX_DEFAULT_WORKERS",
+    "NO_WEIGHTS",
 ]
 
 CONFIG_NAME = "config.toml"
@@ -103,6 +105,11 @@ _RUN: dict[str, Any] = {
     "log_every": 10,
     "val_chunk": 256,
 }
+# Loader processes per training process when run.workers is unset: enough to
+# keep a GPU fed with JPEG decoding, never more than the machine has.
+MAX_DEFAULT_WORKERS = 8
+# [model] weights that mean a random start.
+NO_WEIGHTS = "none"
 # Recipe fields that [model] weights records instead.
 _WEIGHTS_FIELDS = ("rgb_weights", "flow_weights")
 DEFAULTS: dict[str, dict[str, Any]] = {

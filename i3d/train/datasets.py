@@ -40,10 +40,10 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
 from i3d.charades.annotations import read_text
 from i3d.errors import InputError
+from i3d.train.choices import DATASET_FORMATS
 from i3d.video import listing
 
 __all__ = [
@@ -61,8 +61,6 @@ __all__ = [
     "read_flip_map",
 ]
 
-DatasetFormat = Literal["charades", "folders", "csv", "kinetics"]
-DATASET_FORMATS: tuple[str, ...] = ("charades", "folders", "csv", "kinetics")
 # Video files a class folder may hold (the inputs of every command, less
 # DeepMind's preprocessed .npy arrays, which are not videos to draw clips
 # from); anything else in it is ignored.

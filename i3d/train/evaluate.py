@@ -1,4 +1,4 @@
-"""``i3d eval accuracy``: score a trained model on a labelled video list, as training validates.
+"""Score a trained model on a labelled video list, as training validates.
 
 ::
 
@@ -26,29 +26,24 @@ warning says that too.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from i3d import console
-from i3d.argtypes import natural_int, positive_float, positive_int
 from i3d.errors import I3DError
-from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights
 from i3d.runtime import Placement, Precision, prepare
-from i3d.train.clips import BROKEN_POLICIES, ValidationClips, index_videos
-from i3d.train.datasets import DATASET_FORMATS, read_classes, read_video_list
+from i3d.train.clips import ValidationClips, index_videos
+from i3d.train.datasets import read_video_list
 from i3d.train.distributed import World
 from i3d.train.export import read_class_names, read_model_input
 from i3d.train.validation import ClipValidation, ClipValidationResult
 from i3d.video.presets import Preprocess
-from i3d.video.transforms import CROP_COUNTS
 from i3d.weights import inception_i3d
 
-__all__ = ["evaluate_accuracy", "add_accuracy_arguments", "run_accuracy"]
+__all__ = ["evaluate_accuracy"]
 
 
 # Used where neither a flag nor the model file says (a model from before the
@@ -129,59 +124,3 @@ def evaluate_accuracy(
     placement = Placement.resolve(device, precision)
     model = prepare(model, placement.device, precision)
     return ClipValidation(clips, workers, average)(model, device=placement.device, precision=precision, world=World())
-
-
-def add_accuracy_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags of ``i3d eval accuracy``."""
-    add_weights(p.add_argument, required=True, metavar="FILE", help="the model, e.g. a run's model.safetensors")
-    p.add_argument("--format", choices=DATASET_FORMATS[1:], default="csv", help="list layout (default: csv)")
-    p.add_argument("--root", required=True, type=Path, metavar="DIR", help="folder of the videos")
-    p.add_argument("--csv", type=Path, metavar="FILE", help="the list (a split file for --format folders)")
-    p.add_argument("--classes", type=Path, metavar="FILE", help="class names for a model file that has none")
-    # Clip settings: the model's own unless given (a warning states each override).
-    own = "default: the model's (saved by i3d train), else"
-    p.add_argument("--clip-frames", type=positive_int, metavar="N", help=f"frames per clip ({own} 64)")
-    p.add_argument("--val-clips", "--clips", type=positive_int, default=3, metavar="N", help="clips per video (3)")
-    p.add_argument("--crops", type=int, choices=CROP_COUNTS, default=1, help="crops of every clip, 1, 3, 5 or 10 (1)")
-    p.add_argument("--average", choices=("score", "prob"), default="score", help="average logits or probabilities")
-    add_fps(p.add_argument, help=f"frames per second of the clips ({own} 25)")
-    add_short_side(p.add_argument, metavar="PX", help=f"resize before cropping ({own} 256)")
-    add_crop(p.add_argument, metavar="PX", help=f"centre crop ({own} 224)")
-    p.add_argument("--frame-fps", type=positive_float, default=25.0, help="rate of frame folders (25)")
-    add_device(p.add_argument, help="torch device (default: CUDA if available, else cpu)")
-    add_precision(p.add_argument, default="fp32", help="inference precision (fp32)")
-    p.add_argument("--workers", type=natural_int, default=0, metavar="N", help="loader processes (0)")
-    p.add_argument("--on-broken", choices=BROKEN_POLICIES, default="error", help="unreadable videos (error)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-
-
-def run_accuracy(args: argparse.Namespace) -> int:
-    """Run ``i3d eval accuracy``; see :func:`add_accuracy_arguments`."""
-    try:
-        result = evaluate_accuracy(
-            args.weights,
-            args.format,
-            args.root,
-            args.csv,
-            classes=read_classes(args.classes) if args.classes else None,
-            clip_frames=args.clip_frames,
-            val_clips=args.val_clips,
-            fps=args.fps,
-            short_side=args.short_side,
-            crop=args.crop,
-            frame_fps=args.frame_fps,
-            device=args.device,
-            precision=args.precision,
-            workers=args.workers,
-            on_broken=args.on_broken,
-            crops=args.crops,
-            average=args.average,
-        )
-    except (I3DError, ValueError, OSError) as err:
-        console.error(err)
-        return 1
-    if args.json:
-        console.write_json(result.to_json())
-    else:
-        print(result.summary())
-    return 0

@@ -12,9 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from i3d.charades.annotations import NUM_CLASSES
-from i3d.charades.datasets import CLIP_FRAMES
-from i3d.model import ENDPOINTS
+from i3d.charades.sizes import CLIP_FRAMES, NUM_CLASSES
+from i3d.choices import ENDPOINTS
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, Modality, Preprocess
 
 __all__ = ["Recipe", "RecipeError", "CHARADES_RECIPE", "SCHEDULES"]

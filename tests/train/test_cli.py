@@ -10,10 +10,11 @@ import shutil
 import pytest
 import torch
 
-from i3d.train.cli import _default_workers, _model, add_train_arguments, resolve_config, run_train
+from i3d.train.cli import add_train_arguments, resolve_config, run_train
 from i3d.train.distributed import World
 from i3d.train.loop import CHECKPOINT_NAME, LOG_NAME, MODEL_NAME
 from i3d.train.recipe import CHARADES_RECIPE
+from i3d.train.runner import _default_workers, _model
 from i3d.train.sources import read_videos
 from i3d.weights import inception_i3d, save_state_dict
 from tests.charades.helpers import write_csv

@@ -82,7 +82,7 @@ def test_probe_needs_pooled_features(tmp_path, capsys):
 @pytest.mark.slow
 def test_eval_accuracy_of_a_saved_model(folders, tmp_path, capsys):
     from i3d.model import InceptionI3d
-    from i3d.train.evaluate import add_accuracy_arguments, run_accuracy
+    from i3d.train.eval_cli import add_accuracy_arguments, run_accuracy
     from i3d.train.export import save_model
 
     torch.manual_seed(0)

@@ -47,8 +47,8 @@ def test_a_moved_run_folder_resumes(folders, tmp_path, capsys):
 
 
 def test_an_older_run_config_compares_with_the_defaults_filled_in(tmp_path):
-    from i3d.train.cli import _check_resume
     from i3d.train.config import write_config
+    from i3d.train.runner import _check_resume
 
     out = tmp_path / "run"
     args = parse("--format", "folders", "--root", str(tmp_path), "--out", str(out), "--resume")
