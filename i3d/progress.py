@@ -12,6 +12,10 @@ has no ``[i/n]`` part::
 
     i3d fvd stats: 96/2048 videos, 3.1 videos/s, ETA 10m29s
     i3d weights download: rgb_scratch.pt: 12.0/48.3 MiB, 5.1 MiB/s, ETA 7s
+
+and may end with what the caller adds (``postfix``: ``i3d train``'s loss)::
+
+    i3d train: 120/64000 steps, 0.4 steps/s, ETA 44h20m, loss 0.0312, 12.8 clips/s
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class Progress:
         self.name = ""
         self.frames = self.done = self.first = 0
         self.started = self.last = time.monotonic()
+        self.postfix = ""
         self._drawn = False
 
     def start(self, name: str, frames: int, done: int = 0) -> None:
@@ -84,12 +89,19 @@ class Progress:
         self.name, self.frames, self.done, self.first = name, frames, done, done
         self.started = time.monotonic()
 
-    def advance(self, frames: int) -> None:
+    def advance(self, frames: int, postfix: str | None = None) -> None:
+        """``frames`` more done; ``postfix``, if given, replaces what the line ends with."""
         self.done += frames
+        if postfix is not None:
+            self.postfix = postfix
         now = time.monotonic()
         if now - self.last >= self.interval:
-            self.last = now
-            self._show(self.line(now))
+            self.show(now)
+
+    def show(self, now: float | None = None) -> None:
+        """Write the line now, whatever the interval (a first line; the line again after other output)."""
+        self.last = now if now is not None else time.monotonic()
+        self._show(self.line(self.last))
 
     def line(self, now: float | None = None) -> str:
         elapsed = (now if now is not None else time.monotonic()) - self.started
@@ -102,7 +114,8 @@ class Progress:
             count = f"{done}/{self.frames / MIB:.1f}" if self.frames else done  # a size the server did not give
         else:
             unit, count = self.unit, f"{self.done}/{self.frames}"
-        return f"{self.prefix}:{where} {count} {unit}, {rate:.1f} {unit}/s{eta}"
+        postfix = f", {self.postfix}" if self.postfix else ""
+        return f"{self.prefix}:{where} {count} {unit}, {rate:.1f} {unit}/s{eta}{postfix}"
 
     def _show(self, line: str) -> None:
         if self.quiet:

@@ -3,9 +3,9 @@
 * ``train.jsonl``: one JSON object per line (see :mod:`i3d.train.loop`);
   a resumed run drops the lines past its checkpoint's step, so the file
   reads as one run. Strict JSON: a non-finite number is written as ``null``.
-* The terminal: on an interactive terminal a progress bar (``tqdm``) with
-  the loss and clips/s, the log lines printed above it; otherwise (a job
-  log, a pipe) the log lines alone.
+* The terminal: on an interactive terminal a status line
+  (:class:`i3d.progress.Progress`: steps, ETA, loss and clips/s), the log
+  lines printed above it; otherwise (a job log, a pipe) the log lines alone.
 * TensorBoard: event files in ``OUT/tensorboard`` where the ``tensorboard``
   package is installed (the ``tensorboard`` extra); nothing otherwise.
 """
@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from i3d import console
 from i3d.atomic import open_atomic
+from i3d.progress import Progress
 
 __all__ = ["RunLog", "Window", "TENSORBOARD_DIR", "finite_or_none"]
 
@@ -59,9 +61,9 @@ class RunLog:
 
     Args:
         path: the JSON-lines file.
-        echo: print log lines (and show the progress bar on a terminal).
+        echo: print log lines (and show the status line on a terminal).
         keep_until: a resumed run's start step: earlier records are kept.
-        total_steps, start_step: for the progress bar.
+        total_steps, start_step: for the status line.
         tensorboard: write TensorBoard events (if the package is there).
     """
 
@@ -82,11 +84,11 @@ class RunLog:
         with open_atomic(path) as f:
             f.write("".join(json.dumps(r) + "\n" for r in kept))
         self.file: IO[str] = open(path, "a", encoding="utf-8")
-        self._bar = None
+        self._status: Progress | None = None
         if echo and total_steps and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, leave=False)
+            self._status = Progress(console.current_command(), None, unit="steps", terminal=True)
+            self._status.start("", total_steps, done=start_step)
+            self._status.show()
         self._board = _tensorboard_writer(path.parent / TENSORBOARD_DIR) if tensorboard else None
 
     def write(self, record: dict[str, Any], line: str | None = None, stream: IO[str] | None = None) -> None:
@@ -95,16 +97,16 @@ class RunLog:
         self.file.flush()
         self._scalars(record)
         if self.echo and line is not None:
-            if self._bar is not None:
-                self._bar.write(line, file=stream or sys.stdout)
-            else:
-                print(line, file=stream or sys.stdout, flush=True)
+            if self._status is not None:
+                self._status.clear()
+            print(line, file=stream or sys.stdout, flush=True)
+            if self._status is not None:
+                self._status.show()  # below the line, as before it
 
     def progress(self, step: int, loss: float, clips_per_s: float) -> None:
-        """Move the progress bar (if any) to ``step``."""
-        if self._bar is not None:
-            self._bar.set_postfix(loss=f"{loss:.4f}", clips_s=f"{clips_per_s:.1f}", refresh=False)
-            self._bar.update(step - self._bar.n)
+        """Move the status line (if any) to ``step``."""
+        if self._status is not None:
+            self._status.advance(step - self._status.done, postfix=f"loss {loss:.4f}, {clips_per_s:.1f} clips/s")
 
     def _scalars(self, record: dict[str, Any]) -> None:
         if self._board is None or record.get("event") not in ("train", "val"):
@@ -116,8 +118,8 @@ class RunLog:
         self._board.flush()
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        if self._status is not None:
+            self._status.clear()
         if self._board is not None:
             self._board.close()
         self.file.close()

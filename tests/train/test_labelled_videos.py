@@ -189,7 +189,7 @@ class FakeBoard:
         self.closed = True
 
 
-def test_run_log_progress_bar_and_tensorboard(tmp_path, monkeypatch, capsys):
+def test_run_log_status_line_and_tensorboard(tmp_path, monkeypatch, capsys):
     from i3d.train import runlog
 
     board = FakeBoard()
@@ -201,7 +201,7 @@ def test_run_log_progress_bar_and_tensorboard(tmp_path, monkeypatch, capsys):
     log.write({"event": "val", "step": 2, "top1": 0.75, "videos": 4})
     log.close()
     captured = capsys.readouterr()
-    assert "step 2 line" in captured.out and "clips_s=3.0" in captured.err  # the bar, on the terminal
+    assert "step 2 line" in captured.out and "3.0 clips/s" in captured.err  # the status line, on the terminal
     assert board.closed and ("val/top1", 0.75, 2) in board.scalars and ("train/lr", 0.1, 2) in board.scalars
     # Strict JSON: NaN is null.
     assert json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])["loss"] is None
