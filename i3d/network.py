@@ -20,6 +20,7 @@ from i3d.model import InceptionI3d
 from i3d.runtime import Placement, prepare
 from i3d.video import Preprocess
 from i3d.video.presets import with_overrides
+from i3d.weights.model_input import ModelInput, read_model_input
 
 __all__ = ["LoadedNetwork", "load_network"]
 
@@ -29,7 +30,9 @@ class LoadedNetwork:
     """A model prepared on its placement, with what goes with it.
 
     ``weights`` names it in outputs' metadata: the registry name, else the
-    checkpoint's path. ``preprocess`` is the weights' own, with overrides.
+    checkpoint's path. ``preprocess`` is the weights' own (for a model file
+    from ``i3d train``, the input it was trained on, ``trained_input``), with
+    the caller's overrides.
     """
 
     model: InceptionI3d
@@ -37,6 +40,7 @@ class LoadedNetwork:
     placement: Placement
     entry: W.WeightsEntry | None  # None for a plain checkpoint file
     path: Path  # the checkpoint file read
+    trained_input: ModelInput | None = None  # saved with the file by i3d train: preprocessing, clip length
 
     @property
     def weights(self) -> str:
@@ -71,6 +75,10 @@ def load_network(
 ) -> LoadedNetwork:
     """Load ``spec`` onto ``placement`` for inference.
 
+    The preprocessing is the registry entry's, else the one ``i3d train``
+    saved with the file (a model fine-tuned on 112-pixel crops is run on
+    112-pixel crops), else Kinetics' for its modality.
+
     Args:
         in_channels: 3 (RGB) or 2 (flow), checked against the weights.
         preprocess: replaces the weights' preprocessing.
@@ -79,10 +87,13 @@ def load_network(
             set before :func:`~i3d.runtime.prepare` folds BatchNorm with it.
     """
     model, own, entry, path = W.load_pretrained(spec, in_channels=in_channels, progress=progress)
+    trained = read_model_input(path) if entry is None else None
+    if trained is not None:
+        own = trained.preprocess
     if bn_eps is not None:
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm3d):
                 module.eps = bn_eps
     model = prepare(model, placement.device, placement.precision)  # type: ignore[assignment]
     preprocess = with_overrides(preprocess or own, fps=fps, short_side=short_side, crop=crop)
-    return LoadedNetwork(model, preprocess, placement, entry, Path(path))
+    return LoadedNetwork(model, preprocess, placement, entry, Path(path), trained)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from i3d.network import load_network
@@ -28,3 +29,23 @@ def test_a_given_preprocess_replaces_the_weights_own(tmp_path):
     own = dataclasses.replace(default_transforms(3), fps=10.0)
     net = load_network(path, Placement(torch.device("cpu")), preprocess=own, crop=160)
     assert net.preprocess == dataclasses.replace(own, crop=160)
+
+
+@pytest.mark.slow
+def test_a_model_from_i3d_train_runs_with_the_input_it_was_trained_on(tmp_path):
+    # A model fine-tuned on 112-pixel crops at 10 fps must be run on them (predict, extract, eval accuracy).
+    from i3d.model import InceptionI3d
+    from i3d.train.export import ModelInput, save_model
+    from i3d.video.presets import Preprocess
+
+    trained = ModelInput(Preprocess("rgb", fps=10.0, resize_short_side=128, crop=112), clip_frames=16)
+    path = save_model(InceptionI3d(num_classes=2).state_dict(), tmp_path / "model.safetensors", ["a", "b"], trained)
+    net = load_network(path, Placement(torch.device("cpu")))
+    assert (net.preprocess, net.trained_input) == (trained.preprocess, trained)
+    assert load_network(path, Placement(torch.device("cpu")), crop=100).preprocess.crop == 100  # a flag still wins
+    from i3d.predict import Classifier
+
+    assert Classifier(rgb_weights=path, device="cpu").models[0].preprocess == trained.preprocess
+    plain = save_model(InceptionI3d(num_classes=2).state_dict(), tmp_path / "plain.safetensors", ["a", "b"])
+    net = load_network(plain, Placement(torch.device("cpu")))
+    assert (net.preprocess, net.trained_input) == (default_transforms(3), None)

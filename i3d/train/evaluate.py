@@ -18,10 +18,12 @@ softmax, or sigmoid for multi-label lists).
 
 The clips are made as the model's were in training: its modality, frame
 rate, short side, crop and clip length are saved with it
-(:func:`i3d.train.export.read_model_input`). A flag given overrides one of
-them, and a warning says so; a model file without them (not from
-``i3d train``) gets 64 frames at 25 fps, short side 256, crop 224, and a
-warning says that too.
+(:func:`i3d.weights.model_input.read_model_input`), which
+:func:`i3d.network.load_network` takes as the model's preprocessing. A flag
+given overrides one of them, and a warning says so; a model file without
+them (not from ``i3d train``) gets its weights' preprocessing (Kinetics':
+25 fps, short side 256, crop 224, for a file of its own) and 64 frames,
+and a warning says that too.
 """
 
 from __future__ import annotations
@@ -34,21 +36,21 @@ import torch
 
 from i3d import console
 from i3d.errors import I3DError
-from i3d.runtime import Placement, Precision, prepare
+from i3d.network import LoadedNetwork, load_network
+from i3d.runtime import Placement, Precision
 from i3d.train.clips import ValidationClips, index_videos
 from i3d.train.datasets import read_video_list
 from i3d.train.distributed import World
-from i3d.train.export import read_class_names, read_model_input
+from i3d.train.export import read_class_names
 from i3d.train.validation import ClipValidation, ClipValidationResult
 from i3d.video.presets import Preprocess
-from i3d.weights import inception_i3d
 
 __all__ = ["evaluate_accuracy"]
 
 
-# Used where neither a flag nor the model file says (a model from before the
-# input was saved with it, or not from i3d train): Kinetics' clips.
-_FALLBACK = {"clip_frames": 64, "fps": 25.0, "short_side": 256, "crop": 224}
+# Clip length where neither a flag nor the model file says (a model from before the input was saved with it,
+# or not from i3d train): Kinetics' clips. Its preprocessing is then the weights' own (load_network).
+_FALLBACK_CLIP_FRAMES = 64
 _FLAG = {"clip_frames": "--clip-frames", "fps": "--fps", "short_side": "--short-side", "crop": "--crop"}
 
 
@@ -57,21 +59,29 @@ def _show(value: float | None) -> str:
 
 
 def _settings(
-    weights: str | os.PathLike[str], given: dict[str, Any], warn: Callable[[str], None]
-) -> tuple[str | None, dict[str, Any]]:
-    """The clip settings: those given, else the model's saved ones (:func:`read_model_input`), else
-    :data:`_FALLBACK`; a warning says which given ones differ from the model's, or that it has none."""
-    saved = read_model_input(weights)
+    weights: str | os.PathLike[str], net: LoadedNetwork, given: dict[str, Any], warn: Callable[[str], None]
+) -> dict[str, Any]:
+    """The clip settings: those given, else the model's own (saved by ``i3d train``, else its weights'
+    preprocessing and :data:`_FALLBACK_CLIP_FRAMES`); a warning says which given ones differ from the
+    model's saved ones, or that it has none."""
+    saved = net.trained_input
+    own = {
+        "clip_frames": saved.clip_frames if saved is not None else _FALLBACK_CLIP_FRAMES,
+        "fps": net.preprocess.fps,
+        "short_side": net.preprocess.resize_short_side,
+        "crop": net.preprocess.crop,
+    }
     if saved is None:
-        defaulted = [f"{_FLAG[k]} {v:g}" for k, v in _FALLBACK.items() if given[k] is None]
+        defaulted = [f"{_FLAG[k]} {_show(v)}" for k, v in own.items() if given[k] is None]
         if defaulted:
             warn(f"{weights}: no clip settings saved with the model; using {', '.join(defaulted)}")
-        return None, {k: _FALLBACK[k] if v is None else v for k, v in given.items()}
-    own = saved.to_json()
-    changed = [f"{_FLAG[k]} {v:g} (the model's: {_show(own[k])})" for k, v in given.items() if v not in (None, own[k])]
-    if changed:
-        warn(f"{weights}: overriding the clip settings saved with the model: {', '.join(changed)}")
-    return saved.preprocess.modality, {k: own[k] if v is None else v for k, v in given.items()}
+    else:
+        changed = [
+            f"{_FLAG[k]} {v:g} (the model's: {_show(own[k])})" for k, v in given.items() if v not in (None, own[k])
+        ]
+        if changed:
+            warn(f"{weights}: overriding the clip settings saved with the model: {', '.join(changed)}")
+    return {k: own[k] if v is None else v for k, v in given.items()}
 
 
 def evaluate_accuracy(
@@ -103,16 +113,17 @@ def evaluate_accuracy(
     model's, or of a model that has none.
     """
     given = {"clip_frames": clip_frames, "fps": fps, "short_side": short_side, "crop": crop}
-    modality, settings = _settings(weights, given, warn)
-    model = inception_i3d(weights=weights)
-    names = read_class_names(weights) or (list(classes) if classes is not None else None)
+    placement = Placement.resolve(device, precision)
+    net = load_network(weights, placement, progress=True)
+    settings = _settings(weights, net, given, warn)
+    model = net.model
+    names = read_class_names(net.path) or (list(classes) if classes is not None else None)
     videos = read_video_list(format, root, listing, names)
     if videos.num_classes != model.num_classes:
         raise I3DError(
             f"{weights}: has {model.num_classes} classes and no names for them; the list has {videos.num_classes}"
         )
-    modality = modality or ("rgb" if model.in_channels == 3 else "flow")
-    preprocess = Preprocess(modality, settings["fps"], settings["short_side"], settings["crop"])
+    preprocess = Preprocess(net.preprocess.modality, settings["fps"], settings["short_side"], settings["crop"])
     if preprocess.crop > preprocess.resize_short_side:
         raise I3DError(f"--crop {preprocess.crop} is larger than --short-side {preprocess.resize_short_side}")
     indexed = index_videos(
@@ -121,6 +132,4 @@ def evaluate_accuracy(
     clips = ValidationClips(
         indexed, videos, preprocess, settings["clip_frames"], frame_fps, val_clips=val_clips, crops=crops
     )
-    placement = Placement.resolve(device, precision)
-    model = prepare(model, placement.device, precision)
     return ClipValidation(clips, workers, average)(model, device=placement.device, precision=precision, world=World())
