@@ -165,7 +165,7 @@ def make_extractor(
         weights=weights,
         layer=layer,
         crops=crops,
-        chunk=chunk,
+        chunk_frames=chunk,
         device=device,
         precision=precision,
         transforms={OUTPUT_STREAM: preset(size, fps)},

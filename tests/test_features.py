@@ -103,7 +103,7 @@ def test_crop_positions_follow_torchvision_and_mmaction2():
 @pytest.mark.slow
 @pytest.mark.parametrize("crops", [3, 5, 10])
 def test_each_crop_equals_the_model_on_that_crop(weights, model, video, frames, crops):
-    got = E.Extractor(weights=weights, crops=crops, chunk=25, device="cpu", **SIZE).extract(video)["rgb"]
+    got = E.Extractor(weights=weights, crops=crops, chunk_frames=25, device="cpu", **SIZE).extract(video)["rgb"]
     mirrored = frames[:, :, ::-1]
     positions = THREE if crops == 3 else FIVE
     cuts = [frames[:, t : t + CROP, left : left + CROP] for t, left in positions]
@@ -133,7 +133,7 @@ def test_mirrored_flow_has_its_x_component_negated(video):
 @pytest.mark.slow
 def test_frames_mode_rows_equal_padded_windows(weights, model, video, frames):
     length = 8
-    ex = E.Extractor(weights=weights, mode="frames", clip_len=length, batch=3, chunk=5, device="cpu", **SIZE)
+    ex = E.Extractor(weights=weights, mode="frames", clip_len=length, batch=3, chunk_frames=5, device="cpu", **SIZE)
     got = ex.extract(video)["rgb"]
     count = len(frames)
     assert got.data.shape == (count, 1024)
@@ -147,7 +147,9 @@ def test_frames_mode_rows_equal_padded_windows(weights, model, video, frames):
     spans = got.meta["row_spans"]
     assert spans[0] == [0.0, 4.0] and spans[count // 2] == [count // 2 - 4, count // 2 + 4]
     # Three crops, four clips per call: a window's crops straddle network calls.
-    ex = E.Extractor(weights=weights, mode="frames", clip_len=length, crops=3, batch=4, chunk=9, device="cpu", **SIZE)
+    ex = E.Extractor(
+        weights=weights, mode="frames", clip_len=length, crops=3, batch=4, chunk_frames=9, device="cpu", **SIZE
+    )
     three = ex.extract(video)["rgb"].data
     assert three.shape == (count, 3, 1024)
     for k, (t, left) in enumerate(THREE):
@@ -168,7 +170,9 @@ def test_spaced_starts():
 
 @pytest.mark.slow
 def test_num_clips_windows(weights, model, video, frames):
-    ex = E.Extractor(weights=weights, mode="clips", clip_len=6, num_clips=4, batch=3, chunk=7, device="cpu", **SIZE)
+    ex = E.Extractor(
+        weights=weights, mode="clips", clip_len=6, num_clips=4, batch=3, chunk_frames=7, device="cpu", **SIZE
+    )
     got = ex.extract(video)["rgb"]
     count = len(frames)
     starts = [round(k * (count - 6) / 3 + 1e-9) for k in range(4)]  # count - 6 = 12: 0, 4, 8, 12
@@ -199,7 +203,7 @@ def test_concat_halves_equal_the_separate_streams(tmp_path, weights, flow_weight
             flow_dir=tmp_path / "flow",  # TV-L1 once
             combine=combine,
             crops=crops,
-            chunk=12,
+            chunk_frames=12,
             device="cpu",
             **SIZE,
         )

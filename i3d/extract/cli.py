@@ -205,7 +205,7 @@ def run_extract(args: argparse.Namespace) -> int:
             num_clips=args.num_clips,
             crops=args.crops,
             combine=args.combine,
-            chunk=args.chunk,
+            chunk_frames=args.chunk,
             batch=args.batch,
             device=args.device,
             precision=args.precision,

@@ -77,8 +77,8 @@ class Extractor:
             ``(crops, C)`` when more than one.
         combine: ``"separate"`` (one output per stream) or ``"concat"``
             (both streams in one output :data:`CONCAT`, RGB channels first).
-        chunk: frames per network call in ``full`` mode, all crops together
-            (``chunk // crops`` frames of each; any value >= 1 gives the same
+        chunk_frames: frames per network call in ``full`` mode, all crops together
+            (``chunk_frames // crops`` frames of each; any value >= 1 gives the same
             result; it bounds memory).
         batch: clips (a window of one crop) per network call in ``clips``
             and ``frames`` modes.
@@ -109,7 +109,7 @@ class Extractor:
         num_clips: int | None = None,
         crops: int = 1,
         combine: str = "separate",
-        chunk: int = DEFAULT_CHUNK_FRAMES,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         batch: int = DEFAULT_BATCH,
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
@@ -140,13 +140,14 @@ class Extractor:
             ("clip_len", clip_len),
             ("step", step),
             ("num_clips", 1 if num_clips is None else num_clips),
-            ("chunk", chunk),
+            ("chunk_frames", chunk_frames),
             ("batch", batch),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.layer, self.mode, self.crops, self.combine = layer, mode, crops, combine
-        self.clip_len, self.step, self.num_clips, self.chunk, self.batch = clip_len, step, num_clips, chunk, batch
+        self.clip_len, self.step, self.num_clips, self.batch = clip_len, step, num_clips, batch
+        self.chunk_frames = chunk_frames
         self.placement = Placement.resolve(device, precision)
         self.device, self.precision = self.placement.device, self.placement.precision
         self.flow_dir = flow_dir
@@ -185,9 +186,9 @@ class Extractor:
 
     @property
     def decode_chunk(self) -> int:
-        """Frames decoded (and in ``full`` mode run) at a time: ``chunk``
+        """Frames decoded (and in ``full`` mode run) at a time: ``chunk_frames``
         frames of all crops together, so memory does not grow with crops."""
-        return max(1, self.chunk // self.crops)
+        return max(1, self.chunk_frames // self.crops)
 
     def _net(self, stream: str) -> LoadedNetwork:
         if stream in self.nets:

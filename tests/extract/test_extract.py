@@ -58,7 +58,7 @@ def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
     assert expected.shape == (max(1, -(-frames // 8) - 1), 1024)
     scale = max(1.0, float(np.abs(expected).max()))
     for chunk in (1, 8, 23, 1000) if frames < 100 else (8, 23, 64, 1000):
-        got = E.Extractor(weights=weights, chunk=chunk, device="cpu").extract(path)["rgb"].data
+        got = E.Extractor(weights=weights, chunk_frames=chunk, device="cpu").extract(path)["rgb"].data
         assert got.shape == expected.shape
         # Random weights give features in the hundreds; real ones near 1.
         assert np.abs(got - expected).max() <= NETWORK_RTOL * scale, chunk
@@ -67,7 +67,7 @@ def test_chunked_extraction_equals_one_pass(tmp_path, weights, model, frames):
 @pytest.mark.slow
 def test_clips_mode(tmp_path, weights, model):
     path = write_npy(tmp_path / "v.npy", 50)
-    ex = E.Extractor(weights=weights, mode="clips", clip_len=16, step=12, batch=3, chunk=7, device="cpu")
+    ex = E.Extractor(weights=weights, mode="clips", clip_len=16, step=12, batch=3, chunk_frames=7, device="cpu")
     got = ex.extract(path)["rgb"]
     x = torch.from_numpy(np.load(path)[0]).permute(3, 0, 1, 2)
     starts = list(range(0, 50 - 16 + 1, 12))
@@ -88,9 +88,9 @@ def test_layers(tmp_path, weights, model):
     with torch.no_grad():
         logits = model(x)[0].T.numpy()
         mixed = model.forward_endpoints(x, ("Mixed_4f",))["Mixed_4f"][0].movedim(1, 0).numpy()
-    got = E.Extractor(weights=weights, layer="logits", chunk=5, device="cpu").extract(path)["rgb"]
+    got = E.Extractor(weights=weights, layer="logits", chunk_frames=5, device="cpu").extract(path)["rgb"]
     np.testing.assert_allclose(got.data, logits, rtol=NETWORK_RTOL, atol=NETWORK_RTOL * np.abs(logits).max())
-    got = E.Extractor(weights=weights, layer="Mixed_4f", chunk=5, device="cpu").extract(path)["rgb"]
+    got = E.Extractor(weights=weights, layer="Mixed_4f", chunk_frames=5, device="cpu").extract(path)["rgb"]
     assert got.data.shape == mixed.shape == (5, 832, 2, 2)
     np.testing.assert_allclose(got.data, mixed, rtol=NETWORK_RTOL, atol=NETWORK_RTOL * np.abs(mixed).max())
     assert got.meta["stride"] == 4 and got.meta["window"] == 4
@@ -180,7 +180,7 @@ def test_cli_shards_cover_inputs(tmp_path, weights, capsys):
 @pytest.mark.slow
 def test_worker_processes(tmp_path, weights):
     inputs = [str(write_npy(tmp_path / f"v{i}.npy", 12 + i, size=16)) for i in range(3)] + [str(tmp_path / "nope.mp4")]
-    ex = E.Extractor(weights=weights, device="cpu", chunk=5)
+    ex = E.Extractor(weights=weights, device="cpu", chunk_frames=5)
     log = io.StringIO()
     summary = E.extract_all(inputs, tmp_path / "out", ex, workers=2, progress=False, log=log)
     assert summary.done == inputs[:3] and [f for f, _ in summary.failed] == inputs[3:]
@@ -253,7 +253,7 @@ def test_unexpected_errors_of_one_input_do_not_stop_the_batch(tmp_path, weights,
 
 @pytest.mark.slow
 def test_rows_leave_no_precision_state_behind(tmp_path, weights):
-    ex = E.Extractor(weights=weights, device="cpu", precision="bf16", chunk=4)
+    ex = E.Extractor(weights=weights, device="cpu", precision="bf16", chunk_frames=4)
     rows = ex.rows("rgb", 40, (torch.rand(3, 4, 16, 16) for _ in range(10)))
     first = next(rows)  # paused inside the generator, between network calls
     a = torch.ones(2, 2)
@@ -338,7 +338,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path, weights):
     src = write_npy(tmp_path / "clip.npy", 30)
     log = io.StringIO()
     reporter = Progress("i3d extract", 0, stream=log, terminal=False, interval=0.0)
-    ex = E.Extractor(weights=weights, device="cpu", chunk=8)
+    ex = E.Extractor(weights=weights, device="cpu", chunk_frames=8)
     assert E.extract_all([str(src)], tmp_path / "out", ex, progress=reporter, log=log).done == [str(src)]
     lines = log.getvalue().splitlines()
     assert lines and all(line.startswith("i3d extract: [1/1] clip.npy (rgb): ") for line in lines)
