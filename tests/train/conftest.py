@@ -72,7 +72,7 @@ def mini_charades(tmp_path_factory) -> MiniCharades:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Class folders of small video files (see :func:`tests.train.anydata.make_class_folders`)."""
-    from tests.train.anydata import make_class_folders
+    """Class folders of small video files (see :func:`tests.train.labelled_data.make_class_folders`)."""
+    from tests.train.labelled_data import make_class_folders
 
     return make_class_folders(tmp_path_factory.mktemp("classes"), frame_folders=False)

@@ -18,7 +18,7 @@ from i3d.train.config import CONFIG_NAME, load_config, merge
 from i3d.train.export import read_class_names
 from i3d.train.loop import LOG_NAME, MODEL_NAME
 from i3d.weights import inception_i3d, load_state_dict_file
-from tests.train.anydata import CLASSES, TINY, parse
+from tests.train.labelled_data import CLASSES, TINY, parse
 
 REPO = Path(__file__).resolve().parents[2]
 

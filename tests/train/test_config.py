@@ -11,7 +11,7 @@ from i3d.errors import InputError
 from i3d.train.cli import resolve_config
 from i3d.train.config import DEFAULTS, dumps, load_config, merge, recipe_of
 from i3d.train.recipe import CHARADES_RECIPE
-from tests.train.anydata import parse, write_text
+from tests.train.labelled_data import parse, write_text
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import pytest
 from i3d.errors import InputError
 from i3d.train.cli import run_train
 from i3d.train.datasets import read_class_folders, read_video_csv
-from tests.train.anydata import TINY, copy_tree, parse, write_text
+from tests.train.labelled_data import TINY, copy_tree, parse, write_text
 
 
 def test_a_single_class_is_an_error(folders, tmp_path, capsys):

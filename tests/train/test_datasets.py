@@ -12,7 +12,7 @@ from i3d.train.datasets import (
     read_video_csv,
     read_video_list,
 )
-from tests.train.anydata import write_text
+from tests.train.labelled_data import write_text
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from i3d.cli import main
 from i3d.model import InceptionI3d
 from i3d.train.export import ModelInput, read_model_input, save_model
 from i3d.video.presets import Preprocess
-from tests.train.anydata import CLASSES, write_text
+from tests.train.labelled_data import CLASSES, write_text
 
 SMALL = ModelInput(Preprocess("rgb", fps=25.0, resize_short_side=40, crop=32), clip_frames=8)
 

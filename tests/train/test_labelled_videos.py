@@ -23,8 +23,8 @@ from i3d.train.plots import CONFUSION_JSON, CONFUSION_PNG, LOSS_PNG, VALIDATION_
 from i3d.train.validation import ClipValidation
 from i3d.video.presets import Preprocess
 from i3d.weights import load_state_dict_file
-from tests.train.anydata import CLASSES, FPS, FRAMES, make_class_folders, write_text
 from tests.train.helpers import TinyNet, tiny_recipe
+from tests.train.labelled_data import CLASSES, FPS, FRAMES, make_class_folders, write_text
 
 SMALL = Preprocess("rgb", fps=FPS, resize_short_side=40, crop=32)
 CLIP_FRAMES = 8

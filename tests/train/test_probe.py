@@ -15,7 +15,7 @@ from i3d.train.export import read_class_names
 from i3d.train.loop import LOG_NAME
 from i3d.train.probe import PROBE_NAME
 from i3d.weights import load_state_dict_file
-from tests.train.anydata import CLASSES, parse, write_text
+from tests.train.labelled_data import CLASSES, parse, write_text
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from i3d.errors import InputError
 from i3d.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from i3d.train.cli import resolve_config, run_train
 from i3d.train.config import CONFIG_NAME, load_config
-from tests.train.anydata import TINY, parse, write_text
+from tests.train.labelled_data import TINY, parse, write_text
 
 
 def test_the_starting_weights_have_one_record(tmp_path):

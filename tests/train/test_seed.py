@@ -10,7 +10,7 @@ import torch
 from i3d.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from i3d.train.cli import run_train
 from i3d.train.loop import LOG_NAME
-from tests.train.anydata import TINY, parse
+from tests.train.labelled_data import TINY, parse
 
 
 def _run(folders, out, seed: int) -> tuple[dict[str, torch.Tensor], list[float]]:
