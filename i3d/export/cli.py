@@ -15,12 +15,13 @@ from i3d import console
 from i3d.argtypes import positive_int
 from i3d.errors import I3DError
 from i3d.export.formats import FORMATS
+from i3d.flags import add_weights
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``i3d export``."""
-    parser.add_argument(
-        "--weights",
+    add_weights(
+        parser.add_argument,
         default="rgb_imagenet",
         help="registry name (see `i3d weights list`) or .pt/.safetensors path (default: rgb_imagenet)",
     )
