@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from i3d.lazy import lazy_exports
 from i3d.version import __version__
 
 # Resolved on first use, so that `import i3d` (and `i3d --version`) stays
@@ -49,9 +50,4 @@ if TYPE_CHECKING:
     from i3d.weights import REGISTRY, get_weights, inception_i3d
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'i3d' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

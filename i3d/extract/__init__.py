@@ -37,8 +37,9 @@ written last; runs skip complete outputs and redo the rest.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from i3d.lazy import lazy_exports
 
 # Resolved on first use, so that importing one part (``i3d.extract.cli``,
 # whose ``i3d verify --help`` imports no torch) does not import them all.
@@ -146,7 +147,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'i3d.extract' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from i3d.lazy import lazy_exports
+
 # Resolved on first use, so that the CLI's parser imports no torch.
 _EXPORTS = {
     "Embedder": "i3d.fvd.embedding",
@@ -62,9 +64,4 @@ if TYPE_CHECKING:
     from i3d.fvd.stats import Statistics
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'i3d.fvd' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,9 @@ clips) with a checkpoint's preset::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from i3d.lazy import lazy_exports
 
 # Resolved on first use, so that importing one part (``i3d.video.cli``, whose
 # ``i3d flow --help`` imports neither torch nor OpenCV) does not import them all.
@@ -81,7 +82,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'i3d.video' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

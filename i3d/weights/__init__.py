@@ -30,8 +30,9 @@ checksums are :mod:`i3d.convert.deepmind`. The dependency runs one way:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from i3d.lazy import lazy_exports
 
 # Resolved on first use, so that importing one part (``i3d.weights.cli``, whose
 # ``i3d weights --help`` imports no torch) does not import them all.
@@ -143,7 +144,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'i3d.weights' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
