@@ -71,7 +71,8 @@ def max_pool_strided(
 def conv3d_relu(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...], padding: list[int]
 ) -> torch.Tensor:
-    """``relu(conv3d(x))`` in one oneDNN call (CPU, float32; needs :data:`FUSED_RELU`)."""
+    """``relu(conv3d(x))`` in one oneDNN call (CPU, float32 or bfloat16;
+    needs :data:`FUSED_RELU`)."""
     return _MKLDNN._convolution_pointwise(x, weight, bias, padding, stride, [1, 1, 1], 1, "relu", [], "")
 
 
