@@ -154,14 +154,10 @@ def _folded(unit: Unit3D) -> bool:
     return unit.bn is None or unit.options.fold_batch_norm
 
 
-# Input and weights both in one of these (bfloat16: autocast's, cast by the
-# fast path itself, so that autocast has nothing left to cast).
-_FUSED_DTYPES = (torch.float32, torch.bfloat16)
-
-
 def _fuse_relu(unit: Unit3D, x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's fused ReLU applies: CPU, input and weights of one
-    dtype of :data:`_FUSED_DTYPES`."""
+    """Whether oneDNN's fused ReLU applies: CPU, input and weights both
+    float32, or both bfloat16 (autocast's, cast by the fast path itself)
+    where oneDNN runs bfloat16 (:func:`i3d.ops.onednn_bf16`)."""
     return (
         ops.FUSED_RELU
         and unit.options.fuse_relu
@@ -169,7 +165,7 @@ def _fuse_relu(unit: Unit3D, x: torch.Tensor, weight: torch.Tensor) -> bool:
         and _folded(unit)
         and x.device.type == "cpu"
         and x.dtype == weight.dtype
-        and x.dtype in _FUSED_DTYPES
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and ops.onednn_bf16()))
     )
 
 
