@@ -103,8 +103,8 @@ def synchronize(device: torch.device) -> None:
 def compiled(state: dict, device: torch.device, precision: str) -> Callable[[torch.Tensor], torch.Tensor] | str:
     """The network under ``torch.compile`` (inductor, with freezing: it folds
     BatchNorm and fuses the ReLUs itself), on the reference path that it
-    traces; or why it cannot run here. Compilation happens on the first
-    call, per batch size."""
+    traces; or why it cannot run here. Compilation happens in the warm-up
+    call of each batch size."""
     try:
         import torch._dynamo
         import torch._inductor.config
@@ -117,7 +117,7 @@ def compiled(state: dict, device: torch.device, precision: str) -> Callable[[tor
     model.load_state_dict(state)
     prepare(model, device, precision)  # type: ignore[arg-type]
     model.configure_inference(InferenceOptions.off())  # inductor does the folding and fusing
-    compiled_model = torch.compile(model)
+    compiled_model = torch.compile(model, dynamic=False)  # one graph per batch size, each specialised
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with precision_context(device, precision):  # type: ignore[arg-type]
