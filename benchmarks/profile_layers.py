@@ -18,7 +18,9 @@ rounds, the two runtimes alternating), the ratio OpenVINO/i3d (below 1:
 OpenVINO is faster there), OpenVINO's kernel for the layer, then the
 totals by kind of layer (stem, 3x3x3 and 1x1x1 convolutions, pools,
 concatenations, OpenVINO's reorders and pads, head). The machine may be
-shared: only ratios inside one run mean anything.
+shared: only ratios inside one run mean anything, and on a busy machine
+``--threads 1 --cpu-time`` (each layer's CPU time: OpenVINO's ``cpu_time``
+counter, i3d's thread time) is the steadier measure.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class StageTimer:
     """Wall-clock time of every layer's ``forward_span`` (instance
     attributes shadow the method, so the model itself is untouched)."""
 
-    def __init__(self, model: InceptionI3d) -> None:
+    def __init__(self, model: InceptionI3d, clock: Callable[[], float]) -> None:
+        self.clock = clock
         self.seconds: dict[str, float] = defaultdict(float)
         self.modules: dict[str, torch.nn.Module] = {}
         for name, module in model.named_modules():
@@ -77,9 +80,9 @@ class StageTimer:
 
     def _timed(self, row: str, call: Callable) -> Callable:
         def run(*args):  # type: ignore[no-untyped-def]
-            start = time.perf_counter()
+            start = self.clock()
             out = call(*args)
-            self.seconds[row] += time.perf_counter() - start
+            self.seconds[row] += self.clock() - start
             return out
 
         return run
@@ -95,17 +98,18 @@ class StageTimer:
         return ms
 
 
-def profile_i3d(model: InceptionI3d, precision: str) -> Callable[[torch.Tensor], dict[str, float]]:
+def profile_i3d(model: InceptionI3d, precision: str, cpu_time: bool) -> Callable[[torch.Tensor], dict[str, float]]:
     cpu = torch.device("cpu")
     prepare(model, cpu, precision)  # type: ignore[arg-type]
-    timer = StageTimer(model)
+    clock = time.thread_time if cpu_time else time.perf_counter
+    timer = StageTimer(model, clock)
 
     def run(x: torch.Tensor) -> dict[str, float]:
         timer.seconds.clear()
         with precision_context(cpu, precision):  # type: ignore[arg-type]
-            start = time.perf_counter()
+            start = clock()
             model(x)
-            total = time.perf_counter() - start
+            total = clock() - start
         return timer.rows(total)
 
     return run
@@ -139,7 +143,7 @@ def onnx_rows(onnx_file: Path) -> dict[str, str]:
     return rows
 
 
-def profile_openvino(onnx_file: Path, threads: int, precision: str) -> Callable[[torch.Tensor], dict]:
+def profile_openvino(onnx_file: Path, threads: int, precision: str, cpu_time: bool) -> Callable[[torch.Tensor], dict]:
     import openvino
 
     rows = onnx_rows(onnx_file)
@@ -165,7 +169,7 @@ def profile_openvino(onnx_file: Path, threads: int, precision: str) -> Callable[
         kernels: dict[str, tuple[float, str]] = {}
         extra: dict[str, float] = defaultdict(float)  # reorders and pads, by row
         for info in request.get_profiling_info():
-            t = info.real_time.total_seconds() * 1e3
+            t = (info.cpu_time if cpu_time else info.real_time).total_seconds() * 1e3
             row = row_of(info.node_name)
             ms[row] += t
             if info.node_type in ("Reorder", "Pad"):
@@ -225,7 +229,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="frame side in pixels (default: 224)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each row keeps its best (default: 3)")
     parser.add_argument("--threads", type=int, default=2, help="threads of both runtimes (default: 2)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="CPU time instead of the wall clock (needs --threads 1): steadier on a shared machine",
+    )
     args = parser.parse_args()
+    if args.cpu_time and args.threads != 1:
+        parser.error("--cpu-time needs --threads 1 (i3d's layers are timed on the calling thread)")
     torch.set_num_threads(args.threads)
     from tests.conftest import randomize
 
@@ -236,14 +247,16 @@ def main() -> None:
     x = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1  # (B, C, T, H, W)
     print(
         f"clip 1x3x{args.frames}x{args.size}x{args.size}, {args.threads} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}, best of {args.repeats} per row; i3d and OpenVINO alternate"
+        f"{torch.backends.cpu.get_cpu_capability()}, best of {args.repeats} per row; i3d and OpenVINO alternate; "
+        f"{'CPU time' if args.cpu_time else 'wall clock'}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = Path(tmp) / "i3d.onnx"
         export_model(model(), onnx_file, size=args.size)
         for ours, theirs in precisions:
             net = model()
-            i3d_run, ov_run = profile_i3d(net, ours), profile_openvino(onnx_file, args.threads, theirs)
+            i3d_run = profile_i3d(net, ours, args.cpu_time)
+            ov_run = profile_openvino(onnx_file, args.threads, theirs, args.cpu_time)
             i3d_run(x), ov_run(x)  # warm-up: caches, oneDNN's kernels
             with best_of() as keep_i3d, best_of() as keep_ov:
                 ov_best: dict = {}
