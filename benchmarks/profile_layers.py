@@ -18,9 +18,12 @@ rounds, the two runtimes alternating), the ratio OpenVINO/i3d (below 1:
 OpenVINO is faster there), OpenVINO's kernel for the layer, then the
 totals by kind of layer (stem, 3x3x3 and 1x1x1 convolutions, pools,
 concatenations, OpenVINO's reorders and pads, head). The machine may be
-shared: only ratios inside one run mean anything, and on a busy machine
-``--threads 1 --cpu-time`` (each layer's CPU time: OpenVINO's ``cpu_time``
-counter, i3d's thread time) is the steadier measure.
+shared: only ratios inside one run mean anything. On a busy machine
+``--threads 1 --cpu-time`` (i3d's thread time, OpenVINO's ``cpu_time``
+counter) keeps i3d's rows steady; OpenVINO's ``cpu_time`` counters were
+seen to add up to twice the CPU time its process used (fp32, Zen 4), so
+its rows then give the ranking and the kernels, and the whole-network
+ratio is better taken from the process's CPU time.
 """
 
 from __future__ import annotations
