@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from port_baseline import PortI3D  # noqa: E402
 
+from i3d.fast import InferenceOptions  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
 from i3d.runtime import PRECISIONS, allow_tf32, precision_context, prepare  # noqa: E402
 
@@ -99,6 +100,32 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def compiled(state: dict, device: torch.device, precision: str) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    """The network under ``torch.compile`` (inductor, with freezing: it folds
+    BatchNorm and fuses the ReLUs itself), on the reference path that it
+    traces; or why it cannot run here. Compilation happens in the warm-up
+    call of each batch size."""
+    try:
+        import torch._dynamo
+        import torch._inductor.config
+    except ImportError as error:
+        return f"no inductor in this PyTorch ({error})"
+    if not torch._dynamo.is_dynamo_supported():
+        return "torch.compile does not support this Python"
+    torch._inductor.config.freezing = True
+    model = InceptionI3d()
+    model.load_state_dict(state)
+    prepare(model, device, precision)  # type: ignore[arg-type]
+    model.configure_inference(InferenceOptions.off())  # inductor does the folding and fusing
+    compiled_model = torch.compile(model, dynamic=False)  # one graph per batch size, each specialised
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with precision_context(device, precision):  # type: ignore[arg-type]
+            return compiled_model(x)
+
+    return run
+
+
 def model_table(args: argparse.Namespace, device: torch.device) -> float:
     """Prints the model table; returns the fast fp32 path's frames/s at batch 1."""
     torch.manual_seed(0)
@@ -124,6 +151,12 @@ def model_table(args: argparse.Namespace, device: torch.device) -> float:
     precisions = [p for p in args.precisions.split(",") if device.type == "cuda" or p in ("fp32", "bf16")]
     cases: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"old port, fp32": baseline}
     cases.update({f"fast, {p}": fast(p) for p in precisions})
+    if args.compile_precision:
+        run_compiled = compiled(state, device, args.compile_precision)
+        if isinstance(run_compiled, str):
+            print(f"compiled, {args.compile_precision}: skipped, {run_compiled}")
+        else:
+            cases[f"compiled, {args.compile_precision}"] = run_compiled
     peaks = peak_for(device, args.peak_tflops)
     one_clip = torch.rand(1, 3, args.frames, args.size, args.size) * 2 - 1
     flops_per_clip = conv_flops(port.cpu(), one_clip)
@@ -140,10 +173,17 @@ def model_table(args: argparse.Namespace, device: torch.device) -> float:
         x = (torch.rand(batch, 3, args.frames, args.size, args.size) * 2 - 1).to(device)
         reference = baseline(x).float()
         best, memory, error = {}, {}, {}
-        for name, fn in cases.items():
+        for name, fn in list(cases.items()):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            y = fn(x).float()  # warm-up: cuDNN's algorithm search, folded weights
+            try:
+                y = fn(x).float()  # warm-up: cuDNN's algorithm search, folded weights, compilation
+            except Exception as error:  # noqa: BLE001 - only the compiled case may fail: say why, go on
+                if not name.startswith("compiled"):
+                    raise
+                print(f"{name}: skipped, torch.compile failed: {type(error).__name__}: {str(error).splitlines()[0]}")
+                del cases[name]
+                continue
             synchronize(device)
             memory[name] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
             error[name] = ((y - reference).abs().max() / reference.abs().max()).item()
@@ -222,6 +262,9 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4,16", help="batch sizes (default: 1,4,16)")
     parser.add_argument("--precisions", default="fp32,tf32,bf16,fp16", help="fast-path precisions")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds; each case keeps its best (default: 5)")
+    parser.add_argument(
+        "--compile-precision", default="bf16", help="precision of the torch.compile case ('' for none; default: bf16)"
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's peak, if not in the table")
     parser.add_argument("--extract", action="store_true", help="also time `i3d extract` on a synthetic video")
     parser.add_argument("--extract-precisions", default="fp32,bf16", help="precisions of the extraction runs")

@@ -15,7 +15,8 @@ selects the same maxima):
   cached until a parameter changes (:class:`FoldCache`);
 * max pools as maxima of strided views, without padded copies;
 * 1x1 convolutions as matrix multiplies over the channels, and oneDNN's
-  fused convolution + ReLU on the CPU (:mod:`i3d.ops`).
+  fused convolution + ReLU on the CPU, in float32 and in bfloat16
+  (:mod:`i3d.ops`).
 
 Tensor layout: ``(B, C, T, H, W)``.
 """
@@ -54,7 +55,7 @@ class InferenceOptions:
     channels_last: bool = True  # activations in channels-last 3D memory
     fold_batch_norm: bool = True  # BatchNorm folded into the convolution
     strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
-    fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU)
+    fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU, fp32 and bf16)
 
     @classmethod
     def off(cls) -> InferenceOptions:
@@ -154,15 +155,17 @@ def _folded(unit: Unit3D) -> bool:
 
 
 def _fuse_relu(unit: Unit3D, x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's fused ReLU applies: CPU, float32, no autocast."""
+    """Whether oneDNN's fused ReLU applies: CPU, input and weights both
+    float32, or both bfloat16 (autocast's, cast by the fast path itself)
+    where oneDNN runs bfloat16 (:func:`i3d.ops.onednn_bf16`)."""
     return (
         ops.FUSED_RELU
         and unit.options.fuse_relu
         and unit.activation
         and _folded(unit)
         and x.device.type == "cpu"
-        and x.dtype == weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
+        and x.dtype == weight.dtype
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and ops.onednn_bf16()))
     )
 
 

@@ -7,15 +7,25 @@ keeps from the first convolution to the head.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FUSED_RELU", "conv3d_relu", "max_pool_strided", "pad_zeros", "pointwise_conv"]
+__all__ = ["FUSED_RELU", "conv3d_relu", "max_pool_strided", "onednn_bf16", "pad_zeros", "pointwise_conv"]
 
 # oneDNN's fused convolution/linear + ReLU, which PyTorch's CPU builds ship
 # for its compiler (torch.compile); absent from some builds.
 _MKLDNN = getattr(torch.ops, "mkldnn", None)
 FUSED_RELU = _MKLDNN is not None and hasattr(_MKLDNN, "_convolution_pointwise")
+
+
+@functools.cache
+def onednn_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 on this CPU (AVX-512 BW/VL/DQ, AMX or
+    AVX-NE-CONVERT); elsewhere its fused ops refuse bfloat16 and PyTorch's
+    own kernels run it instead."""
+    return FUSED_RELU and bool(_MKLDNN._is_mkldnn_bf16_supported())
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:
@@ -71,7 +81,8 @@ def max_pool_strided(
 def conv3d_relu(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...], padding: list[int]
 ) -> torch.Tensor:
-    """``relu(conv3d(x))`` in one oneDNN call (CPU, float32; needs :data:`FUSED_RELU`)."""
+    """``relu(conv3d(x))`` in one oneDNN call (CPU, float32 or bfloat16;
+    needs :data:`FUSED_RELU`)."""
     return _MKLDNN._convolution_pointwise(x, weight, bias, padding, stride, [1, 1, 1], 1, "relu", [], "")
 
 

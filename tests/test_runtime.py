@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from i3d import runtime
+from i3d import ops, runtime
 from i3d.fast import InferenceOptions
 from i3d.layers import tf_same_padding
 from i3d.model import InceptionI3d
@@ -30,6 +30,38 @@ def test_bf16_on_cpu_is_close_and_fp32_exact():
         fast = model(x).float()
     assert not torch.equal(exact, fast)
     assert (fast - exact).abs().max() <= 0.1 * exact.abs().max()
+
+
+def test_bf16_fuses_relu_into_onednn_and_stays_close(monkeypatch):
+    if not ops.FUSED_RELU:
+        pytest.skip("this PyTorch build ships no oneDNN fused convolution")
+    model = prepare(randomize(InceptionI3d(final_endpoint="Mixed_3b"), seed=10), torch.device("cpu"), "bf16")
+    x = torch.rand(1, 3, 6, 24, 24, generator=torch.Generator().manual_seed(10)) * 2 - 1
+    with precision_context(torch.device("cpu"), "fp32"):
+        exact = model(x)
+    calls: list[dict] = []
+
+    def counted(op):
+        def run(*args, **kwargs):
+            calls.append(kwargs)
+            return op(*args, **kwargs)
+
+        return run
+
+    for name in ("conv3d_relu", "pointwise_conv"):
+        monkeypatch.setattr(ops, name, counted(getattr(ops, name)))
+    with precision_context(torch.device("cpu"), "bf16"):
+        fused = model(x)
+    assert fused.dtype == torch.bfloat16
+    # oneDNN runs bf16 here: all 9 units (the stem's 3, Mixed_3b's 6) fuse their
+    # ReLU; elsewhere only the 1x1s go through oneDNN's matmul, unfused.
+    relus = [call.get("relu", True) for call in calls]
+    assert relus == ([True] * 9 if ops.onednn_bf16() else [False] * 5)
+    # bf16 keeps 8 significant bits (unit roundoff 2**-8): each of the 5
+    # layers on the longest path rounds its input, its weights and its
+    # output (3 roundings), and errors of this size add up across layers.
+    bound = 5 * 3 * 2**-8
+    assert (fused.float() - exact).abs().max() <= bound * exact.abs().max()
 
 
 def test_bad_precision():
