@@ -132,7 +132,7 @@ def time_decode(video: Path, seconds: float) -> tuple[float, float, int]:
 def time_preprocessing(video: Path, count: int, chunk: int) -> tuple[float, float]:
     """(ours s, baseline s) for the Kinetics transform of ``count`` decoded 720p frames.
 
-    Ours is what :class:`i3d.video.InputStream` does: uint8 OpenCV resize of
+    Ours is what :class:`i3d.video.NetworkInput` does: uint8 OpenCV resize of
     each frame, then crop and scaling of the chunk. The baseline is
     :func:`i3d.video.transforms.eval_transform`, float32 ``F.interpolate`` of
     the chunk.

@@ -54,10 +54,10 @@ import av
 import numpy as np
 import torch
 
+from i3d.chunked import POOLED
 from i3d.extract import CROP_COUNTS, DEFAULT_CHUNK_FRAMES, LAYERS, Extractor, extract_all, output_names, output_paths
 from i3d.model import InceptionI3d
 from i3d.runtime import PRECISIONS, Precision
-from i3d.streaming import POOLED
 from i3d.video import KINETICS_RGB, Preprocess, open_input
 from i3d.weights import save_state_dict
 

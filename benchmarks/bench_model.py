@@ -25,9 +25,9 @@ from collections.abc import Callable
 
 import torch
 
+from i3d.chunked import DEFAULT_CHUNK_FRAMES, run_chunks
 from i3d.model import InceptionI3d
 from i3d.runtime import precision_context, prepare
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, run_chunks
 
 
 def main() -> None:

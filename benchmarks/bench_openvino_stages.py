@@ -5,7 +5,7 @@ graph and stage by stage, in one run.
     python benchmarks/bench_openvino_stages.py --static        # stage graphs of fixed shapes
     python benchmarks/bench_openvino_stages.py --frames 9 --size 32 --chunk 4 --repeats 1 --precisions fp32
 
-The prototype keeps exact streaming: :class:`i3d.streaming.StreamingI3d`
+The prototype keeps exact streaming: :class:`i3d.chunked.ChunkedI3d`
 drives it as it drives torch, its trunk stages swapped for
 :class:`OpenVinoStage` s. A stage selects its temporal window in torch
 (views) and runs an OpenVINO graph whose temporal padding is one of a few
@@ -48,11 +48,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_runtimes import Run, i3d_case, load_model, openvino_case  # noqa: E402
+from i3d.chunked import LOGITS, ChunkedI3d  # noqa: E402
 from i3d.export import export_model  # noqa: E402
 from i3d.layers import ChunkTooSmall, MaxPool3dSame, Span, Unit3D  # noqa: E402
 from i3d.model import InceptionModule  # noqa: E402
 from i3d.runtime import cpu_has_native_bf16  # noqa: E402
-from i3d.streaming import LOGITS, StreamingI3d  # noqa: E402
 
 # ---- the prototype: one OpenVINO graph per stage and temporal-padding variant ----
 
@@ -227,7 +227,7 @@ def stages_case(weights: str | None, precision: str, threads: int, chunk: int, s
     stages = {name: OpenVinoStage(module, compile, static) for name, module in model.stages("Mixed_5c")}
 
     def run(x: torch.Tensor) -> np.ndarray:
-        stream = StreamingI3d(model, x.shape[2], LOGITS)
+        stream = ChunkedI3d(model, x.shape[2], LOGITS)
         for stage, (name, _) in zip(stream.stages, model.stages("avg_pool")):
             stage.module = stages.get(name, stage.module)  # the head's pool stays in torch
         outs = [y for c in x.split(chunk, dim=2) if (y := stream.push(c)) is not None]

@@ -19,8 +19,8 @@ _EXPORTS = {
     "inception_i3d": "i3d.weights",
     "get_weights": "i3d.weights",
     "REGISTRY": "i3d.weights",
-    "StreamingI3d": "i3d.streaming",
-    "run_chunks": "i3d.streaming",
+    "ChunkedI3d": "i3d.chunked",
+    "run_chunks": "i3d.chunked",
     "open_input": "i3d.video",
     "load_input": "i3d.video",
     "Classifier": "i3d.predict",
@@ -33,7 +33,7 @@ __all__ = [
     "inception_i3d",
     "get_weights",
     "REGISTRY",
-    "StreamingI3d",
+    "ChunkedI3d",
     "run_chunks",
     "open_input",
     "load_input",
@@ -42,10 +42,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from i3d.chunked import ChunkedI3d, run_chunks
     from i3d.extract import Extractor
     from i3d.model import InceptionI3d
     from i3d.predict import Classifier
-    from i3d.streaming import StreamingI3d, run_chunks
     from i3d.video import load_input, open_input
     from i3d.weights import REGISTRY, get_weights, inception_i3d
 

@@ -1,6 +1,6 @@
 """Names and defaults that the command-line flags offer, in a module that imports no torch.
 
-The modules that use them (:mod:`i3d.model`, :mod:`i3d.streaming`,
+The modules that use them (:mod:`i3d.model`, :mod:`i3d.chunked`,
 :mod:`i3d.predict`, :mod:`i3d.video.transforms`, :mod:`i3d.video.flow`)
 import them from here and export them as before; a parser built from this
 module alone keeps ``i3d SUBCOMMAND --help`` free of torch and OpenCV.
@@ -40,7 +40,7 @@ ENDPOINTS: tuple[str, ...] = (
 )
 # fmt: on
 
-# ---- streaming (i3d.streaming) ----
+# ---- chunked inference (i3d.chunked) ----
 
 # Frames run through the network at a time by the commands. Activations of a
 # 224x224 clip take about 10 MB per frame in float32 inference, so 128

@@ -8,7 +8,7 @@ cells in total, the smaller half in front.
 A :class:`Span` is a window ``[start, stop)`` of a longer temporal axis.
 Every layer of :mod:`i3d.model` can take one and then computes exactly the
 outputs the full sequence would give at the positions the window holds
-enough context for (:class:`SpanStage`); :mod:`i3d.streaming` builds exact
+enough context for (:class:`SpanStage`); :mod:`i3d.chunked` builds exact
 chunked inference on that.
 
 The layers themselves are :class:`MaxPool3dSame` and :class:`Unit3D`
@@ -107,9 +107,9 @@ class ChunkTooSmall(ValueError):
 
 @runtime_checkable
 class SpanStage(Protocol):
-    """One stage of the network as :mod:`i3d.streaming` drives it.
+    """One stage of the network as :mod:`i3d.chunked` drives it.
 
-    Every trunk endpoint and the head's pool implement it; the streaming
+    Every trunk endpoint and the head's pool implement it; the chunked
     engine needs nothing else from the model (see
     :meth:`i3d.model.InceptionI3d.stages`).
     """

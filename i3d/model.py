@@ -10,7 +10,7 @@ Exactness rests on three details that ports often get wrong: TensorFlow
 padded cell, so pools pad with -inf; BatchNorm uses ``eps = 1e-3``.
 
 Every layer also takes a temporal window of a longer input
-(:class:`i3d.layers.Span`; exact chunked inference in :mod:`i3d.streaming`)
+(:class:`i3d.layers.Span`; exact chunked inference in :mod:`i3d.chunked`)
 and, in eval mode without autograd, runs the fast path of :mod:`i3d.fast`.
 
 Tensor layout everywhere: ``(B, C, T, H, W)``.

@@ -25,14 +25,14 @@ import torch
 
 from i3d import weights as W
 from i3d.choices import AVERAGES, CROP_COUNTS, DEFAULT_CLIP_LEN
+from i3d.chunked import DEFAULT_CHUNK_FRAMES, LOGITS, chunked_outputs, run_clips
 from i3d.model import InceptionI3d
 from i3d.network import LoadedNetwork, load_network
 from i3d.progress import Progress
 from i3d.runtime import Placement, Precision
-from i3d.streaming import DEFAULT_CHUNK_FRAMES, LOGITS, run_clips, stream_outputs
 from i3d.video import open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
-from i3d.video.inputs import InputStream
+from i3d.video.inputs import NetworkInput
 from i3d.video.windows import TIME_DIM, gather_windows, spaced_windows
 
 __all__ = ["Stream", "Average", "AVERAGES", "TopClass", "Prediction", "Classifier", "DEFAULT_CHUNK_FRAMES"]
@@ -167,11 +167,11 @@ class Classifier:
         assert total is not None
         return total
 
-    def _views(self, net: InceptionI3d, source: InputStream, chunks: Iterator[torch.Tensor]) -> torch.Tensor:
+    def _views(self, net: InceptionI3d, source: NetworkInput, chunks: Iterator[torch.Tensor]) -> torch.Tensor:
         """``(views, num_classes)`` of one stream."""
         frames = source.num_frames
         if self.clips is None:  # the whole video, fully convolutionally
-            outputs = stream_outputs(net, chunks, frames, LOGITS, device=self.device, precision=self.precision)
+            outputs = chunked_outputs(net, chunks, frames, LOGITS, device=self.device, precision=self.precision)
             per_time = torch.cat([y.float() for y in outputs], dim=2)  # (crops, num_classes, T')
             return per_time.mean(dim=2).cpu()
         windows = gather_windows(chunks, spaced_windows(frames, self.clip_len, self.clips), frames)

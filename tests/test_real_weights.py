@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from i3d import weights as W
+from i3d.chunked import POOLED, run_chunks
 from i3d.cli import main
 from i3d.convert.deepmind import verify_against_index
 from i3d.errors import WeightsError
-from i3d.streaming import POOLED, run_chunks
 from i3d.video import read_sample_gif
 from i3d.weights import pip_source, store
 from tests.reference import reference_forward

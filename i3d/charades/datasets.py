@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from i3d.charades.annotations import NUM_CLASSES, Video, frame_labels, validate_video_id
 from i3d.charades.sizes import CLIP_FRAMES
 from i3d.video.flow import FlowEngine
-from i3d.video.inputs import InputStream, open_input
+from i3d.video.inputs import NetworkInput, open_input
 from i3d.video.presets import CHARADES_RGB, Preprocess
 
 
@@ -56,7 +56,7 @@ class _Sources:
     flow_dir: Path | None
     flow_engine: FlowEngine | None
 
-    def open(self, video: Video, train: bool, generator: torch.Generator | None, hflip: bool = True) -> InputStream:
+    def open(self, video: Video, train: bool, generator: torch.Generator | None, hflip: bool = True) -> NetworkInput:
         return open_input(
             source_path(self.root, video.id, self.video_ext),
             self.preprocess,
@@ -68,10 +68,10 @@ class _Sources:
         )
 
 
-def _fps(stream: InputStream) -> float:
-    if stream.fps is None:
-        raise ValueError(f"{stream.path}: a source without a frame rate (.npy) cannot be labelled")
-    return stream.fps
+def _fps(net_input: NetworkInput) -> float:
+    if net_input.fps is None:
+        raise ValueError(f"{net_input.path}: a source without a frame rate (.npy) cannot be labelled")
+    return net_input.fps
 
 
 class CharadesClips(Dataset):
@@ -139,12 +139,12 @@ class CharadesClips(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         video = self.videos[index]
-        stream = self._sources.open(video, train=True, generator=self.generator, hflip=self.hflip)
-        total = stream.num_frames
+        net_input = self._sources.open(video, train=True, generator=self.generator, hflip=self.hflip)
+        total = net_input.num_frames
         start = int(torch.randint(0, max(total - self.clip_frames, 0) + 1, (), generator=self.generator))
         count = min(self.clip_frames, total)
-        clip = _read_frames(stream, start, count)
-        labels = frame_labels(video, total, _fps(stream), self.num_classes)[:, start : start + count]
+        clip = _read_frames(net_input, start, count)
+        labels = frame_labels(video, total, _fps(net_input), self.num_classes)[:, start : start + count]
         if count < self.clip_frames:
             repeats = -(-self.clip_frames // count)  # ceil
             clip = clip.repeat(1, repeats, 1, 1)[:, : self.clip_frames]
@@ -152,29 +152,29 @@ class CharadesClips(Dataset):
         return clip, torch.from_numpy(np.ascontiguousarray(labels))
 
 
-def _read_frames(stream: InputStream, start: int, count: int) -> torch.Tensor:
-    """Frames ``start .. start + count - 1`` of ``stream`` as ``(C, count, crop, crop)``."""
-    clip = next(stream.chunks(count, start=start))
+def _read_frames(net_input: NetworkInput, start: int, count: int) -> torch.Tensor:
+    """Frames ``start .. start + count - 1`` of ``net_input`` as ``(C, count, crop, crop)``."""
+    clip = next(net_input.chunks(count, start=start))
     if clip.shape[1] != count:
-        raise ValueError(f"{stream.path}: delivered {clip.shape[1]} frames from {start}, expected {count}")
+        raise ValueError(f"{net_input.path}: delivered {clip.shape[1]} frames from {start}, expected {count}")
     return clip
 
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One evaluation video: its annotations, its input stream and its per-frame labels.
+    """One evaluation video: its annotations, its network input and its per-frame labels.
 
     Attributes:
         video: the annotations.
-        stream: the whole video as network input; ``stream.chunks(n)``
+        net_input: the whole video as network input; ``net_input.chunks(n)``
             yields ``(C, t, crop, crop)`` float32 chunks in order, reading
-            frames as it goes, ``stream.num_frames`` frames in all.
-        labels: ``(num_classes, stream.num_frames)`` float32 multi-hot,
-            column ``k`` for delivered frame ``k`` at ``k / stream.fps`` s.
+            frames as it goes, ``net_input.num_frames`` frames in all.
+        labels: ``(num_classes, net_input.num_frames)`` float32 multi-hot,
+            column ``k`` for delivered frame ``k`` at ``k / net_input.fps`` s.
     """
 
     video: Video
-    stream: InputStream
+    net_input: NetworkInput
     labels: torch.Tensor
 
 
@@ -182,13 +182,13 @@ class CharadesVideos(Dataset):
     """Whole videos for evaluation, streamed: item ``i`` is a :class:`VideoItem`.
 
     Opening an item reads the source's layout (and, for a frame folder, its
-    first frame), not its frames: those are read as ``item.stream.chunks``
+    first frame), not its frames: those are read as ``item.net_input.chunks``
     is iterated, so memory is bounded by the chunk size. Centre crop, no
     augmentation. Iterate the dataset directly (or through a
     ``DataLoader(batch_size=None)``)::
 
         for item in CharadesVideos(root, read_csv("Charades_v1_test.csv")):
-            logits = torch.cat([model_logits(chunk) for chunk in item.stream.chunks(256)], dim=-1)
+            logits = torch.cat([model_logits(chunk) for chunk in item.net_input.chunks(256)], dim=-1)
 
     Args:
         root, videos, preprocess, video_ext, num_classes, flow_dir: as for
@@ -220,9 +220,9 @@ class CharadesVideos(Dataset):
 
     def __getitem__(self, index: int) -> VideoItem:
         video = self.videos[index]
-        stream = self._sources.open(video, train=False, generator=None)
-        labels = frame_labels(video, stream.num_frames, _fps(stream), self.num_classes)
-        return VideoItem(video, stream, torch.from_numpy(labels))
+        net_input = self._sources.open(video, train=False, generator=None)
+        labels = frame_labels(video, net_input.num_frames, _fps(net_input), self.num_classes)
+        return VideoItem(video, net_input, torch.from_numpy(labels))
 
 
 def _optional_path(path: str | os.PathLike[str] | None) -> Path | None:

@@ -46,10 +46,10 @@ import torch
 from torch import nn
 
 from i3d.atomic import atomic_path, open_atomic
+from i3d.chunked import LOGITS, OUTPUTS
 from i3d.errors import I3DError
 from i3d.export.formats import FORMATS
 from i3d.model import InceptionI3d
-from i3d.streaming import LOGITS, OUTPUTS
 
 __all__ = [
     "MIN_DYNAMIC_SIZE",

@@ -3,7 +3,7 @@
 Two modes:
 
 * ``full``: the network runs fully convolutionally over the whole video
-  (streamed in chunks with carried state, see :mod:`i3d.streaming`), one
+  (streamed in chunks with carried state, see :mod:`i3d.chunked`), one
   row per 8 input frames: ``T' = ceil(T / 8) - 1`` rows for ``T >= 9``, one
   row below that. Row ``j`` of the pooled feature averages Mixed_5c steps
   ``j`` and ``j + 1``, i.e. input frames ``[8j, 8j + 16)``.
@@ -72,13 +72,14 @@ _EXPORTS = {
     "output_paths": "i3d.extract.writers",
     "save_features": "i3d.extract.writers",
     "verify_outputs": "i3d.extract.writers",
-    "DEFAULT_CHUNK_FRAMES": "i3d.streaming",
-    "POOLED": "i3d.streaming",
+    "DEFAULT_CHUNK_FRAMES": "i3d.chunked",
+    "POOLED": "i3d.chunked",
     "CROP_COUNTS": "i3d.video.transforms",
 }
 
 if TYPE_CHECKING:
     from i3d.atomic import OutputError, check_output_dir
+    from i3d.chunked import DEFAULT_CHUNK_FRAMES, POOLED
     from i3d.extract.extractor import (
         COMBINE,
         CONCAT,
@@ -109,7 +110,6 @@ if TYPE_CHECKING:
         save_features,
         verify_outputs,
     )
-    from i3d.streaming import DEFAULT_CHUNK_FRAMES, POOLED
     from i3d.video.transforms import CROP_COUNTS
 
 __all__ = [

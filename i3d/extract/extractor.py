@@ -1,6 +1,6 @@
 """The extractor: one input's features for each stream, through the engine
-(:func:`i3d.streaming.stream_outputs` in ``full`` mode,
-:func:`i3d.streaming.run_clips` in ``clips`` and ``frames`` modes).
+(:func:`i3d.chunked.chunked_outputs` in ``full`` mode,
+:func:`i3d.chunked.run_clips` in ``clips`` and ``frames`` modes).
 
 Crops are a batch dimension: every chunk arrives as ``(crops, C, t, S, S)``
 from one decode, the network runs them together, and rows come out
@@ -20,21 +20,21 @@ import numpy as np
 import torch
 
 from i3d import weights as W
+from i3d.chunked import (
+    DEFAULT_CHUNK_FRAMES,
+    LOGITS,
+    OUTPUTS,
+    POOLED,
+    chunked_outputs,
+    output_geometry,
+    output_length,
+    run_clips,
+)
 from i3d.extract.choices import COMBINE, CONCAT, DEFAULT_BATCH, DEFAULT_CLIP_LEN, LAYERS, MODES, STREAMS
 from i3d.extract.writers import Features
 from i3d.model import InceptionI3d
 from i3d.network import LoadedNetwork, load_network
 from i3d.runtime import Placement, Precision
-from i3d.streaming import (
-    DEFAULT_CHUNK_FRAMES,
-    LOGITS,
-    OUTPUTS,
-    POOLED,
-    output_geometry,
-    output_length,
-    run_clips,
-    stream_outputs,
-)
 from i3d.version import __version__
 from i3d.video import Preprocess, open_input
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, check_flow_engine
@@ -355,7 +355,7 @@ class Extractor:
         return (y[:, 0] if self.crops == 1 else y).float().cpu().numpy()
 
     def _full(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
-        for y in stream_outputs(model, chunks, frames, self.layer, device=self.device, precision=self.precision):
+        for y in chunked_outputs(model, chunks, frames, self.layer, device=self.device, precision=self.precision):
             yield self._to_rows(y)
 
     def _clips(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:

@@ -29,6 +29,7 @@ import torch
 
 from i3d import console
 from i3d.atomic import OutputError, OutputLock, check_output_dir, check_replaceable, remove_stale
+from i3d.chunked import POOLED
 from i3d.errors import I3DError, InputError
 from i3d.extract.extractor import Extractor
 from i3d.extract.inputs import port_names
@@ -44,7 +45,6 @@ from i3d.extract.writers import (
     write_sidecar,
 )
 from i3d.progress import Progress
-from i3d.streaming import POOLED
 from i3d.video.listing import check_collisions, check_source, output_names
 
 __all__ = ["Summary", "OutputError", "extract_all", "check_output_dir", "DISK_FULL"]

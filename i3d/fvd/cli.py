@@ -194,7 +194,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     for name, text, add in (
         (_DEFAULT, "FVD (and KVD) between REAL and GEN", _add_distance_arguments),
-        ("stats", "write the FVD statistics of videos, streaming, optionally one shard", _add_stats_arguments),
+        ("stats", "write the FVD statistics of videos, in chunks, optionally one shard", _add_stats_arguments),
         ("merge", "merge statistics of disjoint shards into one file", _add_merge_arguments),
     ):
         add(sub.add_parser(name, help=text, description=text))

@@ -40,7 +40,7 @@ from i3d.errors import I3DError
 from i3d.train.choices import BROKEN_POLICIES, OnBroken
 from i3d.train.datasets import LabelledVideo, VideoList
 from i3d.video.flow import DEFAULT_FLOW_ENGINE, FlowEngine
-from i3d.video.inputs import InputStream, open_input
+from i3d.video.inputs import NetworkInput, open_input
 from i3d.video.presets import Preprocess
 
 __all__ = ["BROKEN_POLICIES", "IndexedVideo", "index_videos", "TrainingClips", "ValidationClips", "clip_starts"]
@@ -72,13 +72,13 @@ def _frame(seconds: float, fps: float) -> int:
 def _index_one(video: LabelledVideo, preprocess: Preprocess, source_fps: float) -> IndexedVideo | str:
     """The video's range, or its one-line error."""
     try:
-        stream = open_input(video.path, preprocess, source_fps=source_fps)
+        net_input = open_input(video.path, preprocess, source_fps=source_fps)
     except I3DError as err:
         return str(err)
     except (OSError, ValueError) as err:
         return f"{video.path}: {err}"
-    total = stream.num_frames
-    fps = stream.fps or source_fps
+    total = net_input.num_frames
+    fps = net_input.fps or source_fps
     first = min(_frame(video.start, fps), total) if video.start is not None else 0
     last = min(_frame(video.end, fps), total) if video.end is not None else total
     if last <= first:
@@ -146,13 +146,13 @@ def _target(labels: tuple[int, ...], num_classes: int, multi_label: bool) -> tor
     return target
 
 
-def _read_clip(stream: InputStream, start: int, available: int, clip_frames: int) -> torch.Tensor:
+def _read_clip(net_input: NetworkInput, start: int, available: int, clip_frames: int) -> torch.Tensor:
     """``(C, clip_frames, H, W)`` (``(crops, C, clip_frames, H, W)`` for a
     multi-crop stream) from ``start``: ``available`` frames, repeated to length if fewer."""
     count = min(clip_frames, available)
-    clip = next(stream.chunks(count, start=start))
+    clip = next(net_input.chunks(count, start=start))
     if clip.shape[-3] != count:
-        raise I3DError(f"{stream.path}: delivered {clip.shape[-3]} frames from {start}, expected {count}")
+        raise I3DError(f"{net_input.path}: delivered {clip.shape[-3]} frames from {start}, expected {count}")
     if count < clip_frames:
         repeats = -(-clip_frames // count)  # ceil
         clip = torch.cat([clip] * repeats, dim=-3).narrow(-3, 0, clip_frames)
@@ -194,8 +194,8 @@ class _Clips:
         generator: torch.Generator | None,
         hflip: bool = True,
         crops: int = 1,
-    ) -> InputStream:
-        stream = open_input(
+    ) -> NetworkInput:
+        net_input = open_input(
             item.video.path,
             self.preprocess,
             train=train,
@@ -205,9 +205,9 @@ class _Clips:
             crops=crops,
             flow_engine=self.flow_engine,
         )
-        if stream.num_frames != item.num_frames:
-            raise I3DError(f"{item.video.path}: has {stream.num_frames} frames now, {item.num_frames} when indexed")
-        return stream
+        if net_input.num_frames != item.num_frames:
+            raise I3DError(f"{item.video.path}: has {net_input.num_frames} frames now, {item.num_frames} when indexed")
+        return net_input
 
     def target(self, index: int, flipped_classes: Sequence[int] | None = None) -> torch.Tensor:
         labels = self.videos[index].video.labels
@@ -248,11 +248,11 @@ class TrainingClips(_Clips, Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.videos[index]
-        stream = self._open(item, train=True, generator=self.generator, hflip=self.hflip)
+        net_input = self._open(item, train=True, generator=self.generator, hflip=self.hflip)
         spare = max(item.count - self.clip_frames, 0)
         start = item.first + int(torch.randint(0, spare + 1, (), generator=self.generator))
-        target = self.target(index, self.flipped_classes if stream.flipped else None)
-        return _read_clip(stream, start, item.count, self.clip_frames), target
+        target = self.target(index, self.flipped_classes if net_input.flipped else None)
+        return _read_clip(net_input, start, item.count, self.clip_frames), target
 
 
 class ValidationClips(_Clips, Dataset):
@@ -269,9 +269,9 @@ class ValidationClips(_Clips, Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.videos[index]
-        stream = self._open(item, train=False, generator=None, crops=self.crops)
+        net_input = self._open(item, train=False, generator=None, crops=self.crops)
         starts = clip_starts(item.first, item.count, self.clip_frames, self.val_clips)
         end = item.first + item.count
-        clips = [_read_clip(stream, s, end - s, self.clip_frames) for s in starts]
+        clips = [_read_clip(net_input, s, end - s, self.clip_frames) for s in starts]
         views = torch.stack(clips)  # (val_clips, C, T, H, W) or (val_clips, crops, C, T, H, W)
         return (views.flatten(0, 1) if self.crops > 1 else views), self.target(index)

@@ -7,7 +7,7 @@ kinds:
 
 * :class:`CharadesValidation`: the official classification mAP of whole
   videos, streamed through the package's engine
-  (:func:`i3d.streaming.run_chunks`, in :func:`video_logits`);
+  (:func:`i3d.chunked.run_chunks`, in :func:`video_logits`);
 * :class:`ClipValidation`: each video's ``val_clips`` centre-cropped clips
   (:class:`i3d.train.clips.ValidationClips`) in one batched forward pass
   (:func:`clip_logits`), their scores averaged; top-1, top-5 and mean class
@@ -32,15 +32,15 @@ from torch.utils.data import DataLoader, Dataset
 from i3d.charades.datasets import CharadesVideos
 from i3d.charades.metrics import EvalResult, evaluate_classification
 from i3d.charades.submission import SubmissionWarning, video_scores
+from i3d.chunked import LOGITS, run_chunks
 from i3d.errors import I3DError
 from i3d.model import InceptionI3d
 from i3d.runtime import Precision, precision_context
-from i3d.streaming import LOGITS, run_chunks
 from i3d.train.clips import ValidationClips
 from i3d.train.distributed import World, gather_objects
 from i3d.train.loss import clip_scores
 from i3d.train.metrics import accuracy, multilabel_map
-from i3d.video import InputStream
+from i3d.video import NetworkInput
 
 __all__ = [
     "DEFAULT_VAL_CHUNK_FRAMES",
@@ -83,7 +83,7 @@ def _percent(x: float | None) -> str:
 
 def video_logits(
     model: nn.Module,
-    stream: InputStream,
+    net_input: NetworkInput,
     device: torch.device,
     precision: Precision = "fp32",
     chunk_frames: int = DEFAULT_VAL_CHUNK_FRAMES,
@@ -94,13 +94,13 @@ def video_logits(
         model: in eval mode; an :class:`InceptionI3d` runs streamed (memory
             bounded by ``chunk_frames``, same result as one pass), any other
             module ``(1, C, T, H, W) -> (1, K, T')`` in one pass.
-        stream: the video as network input (``stream.chunks(n)`` gives
+        net_input: the video as network input (``net_input.chunks(n)`` gives
             ``(C, t, H, W)`` pieces in order).
     """
-    chunks = (chunk.unsqueeze(0).to(device) for chunk in stream.chunks(chunk_frames))
+    chunks = (chunk.unsqueeze(0).to(device) for chunk in net_input.chunks(chunk_frames))
     with precision_context(device, precision):
         if isinstance(model, InceptionI3d):
-            logits = torch.cat(list(run_chunks(model, chunks, stream.num_frames, LOGITS)), dim=2)
+            logits = torch.cat(list(run_chunks(model, chunks, net_input.num_frames, LOGITS)), dim=2)
         else:
             logits = model(torch.cat(list(chunks), dim=2))
     return logits[0].float().cpu()
@@ -173,7 +173,7 @@ def validate(
             continue
         try:
             item = videos[index]
-            scores[item.video.id] = video_scores(video_logits(model, item.stream, device, precision, chunk_frames))
+            scores[item.video.id] = video_scores(video_logits(model, item.net_input, device, precision, chunk_frames))
         except I3DError as err:
             skipped.append(str(err))
     merged: dict[str, Any] = {}

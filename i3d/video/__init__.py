@@ -1,4 +1,4 @@
-"""Video in: streaming readers, frame-rate resampling, transforms and TV-L1 flow.
+"""Video in: readers that decode in pieces, frame-rate resampling, transforms and TV-L1 flow.
 
 Most callers need only :func:`open_input` (or :func:`load_input` for short
 clips) with a checkpoint's preset::
@@ -22,7 +22,7 @@ _EXPORTS = {
     "FlowWriter": "i3d.video.flow",
     "tvl1_flow": "i3d.video.flow",
     "write_flow_frames": "i3d.video.flow",
-    "InputStream": "i3d.video.inputs",
+    "NetworkInput": "i3d.video.inputs",
     "compute_flow": "i3d.video.inputs",
     "load_input": "i3d.video.inputs",
     "open_input": "i3d.video.inputs",
@@ -43,7 +43,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from i3d.video.flow import FlowEngine, FlowWorkerError, FlowWriter, tvl1_flow, write_flow_frames
-    from i3d.video.inputs import InputStream, compute_flow, load_input, open_input
+    from i3d.video.inputs import NetworkInput, compute_flow, load_input, open_input
     from i3d.video.listing import source_name
     from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
     from i3d.video.readers import (
@@ -62,7 +62,7 @@ __all__ = [
     "KINETICS_FLOW",
     "CHARADES_RGB",
     "CHARADES_FLOW",
-    "InputStream",
+    "NetworkInput",
     "open_input",
     "load_input",
     "compute_flow",

@@ -1,7 +1,7 @@
 """Network input from a video file, a frame folder or an array: :func:`open_input`.
 
 :func:`open_input` opens a source for a checkpoint's :class:`Preprocess`
-preset and returns an :class:`InputStream`, which knows its exact frame count
+preset and returns an :class:`NetworkInput`, which knows its exact frame count
 up front and yields network-ready ``(C, t, crop, crop)`` float32 chunks:
 
 * RGB: frames resampled to ``preprocess.fps``, short side resized to
@@ -88,7 +88,7 @@ FLOW_READ_CHUNK = 16
 # Frames per chunk when load_input assembles a whole clip.
 LOAD_CHUNK = 64
 
-# How an InputStream turns its reader's frames into network input.
+# How an NetworkInput turns its reader's frames into network input.
 _Mode = Literal["rgb", "flow", "compute_flow", "normalized"]
 
 
@@ -101,7 +101,7 @@ class _Geometry:
     views: tuple[CropView, ...]  # one per crop of the output, in order
 
 
-class InputStream:
+class NetworkInput:
     """A source opened as network input; see :func:`open_input`.
 
     Attributes:
@@ -147,7 +147,7 @@ class InputStream:
 
     def __repr__(self) -> str:
         return (
-            f"InputStream({self.path!r}, modality={self.preprocess.modality!r}, fps={self.fps}, "
+            f"NetworkInput({self.path!r}, modality={self.preprocess.modality!r}, fps={self.fps}, "
             f"num_frames={self.num_frames}, frame_size={self.frame_size})"
         )
 
@@ -288,7 +288,7 @@ def open_input(
     source_fps: float | Fraction = CHARADES_FPS,
     hflip: bool = True,
     crops: int = 1,
-) -> InputStream:
+) -> NetworkInput:
     """Open a video, frame folder or ``.npy`` as network input for ``preprocess``.
 
     Args:
@@ -306,16 +306,16 @@ def open_input(
             ``NAME.npy`` / ``NAME/`` with a matching record. It is used only
             while the record matches the source (path, size, modification
             time, fps, size); otherwise the flow is computed and written as
-            ``KEY.npy`` once a full pass over :meth:`InputStream.chunks`
+            ``KEY.npy`` once a full pass over :meth:`NetworkInput.chunks`
             completes.
         generator: randomness for ``train``.
         flow_engine: the TV-L1 engine to use (shared between inputs), or the
             name of one (:data:`~i3d.video.flow.FLOW_ENGINES`) that each
-            :meth:`InputStream.chunks` call starts and stops; default the
+            :meth:`NetworkInput.chunks` call starts and stops; default the
             torch engine. Cached flow is used only if this engine made it.
         source_fps: frame rate of frame folders (Charades: 24).
         hflip: with ``train``, mirror the clip with probability 1/2
-            (:attr:`InputStream.flipped` says whether it was); ``False`` for
+            (:attr:`NetworkInput.flipped` says whether it was); ``False`` for
             direction-sensitive classes.
         crops: test-time views of every frame, 1, 3, 5 or 10
             (:func:`i3d.video.transforms.crop_views`), delivered as a leading
@@ -338,7 +338,7 @@ def open_input(
         if crops != 1:
             raise VideoError(path, "a .npy array is network input as stored and cannot be cropped into views")
         array = NpyReader(path, channels=preprocess.channels)
-        return InputStream(path, preprocess, mode="normalized", reader=array, geometry=None)
+        return NetworkInput(path, preprocess, mode="normalized", reader=array, geometry=None)
 
     source = _open_source(path, preprocess.fps, preprocess.resize_short_side, source_fps)
     geometry = _geometry(source.source_size, preprocess, train, generator, hflip, crops)
@@ -347,7 +347,7 @@ def open_input(
     if source.kind == "flow" or not is_flow:
         # Stored frames are resized once, straight to the (jittered) size.
         source.short_side = geometry.short_side
-        return InputStream(path, preprocess, mode=source.kind, reader=source, geometry=geometry)
+        return NetworkInput(path, preprocess, mode=source.kind, reader=source, geometry=geometry)
 
     # Flow from RGB frames: TV-L1 on frames at resize_short_side; scale jitter
     # then resizes the fields.
@@ -364,9 +364,9 @@ def open_input(
             except VideoError:
                 pass  # damaged since its record was written: recomputed below, never reused
             else:
-                return InputStream(path, preprocess, mode="flow", reader=stored, geometry=geometry)
+                return NetworkInput(path, preprocess, mode="flow", reader=stored, geometry=geometry)
         cache = FlowCacheEntry(Path(flow_dir), flow_cache_key(path), record)
-    return InputStream(
+    return NetworkInput(
         path, preprocess, mode="compute_flow", reader=source, geometry=geometry, flow_engine=flow_engine, cache=cache
     )
 
@@ -404,7 +404,7 @@ def load_input(
 
     Returns:
         ``(C, T, crop, crop)`` float32 (``(C, T, H, W)`` for ``.npy``), ``T`` =
-        :attr:`InputStream.num_frames`.
+        :attr:`NetworkInput.num_frames`.
     """
     stream = open_input(
         path,

@@ -60,8 +60,8 @@ def corner_signs(clip: torch.Tensor) -> torch.Tensor:
 
 def run_model(item) -> torch.Tensor:
     """Per-frame outputs at 1/8 of the frame rate, ``(157, ceil(T / 8))``, as I3D gives them."""
-    scores = torch.cat([quadrant_scores(chunk) for chunk in item.stream.chunks(40)], dim=1)
-    assert scores.shape[1] == item.stream.num_frames
+    scores = torch.cat([quadrant_scores(chunk) for chunk in item.net_input.chunks(40)], dim=1)
+    assert scores.shape[1] == item.net_input.num_frames
     return torch.nn.functional.avg_pool1d(scores[None], OUTPUT_STRIDE, ceil_mode=True)[0]
 
 
@@ -69,11 +69,11 @@ def test_evaluation_dataset_submissions_and_both_evaluations(mini_charades, tmp_
     dataset = CharadesVideos(mini_charades.rgb, mini_charades.videos, SMALL_RGB)
     classify, localize = {}, {}
     for item in dataset:
-        assert item.stream.num_frames == mini_charades.frames[item.video.id]
-        assert item.labels.shape == (157, item.stream.num_frames)
+        assert item.net_input.num_frames == mini_charades.frames[item.video.id]
+        assert item.labels.shape == (157, item.net_input.num_frames)
         outputs = run_model(item)
         classify[item.video.id] = video_scores(outputs, "max")
-        localize[item.video.id] = localization_scores(outputs, item.stream.num_frames)
+        localize[item.video.id] = localization_scores(outputs, item.net_input.num_frames)
     assert list(classify) == ["VID01", "VID02", "VID03", "VID04"]
     write_classification(tmp_path / "classify.txt", classify)
     write_localization(tmp_path / "localize.txt", localize)
@@ -100,8 +100,8 @@ def test_localization_is_perfect_at_full_rate(mini_charades, tmp_path):
     # time points, so the stand-in model localizes perfectly.
     localize = {}
     for item in CharadesVideos(mini_charades.rgb, mini_charades.videos, SMALL_RGB):
-        scores = torch.cat([quadrant_scores(chunk) for chunk in item.stream.chunks(64)], dim=1)
-        localize[item.video.id] = localization_scores(scores, item.stream.num_frames)
+        scores = torch.cat([quadrant_scores(chunk) for chunk in item.net_input.chunks(64)], dim=1)
+        localize[item.video.id] = localization_scores(scores, item.net_input.num_frames)
     write_localization(tmp_path / "localize.txt", localize)
     result = evaluate_localization_file(mini_charades.csv, tmp_path / "localize.txt")
     assert result.map == 1.0 and result.classes == ENCODED_CLASSES
@@ -109,8 +109,8 @@ def test_localization_is_perfect_at_full_rate(mini_charades, tmp_path):
 
 def test_flow_frames_read_with_their_labels(mini_charades):
     for item in CharadesVideos(mini_charades.flow, mini_charades.videos[:2], SMALL_FLOW):
-        chunk = next(item.stream.chunks(item.stream.num_frames))
-        assert chunk.shape == (2, item.stream.num_frames, 28, 28)
+        chunk = next(item.net_input.chunks(item.net_input.num_frames))
+        assert chunk.shape == (2, item.net_input.num_frames, 28, 28)
         # x flow is positive exactly where a class is active; y flow is zero.
         active = quadrant_scores(chunk)[:ENCODED_CLASSES] > 0
         assert torch.equal(active, item.labels[:ENCODED_CLASSES] > 0)
@@ -187,8 +187,8 @@ def test_video_files(mini_charades, tmp_path):
     video = mini_charades.videos[0]
     write_video(mini_charades, video, tmp_path)
     (item,) = CharadesVideos(tmp_path, [video], SMALL_RGB, video_ext=".mp4")
-    assert item.stream.num_frames == mini_charades.frames[video.id]
-    chunk = next(item.stream.chunks(item.stream.num_frames))
+    assert item.net_input.num_frames == mini_charades.frames[video.id]
+    chunk = next(item.net_input.chunks(item.net_input.num_frames))
     assert torch.equal(quadrant_scores(chunk)[:ENCODED_CLASSES] > 0, item.labels[:ENCODED_CLASSES] > 0)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from i3d.video import CHARADES_RGB, KINETICS_RGB, FlowEngine, InputStream, load_input, open_input
+from i3d.video import CHARADES_RGB, KINETICS_RGB, FlowEngine, NetworkInput, load_input, open_input
 from i3d.video.presets import Preprocess
 from tests.video.helpers import encode, frame_index, indexed_frames, write_rgb_folder
 
@@ -20,10 +20,15 @@ def clip_30fps(tmp_path_factory) -> str:
 
 
 def test_kinetics_rgb_from_a_30_fps_video(clip_30fps):
-    stream = open_input(clip_30fps, KINETICS_RGB)
-    assert isinstance(stream, InputStream)
-    assert (stream.path, stream.fps, stream.num_frames, stream.frame_size) == (clip_30fps, 25.0, 30, (256, 341))
-    chunks = list(stream.chunks(8))
+    net_input = open_input(clip_30fps, KINETICS_RGB)
+    assert isinstance(net_input, NetworkInput)
+    assert (net_input.path, net_input.fps, net_input.num_frames, net_input.frame_size) == (
+        clip_30fps,
+        25.0,
+        30,
+        (256, 341),
+    )
+    chunks = list(net_input.chunks(8))
     assert [c.shape for c in chunks] == [(3, 8, 224, 224)] * 3 + [(3, 6, 224, 224)]
     video = torch.cat(chunks, dim=1)
     assert video.dtype == torch.float32 and video.min() >= -1 and video.max() <= 1
@@ -43,8 +48,8 @@ def test_chunk_tensors_cover_the_frames_in_order(tmp_path):
 
 def test_training_augmentation_is_per_clip_seedable_and_chunking_independent(clip_30fps):
     def clip(seed: int, size: int) -> torch.Tensor:
-        stream = open_input(clip_30fps, SMALL_RGB, train=True, generator=torch.Generator().manual_seed(seed))
-        return torch.cat(list(stream.chunks(size)), dim=1)
+        net_input = open_input(clip_30fps, SMALL_RGB, train=True, generator=torch.Generator().manual_seed(seed))
+        return torch.cat(list(net_input.chunks(size)), dim=1)
 
     a = clip(0, 4)
     assert a.shape == (3, 30, 40, 40)
@@ -57,31 +62,31 @@ def test_training_augmentation_is_per_clip_seedable_and_chunking_independent(cli
 def test_npy_is_returned_as_is(tmp_path):
     array = np.random.default_rng(0).uniform(-1, 1, (1, 5, 224, 224, 3)).astype(np.float32)
     np.save(tmp_path / "sample.npy", array)
-    stream = open_input(tmp_path / "sample.npy", KINETICS_RGB)
-    assert stream.fps is None and stream.num_frames == 5
+    net_input = open_input(tmp_path / "sample.npy", KINETICS_RGB)
+    assert net_input.fps is None and net_input.num_frames == 5
     video = load_input(tmp_path / "sample.npy", KINETICS_RGB)
     np.testing.assert_array_equal(video.permute(1, 2, 3, 0).numpy(), array[0])
 
 
 def test_cricket_gif_through_open_input(upstream):
-    stream = open_input(upstream / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif", KINETICS_RGB)
-    assert (stream.num_frames, stream.fps) == (79, 25.0)
-    assert sum(c.shape[1] for c in stream.chunks(32)) == 79
+    net_input = open_input(upstream / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif", KINETICS_RGB)
+    assert (net_input.num_frames, net_input.fps) == (79, 25.0)
+    assert sum(c.shape[1] for c in net_input.chunks(32)) == 79
 
 
 def test_charades_rgb_frame_folder(tmp_path):
     folder = write_rgb_folder(tmp_path, "XYZ99", indexed_frames(30))
-    stream = open_input(folder, CHARADES_RGB)
-    assert (stream.fps, stream.num_frames, stream.frame_size) == (24.0, 30, (256, 341))
+    net_input = open_input(folder, CHARADES_RGB)
+    assert (net_input.fps, net_input.num_frames, net_input.frame_size) == (24.0, 30, (256, 341))
     assert load_input(folder, CHARADES_RGB).shape == (3, 30, 224, 224)
 
 
 def test_flow_from_an_rgb_frame_folder(tmp_path):
     folder = write_rgb_folder(tmp_path, "XYZ98", indexed_frames(4))
     with FlowEngine(workers=1) as engine:
-        stream = open_input(folder, SMALL_FLOW, flow_engine=engine, source_fps=25.0)
-        assert stream.num_frames == 4
-        assert torch.cat(list(stream.chunks(3)), dim=1).shape == (2, 4, 40, 40)
+        net_input = open_input(folder, SMALL_FLOW, flow_engine=engine, source_fps=25.0)
+        assert net_input.num_frames == 4
+        assert torch.cat(list(net_input.chunks(3)), dim=1).shape == (2, 4, 40, 40)
 
 
 @pytest.mark.parametrize("source", ["video", "folder", "npy", pytest.param("flow", marks=pytest.mark.slow)])
@@ -96,11 +101,11 @@ def test_chunks_from_a_start_frame_equal_the_whole_read(tmp_path, clip_30fps, so
         path = tmp_path / "a.npy"
         np.save(path, np.random.default_rng(1).uniform(-1, 1, (1, 9, 8, 8, 3)).astype(np.float32))
     with FlowEngine(workers=1) as engine:
-        stream = open_input(path, preset, flow_engine=engine)
-        whole = torch.cat(list(stream.chunks(5)), dim=1)
-        n = stream.num_frames
+        net_input = open_input(path, preset, flow_engine=engine)
+        whole = torch.cat(list(net_input.chunks(5)), dim=1)
+        n = net_input.num_frames
         for start in (0, 3, n - 1):
-            part = torch.cat(list(stream.chunks(4, start=start)), dim=1)
+            part = torch.cat(list(net_input.chunks(4, start=start)), dim=1)
             torch.testing.assert_close(part, whole[:, start:], rtol=0, atol=0)
         with pytest.raises(ValueError, match="start must be in"):
-            next(stream.chunks(4, start=n))
+            next(net_input.chunks(4, start=n))

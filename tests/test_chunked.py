@@ -1,14 +1,14 @@
-"""Chunked (streaming) inference equals one pass over the whole input."""
+"""Chunked inference equals one pass over the whole input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from i3d.chunked import LOGITS, POOLED, ChunkedI3d, RowGeometry, output_geometry, output_length, run_chunks
 from i3d.fast import InferenceOptions
 from i3d.model import InceptionI3d
 from i3d.runtime import prepare
-from i3d.streaming import LOGITS, POOLED, RowGeometry, StreamingI3d, output_geometry, output_length, run_chunks
 from tests.conftest import randomize
 from tests.tolerances import NETWORK_RTOL
 
@@ -54,7 +54,7 @@ def test_chunked_equals_one_pass(model, frames, size):
 
 
 def test_stream_api(model):
-    stream = StreamingI3d(model, total_frames=20, output="pooled")
+    stream = ChunkedI3d(model, total_frames=20, output="pooled")
     with torch.no_grad():
         assert stream.push(torch.zeros(1, 3, 4, 16, 16)) is None  # not enough context yet
         rest = stream.push(torch.zeros(1, 3, 16, 16, 16))
@@ -65,24 +65,24 @@ def test_stream_api(model):
 
 def test_bad_output(model):
     with pytest.raises(ValueError, match="unknown output"):
-        StreamingI3d(model, 10, "Mixed_9z")
+        ChunkedI3d(model, 10, "Mixed_9z")
     with pytest.raises(ValueError, match="expected 10"):
         list(run_chunks(model, [torch.zeros(1, 3, 4, 8, 8)], 10))
 
 
 def test_engine_checks_and_leaves_no_precision_state(model):
-    from i3d.streaming import run_clips, stream_outputs
+    from i3d.chunked import chunked_outputs, run_clips
 
     x = torch.rand(3, 20, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1  # (C, T, H, W)
-    outputs = stream_outputs(model, (x[:, i : i + 6] for i in range(0, 20, 6)), 20, "logits", precision="bf16")
+    outputs = chunked_outputs(model, (x[:, i : i + 6] for i in range(0, 20, 6)), 20, "logits", precision="bf16")
     first = next(outputs)  # paused between network calls: none of the precision settings apply here
     a = torch.ones(2, 2)
     assert (a @ a).dtype == torch.float32 and not torch.is_inference_mode_enabled()
     assert first.shape[:2] == (1, 400) and sum(y.shape[2] for y in outputs) + first.shape[2] == 2
     with pytest.raises(ValueError, match="expected 3 input channels"):
-        list(stream_outputs(model, [torch.zeros(2, 9, 16, 16)], 9))
+        list(chunked_outputs(model, [torch.zeros(2, 9, 16, 16)], 9))
     with pytest.raises(ValueError, match="got 9 frames, expected 12"):
-        list(stream_outputs(model, [torch.zeros(3, 9, 16, 16)], 12))
+        list(chunked_outputs(model, [torch.zeros(3, 9, 16, 16)], 12))
     clips = torch.rand(2, 3, 9, 16, 16, generator=torch.Generator().manual_seed(2))
     (batched,) = run_clips(model, [clips], "pooled")
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Run I3D over a long input in pieces, with exactly the result of one pass.
 
-:class:`StreamingI3d` takes consecutive chunks of frames and returns the
+:class:`ChunkedI3d` takes consecutive chunks of frames and returns the
 outputs they complete. Each layer keeps the few input cells its next outputs
 still need (its *carried state*) and computes every output once, with the
 padding of the whole sequence: TF "SAME" padding depends on the length of
@@ -25,7 +25,7 @@ from i3d.model import HEAD_POOL, InceptionI3d
 from i3d.runtime import Precision, precision_context
 
 __all__ = [
-    "StreamingI3d",
+    "ChunkedI3d",
     "OUTPUTS",
     "POOLED",
     "LOGITS",
@@ -34,14 +34,14 @@ __all__ = [
     "RowGeometry",
     "output_geometry",
     "run_chunks",
-    "stream_outputs",
+    "chunked_outputs",
     "run_clips",
 ]
 
 
 @dataclass
 class _Stage:
-    """One layer of the stream with its carried input cells."""
+    """One layer of the chunked run with its carried input cells."""
 
     module: SpanStage
     length: int  # cells of this stage's input over the whole sequence
@@ -50,7 +50,7 @@ class _Stage:
     done: int = 0  # outputs emitted so far
 
 
-class StreamingI3d:
+class ChunkedI3d:
     """Feed frames in order, get outputs as soon as they are determined.
 
     Args:
@@ -135,7 +135,7 @@ class StreamingI3d:
 
 def output_length(model: InceptionI3d, total_frames: int, output: str = POOLED) -> int:
     """Number of output cells along time for ``total_frames`` input frames."""
-    return StreamingI3d(model, total_frames, output).output_length
+    return ChunkedI3d(model, total_frames, output).output_length
 
 
 @dataclass(frozen=True)
@@ -164,9 +164,9 @@ def run_chunks(
 ) -> Iterator[torch.Tensor]:
     """Stream ``chunks`` ``(B, C, t, H, W)``, already on the model's device,
     through ``model``, yielding outputs as they complete; see
-    :class:`StreamingI3d`. Each network call runs under
+    :class:`ChunkedI3d`. Each network call runs under
     ``torch.inference_mode`` only (the caller's precision settings apply);
-    :func:`stream_outputs` is the same loop with the device and precision
+    :func:`chunked_outputs` is the same loop with the device and precision
     handled."""
     yield from _loop(model, chunks, total_frames, output, torch.inference_mode)
 
@@ -179,26 +179,26 @@ def _loop(
     around_call: Callable[[], AbstractContextManager],
     device: torch.device | None = None,
 ) -> Iterator[torch.Tensor]:
-    """The streaming loop: ``around_call()`` is entered around each network
+    """The chunked loop: ``around_call()`` is entered around each network
     call only (entered per call, so that none of it leaks into the caller
     between outputs); the frame count is checked at the end."""
-    stream = StreamingI3d(model, total_frames, output)
+    engine = ChunkedI3d(model, total_frames, output)
     for chunk in chunks:
         x = chunk.unsqueeze(0) if chunk.dim() == 4 else chunk  # (B, C, t, H, W)
         if device is not None:
             x = x.to(device, non_blocking=True)
         with around_call():
-            y = stream.push(x)
+            y = engine.push(x)
         if y is not None:
             yield y
-    if stream.received != total_frames:
-        raise ValueError(f"got {stream.received} frames, expected {total_frames}")
+    if engine.received != total_frames:
+        raise ValueError(f"got {engine.received} frames, expected {total_frames}")
 
 
 # ---- the engine: what predict, extract, FVD and validation call ---------------------
 
 
-def stream_outputs(
+def chunked_outputs(
     model: InceptionI3d,
     chunks: Iterable[torch.Tensor],
     total_frames: int,
@@ -207,7 +207,7 @@ def stream_outputs(
     device: torch.device | str = "cpu",
     precision: Precision = "fp32",
 ) -> Iterator[torch.Tensor]:
-    """The one streaming loop of the package: ``chunks`` of one input through
+    """The one chunked loop of the package: ``chunks`` of one input through
     a ``model`` made ready by :func:`i3d.runtime.prepare`, outputs as they complete.
 
     Args:
@@ -247,7 +247,7 @@ def run_clips(
 ) -> Iterator[torch.Tensor]:
     """Many short clips, a batch at a time: each batch ``(B, C, L, H, W)``
     is one whole input per row (all of one length ``L``), run through the
-    same loop as :func:`stream_outputs` in one piece.
+    same loop as :func:`chunked_outputs` in one piece.
 
     Yields:
         One ``(B, C', t', ...)`` output per batch, ``t' = output_length(L)``.
@@ -255,5 +255,5 @@ def run_clips(
     for batch in batches:
         if batch.dim() != 5:
             raise ValueError(f"expected clips (B, C, L, H, W), got shape {tuple(batch.shape)}")
-        (y,) = stream_outputs(model, [batch], batch.shape[2], output, device=device, precision=precision)
+        (y,) = chunked_outputs(model, [batch], batch.shape[2], output, device=device, precision=precision)
         yield y
