@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import random_weights_file
+
 # A network input side for tests whose property does not depend on it (the
 # same embeddings by two routes): 64x64 frames cost 12x less than 224x224.
 # Mixed_5c then holds 2x2 cells, which the head's pooling window adapts to.
 SMALL_SIDE = 64
-
-from tests.conftest import random_weights_file
 
 
 @pytest.fixture(scope="session")
