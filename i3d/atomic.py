@@ -271,6 +271,20 @@ class OutputLock:
                 return True
             os.close(fd)  # removed by its previous owner meanwhile: lock the new one
 
+    def clear_stale(self) -> None:
+        """Remove the lock file of a dead owner: a run killed between
+        finishing ``path`` and :meth:`release` leaves it, and a resume skips
+        a complete output without taking its lock. A live owner's lock (and
+        one that cannot be opened, such as a planted link) stays.
+        """
+        if not os.path.lexists(self.path):
+            return
+        try:
+            if self.acquire():
+                self.release()
+        except OSError:
+            pass  # not ours to remove: the next run that makes ``path`` reports it
+
     def release(self) -> None:
         if self._fd is not None:
             # Removed while still locked: whoever opens the name next gets a new file.

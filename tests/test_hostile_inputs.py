@@ -309,3 +309,6 @@ def test_a_killed_pip_download_leaves_nothing_after_the_next_run(tmp_path, monke
     archive = pip_source.cached_sdist(source, folder, progress=False)
     assert archive.read_bytes() == content
     assert sorted(p.name for p in folder.iterdir()) == [archive.name]  # no scratch folder, no lock left
+    (folder / f".{archive.name}.lock").touch()  # a run killed after renaming its archive into place
+    assert pip_source.cached_sdist(source, folder, progress=False) == archive
+    assert sorted(p.name for p in folder.iterdir()) == [archive.name]

@@ -146,6 +146,25 @@ def test_the_output_lock_never_follows_a_link(tmp_path):
     with pytest.raises(OSError):
         OutputLock(tmp_path / "out").acquire()
     assert not target.exists()
+    OutputLock(tmp_path / "out").clear_stale()  # nor removes it
+    assert (tmp_path / ".out.lock").is_symlink() and not target.exists()
+
+
+def test_a_dead_owners_lock_is_cleared_and_a_live_ones_kept(tmp_path):
+    from i3d.atomic import OutputLock
+
+    out = tmp_path / "out"
+    OutputLock(out).clear_stale()  # no lock file: nothing to do, nothing made
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / ".out.lock").touch()  # a killed owner's: the kernel dropped its lock
+    OutputLock(out).clear_stale()
+    assert list(tmp_path.iterdir()) == []
+    live = OutputLock(out)
+    assert live.acquire()
+    OutputLock(out).clear_stale()  # another open file: flock refuses it as it would another process
+    assert (tmp_path / ".out.lock").exists()
+    live.release()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_charades_submission_refuses_a_device(tmp_path):

@@ -165,7 +165,9 @@ def extract_all(
                 paths = output_paths(out, names[path], s, fmt, layout)
                 for made in (paths.data, paths.sidecar):
                     check_replaceable(made)  # before reading it (a FIFO blocks) or any work
-                if not check_output(paths, fmt, extractor.settings(s), verify=verify):
+                if check_output(paths, fmt, extractor.settings(s), verify=verify):
+                    OutputLock(paths.data).clear_stale()  # left by a run killed just after making it
+                else:
                     missing.append(s)
         except (InputError, OutputError) as err:
             report(str(err))

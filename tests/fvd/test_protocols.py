@@ -303,7 +303,7 @@ def test_the_command_computes_the_codebase_s_fvd(name, tmp_path, capsys, fvd_wei
     argv += ["--weights", str(fvd_weights), "--device", "cpu", "--json", "--quiet", "--max-videos", "4"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["protocol"] == name and result["n_real"] == 4
+    assert result["protocol"] == name and result["n_real"] == 4 and result["preprocess"]["size"] == 224
     # cd-fvd repeats the generated videos up to its count: 0, 1, 2, 0.
     gen_clips = gen[[0, 1, 2, 0]] if name == "cdfvd" else gen
     assert result["n_gen"] == len(gen_clips)
