@@ -62,7 +62,11 @@ def compiled_model(model: InceptionI3d, output: str, precision: str, height: int
         # Traced outside the caller's inference mode and autocast: the graph is float32, its precision OpenVINO's.
         with torch.inference_mode(False), torch.autocast("cpu", enabled=False):
             program = exported_program(model, output, height, width)
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision]}
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
+            "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all threads on it
+        }
         cache[key] = openvino.Core().compile_model(openvino.convert_model(program), "CPU", config)
     return cache[key]
 

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from i3d.atomic import atomic_path, open_atomic
-from i3d.chunked import LOGITS, OUTPUTS
+from i3d.choices import LOGITS, OUTPUTS
 from i3d.errors import I3DError
 from i3d.export.formats import FORMATS
 from i3d.model import InceptionI3d
