@@ -22,6 +22,7 @@ version, as :class:`i3d.fast.FoldCache` sees it). Converting takes seconds
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -60,14 +61,17 @@ def compiled_model(model: InceptionI3d, output: str, precision: str, height: int
         for old in [k for k in cache if k[4] != key[4]]:
             del cache[old]  # the weights changed: those graphs are stale
         # Traced outside the caller's inference mode and autocast: the graph is float32, its precision OpenVINO's.
-        with torch.inference_mode(False), torch.autocast("cpu", enabled=False):
+        with torch.inference_mode(False), torch.autocast("cpu", enabled=False), warnings.catch_warnings():
+            # torch's pytree deprecations that conversion trips over say nothing to a user of predict or extract.
+            warnings.simplefilter("ignore", FutureWarning)
             program = exported_program(model, output, height, width)
+            ir = openvino.convert_model(program)
         config = {
             "INFERENCE_NUM_THREADS": threads,
             "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
             "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all threads on it
         }
-        cache[key] = openvino.Core().compile_model(openvino.convert_model(program), "CPU", config)
+        cache[key] = openvino.Core().compile_model(ir, "CPU", config)
     return cache[key]
 
 

@@ -129,7 +129,8 @@ def exported_program(
     if not hasattr(getattr(torch.export, "Dim", None), "DYNAMIC"):
         raise ExportError(f"ONNX and OpenVINO exports need torch >= 2.6 (this is {torch.__version__})")
     dynamic = torch.export.Dim.DYNAMIC
-    spatial = dynamic if dynamic_spatial(output, min(size, width or size)) else None
+    static = getattr(torch.export.Dim, "STATIC", None)  # None before torch 2.7, deprecated after
+    spatial = dynamic if dynamic_spatial(output, min(size, width or size)) else static
     shapes = {"x": {0: dynamic, 2: dynamic, 3: spatial, 4: spatial}}
     # Traced sizes of 1 (one head output for 16 frames at 224 pixels) would
     # otherwise be fixed at 1: size-oblivious tracing keeps them symbolic.
