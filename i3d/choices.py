@@ -24,6 +24,10 @@ __all__ = [
     "FlowEngineName",
     "FLOW_ENGINES",
     "DEFAULT_FLOW_ENGINE",
+    "Backend",
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "OPENVINO_PRECISIONS",
 ]
 
 # ---- the network (i3d.model) ----
@@ -71,3 +75,13 @@ FLOW_FORMATS: tuple[FlowFormat, ...] = ("jpg", "npy")
 FlowEngineName = Literal["torch", "opencv"]
 FLOW_ENGINES: tuple[FlowEngineName, ...] = ("torch", "opencv")
 DEFAULT_FLOW_ENGINE: FlowEngineName = "torch"
+
+# ---- what runs the network (i3d.runtime.Placement) ----
+
+Backend = Literal["torch", "openvino"]
+BACKENDS: tuple[Backend, ...] = ("torch", "openvino")
+# torch: OpenVINO is an optional extra, CPU only, and runs whole clips only
+# (longer inputs are cut into chunks in torch; see i3d.openvino).
+DEFAULT_BACKEND: Backend = "torch"
+# The precisions OpenVINO's CPU plugin runs: its INFERENCE_PRECISION_HINT.
+OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}

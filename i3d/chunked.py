@@ -9,20 +9,25 @@ Memory is bounded by the chunk and the carried cells, not by the input.
 
 The result equals ``model`` on the whole input up to floating-point
 reassociation (max |difference| ~1e-6), for every chunk size.
+
+With ``backend="openvino"`` an input pushed in one piece (a batch of clips,
+a video no longer than a chunk) runs through one compiled OpenVINO graph
+instead (:mod:`i3d.openvino`); longer inputs still run chunk by chunk in torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 
-from i3d.choices import DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED
+from i3d.choices import DEFAULT_BACKEND, DEFAULT_CHUNK_FRAMES, LOGITS, OUTPUTS, POOLED, Backend
 from i3d.layers import ChunkTooSmall, Span, SpanStage
 from i3d.model import HEAD_POOL, InceptionI3d
-from i3d.runtime import Precision, precision_context
+from i3d.runtime import Precision, check_backend, precision_context
 
 __all__ = [
     "ChunkedI3d",
@@ -58,13 +63,22 @@ class ChunkedI3d:
         total_frames: frames in the whole input.
         output: a trunk endpoint (``"Mixed_4f"``, ``"Mixed_5c"``, ...),
             ``"pooled"`` or ``"logits"``.
+        whole: what runs an input pushed in one piece, ``(B, C, T, H, W)``
+            to the output (e.g. :func:`i3d.openvino.whole_graph`); ``None``:
+            the model's layers, as for chunks.
 
     Use :meth:`push` with consecutive chunks ``(B, C, t, H, W)`` whose ``t``
     add up to ``total_frames``; each call returns the newly completed output
     cells along time (possibly none), the last call returns the rest.
     """
 
-    def __init__(self, model: InceptionI3d, total_frames: int, output: str = POOLED) -> None:
+    def __init__(
+        self,
+        model: InceptionI3d,
+        total_frames: int,
+        output: str = POOLED,
+        whole: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         if total_frames < 1:
             raise ValueError(f"total_frames must be >= 1, got {total_frames}")
         trunk = model.trunk
@@ -80,6 +94,7 @@ class ChunkedI3d:
             raise ValueError(f"unknown output {output!r}; choose one of {', '.join(trunk + OUTPUTS)}")
         self.model = model
         self.output = output
+        self.whole = whole
         self.total_frames = total_frames
         self.received = 0
         self.stages: list[_Stage] = []
@@ -97,6 +112,10 @@ class ChunkedI3d:
             raise ValueError(f"pushed {span.stop} frames, more than the {self.total_frames} announced")
         self.model.check_input(x)
         self.received = span.stop
+        if self.runs_whole(span):
+            assert self.whole is not None
+            self.stages[-1].done = self.output_length
+            return self.whole(x)
         y: torch.Tensor | None = x
         for stage in self.stages:
             if y is None:
@@ -105,6 +124,10 @@ class ChunkedI3d:
         if y is not None and self.output == LOGITS:
             y = self.model.classify(y)
         return y
+
+    def runs_whole(self, span: Span) -> bool:
+        """Whether frames ``span`` go to :attr:`whole`: they are the whole input."""
+        return self.whole is not None and span.start == 0 and span.stop == self.total_frames
 
     @property
     def finished(self) -> bool:
@@ -178,16 +201,19 @@ def _loop(
     output: str,
     around_call: Callable[[], AbstractContextManager],
     device: torch.device | None = None,
+    whole: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[torch.Tensor]:
     """The chunked loop: ``around_call()`` is entered around each network
-    call only (entered per call, so that none of it leaks into the caller
-    between outputs); the frame count is checked at the end."""
-    engine = ChunkedI3d(model, total_frames, output)
+    call of the model's layers only (entered per call, so that none of it
+    leaks into the caller between outputs; ``whole``, see
+    :class:`ChunkedI3d`, runs outside it); the frame count is checked at the end."""
+    engine = ChunkedI3d(model, total_frames, output, whole)
     for chunk in chunks:
         x = chunk.unsqueeze(0) if chunk.dim() == 4 else chunk  # (B, C, t, H, W)
         if device is not None:
             x = x.to(device, non_blocking=True)
-        with around_call():
+        span = Span(engine.received, engine.received + x.shape[2], total_frames)
+        with contextlib.nullcontext() if engine.runs_whole(span) else around_call():
             y = engine.push(x)
         if y is not None:
             yield y
@@ -206,6 +232,7 @@ def chunked_outputs(
     *,
     device: torch.device | str = "cpu",
     precision: Precision = "fp32",
+    backend: Backend = DEFAULT_BACKEND,
 ) -> Iterator[torch.Tensor]:
     """The one chunked loop of the package: ``chunks`` of one input through
     a ``model`` made ready by :func:`i3d.runtime.prepare`, outputs as they complete.
@@ -219,6 +246,10 @@ def chunked_outputs(
             network's padding depends on it).
         output: a trunk endpoint, ``"pooled"`` or ``"logits"``.
         device, precision: where and how the network runs.
+        backend: ``"torch"``, or ``"openvino"`` (the CPU, fp32 or bf16; see
+            :class:`i3d.runtime.Placement`): an input given as one chunk
+            then runs as one OpenVINO graph (:mod:`i3d.openvino`), a longer
+            one in torch, chunk by chunk.
 
     Yields:
         ``(B, C', t', ...)`` outputs in order (float32 or the precision's
@@ -234,7 +265,14 @@ def chunked_outputs(
     settings (autocast, TF32, inference mode).
     """
     device = torch.device(device)
-    yield from _loop(model, chunks, total_frames, output, lambda: precision_context(device, precision), device)
+    check_backend(device, precision, backend)
+    whole = None
+    if backend == "openvino":
+        from i3d.openvino import whole_graph
+
+        whole = whole_graph(model, output, precision)
+    context = lambda: precision_context(device, precision)  # noqa: E731
+    yield from _loop(model, chunks, total_frames, output, context, device, whole)
 
 
 def run_clips(
@@ -244,6 +282,7 @@ def run_clips(
     *,
     device: torch.device | str = "cpu",
     precision: Precision = "fp32",
+    backend: Backend = DEFAULT_BACKEND,
 ) -> Iterator[torch.Tensor]:
     """Many short clips, a batch at a time: each batch ``(B, C, L, H, W)``
     is one whole input per row (all of one length ``L``), run through the
@@ -255,5 +294,7 @@ def run_clips(
     for batch in batches:
         if batch.dim() != 5:
             raise ValueError(f"expected clips (B, C, L, H, W), got shape {tuple(batch.shape)}")
-        (y,) = chunked_outputs(model, [batch], batch.shape[2], output, device=device, precision=precision)
+        (y,) = chunked_outputs(
+            model, [batch], batch.shape[2], output, device=device, precision=precision, backend=backend
+        )
         yield y

@@ -1,4 +1,4 @@
-"""Flags that several commands share, each defined once: ``--device``, ``--precision``, ``--weights``,
+"""Flags that several commands share, each defined once: ``--device``, ``--precision``, ``--backend``, ``--weights``,
 ``--quiet``, the preprocessing overrides ``--fps``, ``--short-side``, ``--crop``, and the inputs of predict and extract.
 
 Each ``add_*`` takes the function that adds a flag: a parser's (or group's)
@@ -18,11 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from i3d.argtypes import device, frame_rate, positive_int
+from i3d.choices import BACKENDS, DEFAULT_BACKEND
 
 __all__ = [
     "add_inputs",
     "add_device",
     "add_precision",
+    "add_backend",
     "add_weights",
     "add_flow_weights",
     "add_quiet",
@@ -42,6 +44,11 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 DEVICE_HELP = "torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)"
 PRECISION_HELP = "fp32: exact, DeepMind's numbers (default); tf32, bf16, fp16: faster on GPUs, ~1e-3 relative error"
+BACKEND_HELP = (
+    f"what runs the network (default: {DEFAULT_BACKEND}): torch, or openvino on the CPU in fp32 or bf16 "
+    '(pip install "i3d[openvino]"; results agree within float rounding); openvino runs whole clips; longer '
+    "inputs are cut into chunks in torch"
+)
 QUIET_HELP = (
     "no progress (frames done, frames/s, ETA: a status line on a terminal, a plain line every 30 s "
     "otherwise); errors and the summary are still printed"
@@ -68,6 +75,12 @@ def add_precision(add: AddArgument, help: str = PRECISION_HELP, **kwargs: Any) -
     """``--precision``: one of :data:`PRECISIONS` (no default here: inference commands give ``"fp32"``, train
     its config's)."""
     add("--precision", choices=PRECISIONS, help=help, **kwargs)
+
+
+def add_backend(add: AddArgument, help: str = BACKEND_HELP, **kwargs: Any) -> None:
+    """``--backend``: one of :data:`i3d.choices.BACKENDS`, checked against the device and precision when the
+    network is placed (:class:`i3d.runtime.Placement`)."""
+    add("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help=help, **kwargs)
 
 
 def add_weights(add: AddArgument, help: str, **kwargs: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from i3d import weights as W
-from i3d.choices import AVERAGES, CROP_COUNTS, DEFAULT_CLIP_LEN
+from i3d.choices import AVERAGES, CROP_COUNTS, DEFAULT_BACKEND, DEFAULT_CLIP_LEN, Backend
 from i3d.chunked import DEFAULT_CHUNK_FRAMES, LOGITS, chunked_outputs, run_clips
 from i3d.model import InceptionI3d
 from i3d.network import LoadedNetwork, load_network
@@ -75,6 +75,8 @@ class Classifier:
         device: where the network runs (default: CUDA if available).
         precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
             (see :mod:`i3d.runtime`).
+        backend: ``"torch"`` (default) or ``"openvino"`` (CPU, fp32 or
+            bf16; :mod:`i3d.openvino`).
         chunk_frames: frames per network call; memory, not results, depends
             on it.
         flow_dir: a cache folder of flow frames (see :mod:`i3d.video.flow`).
@@ -99,6 +101,7 @@ class Classifier:
         labels: list[str] | str | os.PathLike[str] | None = None,
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
+        backend: Backend = DEFAULT_BACKEND,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         flow_dir: str | os.PathLike[str] | None = None,
         flow_engine: str = DEFAULT_FLOW_ENGINE,
@@ -120,7 +123,7 @@ class Classifier:
         if (clips is not None and clips < 1) or clip_len < 1:
             raise ValueError(f"clips and clip_len must be >= 1, got {clips} and {clip_len}")
         self.clips, self.clip_len, self.crops, self.average = clips, clip_len, crops, average
-        self.placement = Placement.resolve(device, precision)
+        self.placement = Placement.resolve(device, precision, backend)
         self.device, self.precision = self.placement.device, self.placement.precision
         self.chunk_frames = chunk_frames
         self.flow_dir = flow_dir
@@ -171,14 +174,14 @@ class Classifier:
         """``(views, num_classes)`` of one stream."""
         frames = source.num_frames
         if self.clips is None:  # the whole video, fully convolutionally
-            outputs = chunked_outputs(net, chunks, frames, LOGITS, device=self.device, precision=self.precision)
+            outputs = chunked_outputs(net, chunks, frames, LOGITS, **self.placement.engine_options)
             per_time = torch.cat([y.float() for y in outputs], dim=2)  # (crops, num_classes, T')
             return per_time.mean(dim=2).cpu()
         windows = gather_windows(chunks, spaced_windows(frames, self.clip_len, self.clips), frames)
         clips = (c for w in windows for c in (w.unbind(0) if self.crops > 1 else (w,)))  # (C, L, S, S) each
         per_call = max(1, self.chunk_frames // self.clip_len)  # clips per network call: chunk_frames frames
         batches = _stacked(clips, per_call)
-        outputs = run_clips(net, batches, LOGITS, device=self.device, precision=self.precision)
+        outputs = run_clips(net, batches, LOGITS, **self.placement.engine_options)
         return torch.cat([y.float().mean(dim=2).cpu() for y in outputs])  # (clips * crops, num_classes)
 
     def logits(self, path: str | os.PathLike[str], progress: Progress | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ from i3d import console
 from i3d.argtypes import output_file, positive_int, regular_file
 from i3d.errors import I3DError
 from i3d.flags import (
+    add_backend,
     add_device,
     add_inputs,
     add_overrides,
@@ -81,6 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document: a list with one object per video")
     add_device(p.add_argument)
     add_precision(p.add_argument, default="fp32")
+    add_backend(p.add_argument)
     p.add_argument(
         "--chunk",
         type=int,
@@ -129,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             labels=args.labels,
             device=args.device,
             precision=args.precision,
+            backend=args.backend,
             chunk_frames=args.chunk,
             flow_dir=args.flow_dir,
             flow_engine=args.flow_engine,

@@ -16,6 +16,7 @@ only in eval mode without autograd.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from i3d.choices import BACKENDS, DEFAULT_BACKEND, OPENVINO_PRECISIONS, Backend
 from i3d.fast import InferenceOptions
 from i3d.model import InceptionI3d
 
@@ -42,6 +44,7 @@ __all__ = [
     "available_devices",
     "resolve_device",
     "check_precision",
+    "check_backend",
     "Placement",
 ]
 
@@ -231,29 +234,60 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     )
 
 
+def check_backend(device: torch.device, precision: str, backend: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``backend`` can run ``precision`` on ``device``
+    (the torch backend runs whatever :func:`check_precision` allows)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return
+    if device.type != "cpu":
+        raise ValueError(f"backend {backend} runs on the CPU only, not {device}; use --device cpu or --backend torch")
+    if precision not in OPENVINO_PRECISIONS:
+        raise ValueError(f"backend {backend} runs fp32 or bf16, not {precision}")
+    if precision == "bf16" and not cpu_has_native_bf16():
+        raise ValueError(f"backend {backend} runs bf16 only on CPUs with native bf16 (AVX-512 BF16, AMX); use fp32")
+    if importlib.util.find_spec("openvino") is None:
+        raise ValueError(f'backend {backend} needs OpenVINO, which is not installed: pip install "i3d[openvino]"')
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Where and how a network runs: its device and precision, decided once.
+    """Where and how a network runs: its device, precision and backend, decided once.
 
     Build it with :meth:`resolve`, which the CLI and the Python API share,
     so that a bad device or a precision the device cannot run is the same
     one-line ``ValueError`` from both. A ``Placement`` is always valid: the
-    constructor checks the precision against the device.
+    constructor checks the precision against the device, and the backend
+    (``"torch"``, or ``"openvino"``: :mod:`i3d.openvino`) against both.
     """
 
     device: torch.device
     precision: Precision = "fp32"
+    backend: Backend = DEFAULT_BACKEND
 
     def __post_init__(self) -> None:
+        check_backend(self.device, self.precision, self.backend)  # first: its errors name the backend
         check_precision(self.device, self.precision)
 
     @classmethod
-    def resolve(cls, device: str | torch.device | None = None, precision: str = "fp32") -> Placement:
-        """The placement named by ``device`` (``None``: :func:`default_device`)
-        and ``precision``; see :func:`resolve_device` and :func:`check_precision`."""
+    def resolve(
+        cls, device: str | torch.device | None = None, precision: str = "fp32", backend: str = DEFAULT_BACKEND
+    ) -> Placement:
+        """The placement named by ``device`` (``None``: :func:`default_device`,
+        the CPU for the openvino backend), ``precision`` and ``backend``; see
+        :func:`resolve_device`, :func:`check_precision` and :func:`check_backend`."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        return cls(resolve_device(device), precision)  # type: ignore[arg-type]
+        if device is None and backend == "openvino":
+            device = "cpu"
+        return cls(resolve_device(device), precision, backend)  # type: ignore[arg-type]
+
+    @property
+    def engine_options(self) -> dict[str, object]:
+        """The keyword arguments of :func:`i3d.chunked.chunked_outputs` and
+        :func:`i3d.chunked.run_clips`: where and how the network runs."""
+        return {"device": self.device, "precision": self.precision, "backend": self.backend}
 
     def context(self) -> contextlib.AbstractContextManager:
         """:func:`precision_context` of this placement, around network calls."""

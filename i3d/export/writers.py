@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from i3d.atomic import atomic_path, open_atomic
-from i3d.chunked import LOGITS, OUTPUTS
+from i3d.choices import LOGITS, OUTPUTS
 from i3d.errors import I3DError
 from i3d.export.formats import FORMATS
 from i3d.model import InceptionI3d
@@ -59,6 +59,8 @@ __all__ = [
     "ExportCheck",
     "export_model",
     "export_weights",
+    "dynamic_spatial",
+    "exported_program",
 ]
 
 # Mixed_5c has ceil(n / 32) cells for n pixels (five stride-2 layers); the
@@ -108,21 +110,27 @@ class _Whole(nn.Module):
         return self.model.classify(x) if self.output == LOGITS else x
 
 
-def _dynamic_spatial(output: str, size: int) -> bool:
+def dynamic_spatial(output: str, size: int) -> bool:
+    """Whether an export of ``output`` traced at ``size`` pixels keeps the frame size dynamic."""
     return output not in OUTPUTS or size >= MIN_DYNAMIC_SIZE
 
 
-def _example(model: InceptionI3d, frames: int, size: int, batch: int = 1) -> torch.Tensor:
+def _example(model: InceptionI3d, frames: int, size: int, batch: int = 1, width: int | None = None) -> torch.Tensor:
     g = torch.Generator().manual_seed(frames)
-    return torch.rand((batch, model.in_channels, frames, size, size), generator=g) * 2 - 1
+    return torch.rand((batch, model.in_channels, frames, size, width or size), generator=g) * 2 - 1
 
 
-def _exported_program(model: InceptionI3d, output: str, size: int) -> torch.export.ExportedProgram:
-    """``model`` up to ``output`` traced by ``torch.export`` with dynamic sizes."""
+def exported_program(
+    model: InceptionI3d, output: str, size: int, width: int | None = None
+) -> torch.export.ExportedProgram:
+    """``model`` up to ``output`` traced by ``torch.export`` with dynamic
+    batch and time, and frame size where :func:`dynamic_spatial` allows
+    (else fixed at ``size`` x ``width``, ``width`` defaulting to ``size``)."""
     if not hasattr(getattr(torch.export, "Dim", None), "DYNAMIC"):
         raise ExportError(f"ONNX and OpenVINO exports need torch >= 2.6 (this is {torch.__version__})")
     dynamic = torch.export.Dim.DYNAMIC
-    spatial = dynamic if _dynamic_spatial(output, size) else None
+    static = getattr(torch.export.Dim, "STATIC", None)  # None before torch 2.7, deprecated after
+    spatial = dynamic if dynamic_spatial(output, min(size, width or size)) else static
     shapes = {"x": {0: dynamic, 2: dynamic, 3: spatial, 4: spatial}}
     # Traced sizes of 1 (one head output for 16 frames at 224 pixels) would
     # otherwise be fixed at 1: size-oblivious tracing keeps them symbolic.
@@ -130,7 +138,7 @@ def _exported_program(model: InceptionI3d, output: str, size: int) -> torch.expo
     oblivious = config.patch(backed_size_oblivious=True) if hasattr(config, "backed_size_oblivious") else None
     with oblivious or contextlib.nullcontext(), torch.no_grad():
         # A batch of 2: the exporter would record a traced batch of 1 in the output's type.
-        example = _example(model, TRACE_FRAMES, size, batch=2)
+        example = _example(model, TRACE_FRAMES, size, batch=2, width=width)
         return torch.export.export(_Whole(model, output).eval(), (example,), dynamic_shapes=shapes)
 
 
@@ -138,7 +146,7 @@ def _onnx_bytes(model: InceptionI3d, output: str, size: int, metadata: dict[str,
     if importlib.util.find_spec("onnxscript") is None:
         raise ExportError("the ONNX exporter needs the onnx and onnxscript packages: pip install onnx onnxscript")
     program = torch.onnx.export(
-        _exported_program(model, output, size), input_names=["video"], output_names=[output], verbose=False
+        exported_program(model, output, size), input_names=["video"], output_names=[output], verbose=False
     )
     proto = program.model_proto
     _name_sizes(proto)
@@ -177,7 +185,7 @@ def _check(
     checks = []
     for frames in CHECK_FRAMES:
         odd = frames % 2 == 1
-        x = _example(model, frames, size + (odd and _dynamic_spatial(output, size)), batch=1 + odd)
+        x = _example(model, frames, size + (odd and dynamic_spatial(output, size)), batch=1 + odd)
         with torch.no_grad():
             want = whole(x)
         got = run(x)

@@ -10,6 +10,7 @@ from i3d import console
 from i3d.argtypes import positive_int, regular_file
 from i3d.errors import I3DError
 from i3d.flags import (
+    add_backend,
     add_device,
     add_inputs,
     add_overrides,
@@ -135,6 +136,7 @@ def add_extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_device(p.add_argument, help="torch device (default: cuda:LOCAL_RANK or cuda if available, else cpu)")
     add_precision(p.add_argument, default="fp32")
+    add_backend(p.add_argument)
     p.add_argument("--flow-dir", type=Path, help="folder caching computed flow frames, reused by later runs")
     _add_flow_engine(p)
     add_overrides(p)
@@ -209,6 +211,7 @@ def run_extract(args: argparse.Namespace) -> int:
             batch=args.batch,
             device=args.device,
             precision=args.precision,
+            backend=args.backend,
             flow_dir=args.flow_dir,
             flow_engine=args.flow_engine,
             fps=args.fps,

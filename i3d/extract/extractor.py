@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from i3d import weights as W
+from i3d.choices import DEFAULT_BACKEND, Backend
 from i3d.chunked import (
     DEFAULT_CHUNK_FRAMES,
     LOGITS,
@@ -86,6 +87,8 @@ class Extractor:
             available, else CPU).
         precision: ``fp32`` (exact, default), ``tf32``, ``bf16`` or ``fp16``
             (see :mod:`i3d.runtime`).
+        backend: ``"torch"`` (default) or ``"openvino"`` (CPU, fp32 or
+            bf16; :mod:`i3d.openvino`).
         flow_dir: cache folder of flow frames, read and written.
         flow_engine: the TV-L1 engine for flow computed from videos,
             ``"torch"`` (default) or ``"opencv"`` (recorded in flow sidecars).
@@ -113,6 +116,7 @@ class Extractor:
         batch: int = DEFAULT_BATCH,
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
+        backend: Backend = DEFAULT_BACKEND,
         flow_dir: str | os.PathLike[str] | None = None,
         flow_engine: str = DEFAULT_FLOW_ENGINE,
         transforms: dict[str, Preprocess] | None = None,
@@ -148,7 +152,7 @@ class Extractor:
         self.layer, self.mode, self.crops, self.combine = layer, mode, crops, combine
         self.clip_len, self.step, self.num_clips, self.batch = clip_len, step, num_clips, batch
         self.chunk_frames = chunk_frames
-        self.placement = Placement.resolve(device, precision)
+        self.placement = Placement.resolve(device, precision, backend)
         self.device, self.precision = self.placement.device, self.placement.precision
         self.flow_dir = flow_dir
         self.flow_engine = check_flow_engine(flow_engine)
@@ -355,7 +359,7 @@ class Extractor:
         return (y[:, 0] if self.crops == 1 else y).float().cpu().numpy()
 
     def _full(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
-        for y in chunked_outputs(model, chunks, frames, self.layer, device=self.device, precision=self.precision):
+        for y in chunked_outputs(model, chunks, frames, self.layer, **self.placement.engine_options):
             yield self._to_rows(y)
 
     def _clips(self, model: InceptionI3d, frames: int, chunks: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
@@ -363,7 +367,7 @@ class Extractor:
         clips = (clip for w in windows for clip in (w.unbind(0) if self.crops > 1 else (w,)))
         batches = (torch.stack(b) for b in _batched(clips, self.batch))  # (B, C, L, S, S)
         pending: list[torch.Tensor] = []  # clips' vectors until whole rows (all crops of a window) are done
-        for y in run_clips(model, batches, self.layer, device=self.device, precision=self.precision):
+        for y in run_clips(model, batches, self.layer, **self.placement.engine_options):
             # Each clip's output averaged over time (and space for pooled and logits).
             y = y.flatten(2).mean(dim=2) if self.layer in OUTPUTS else y.mean(dim=2)
             pending.append(y.float().cpu())

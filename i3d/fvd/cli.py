@@ -21,7 +21,7 @@ from pathlib import Path
 from i3d import console
 from i3d.argtypes import output_file, positive_int, regular_file, shard_spec
 from i3d.errors import I3DError
-from i3d.flags import add_device, add_precision, add_weights
+from i3d.flags import add_backend, add_device, add_precision, add_weights
 
 HELP = "Fréchet video distance (FVD) and KVD, exactly as the reference computes them"
 _DEFAULT = "distance"
@@ -112,6 +112,7 @@ def _add_embedding(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fp32: exact, comparable across papers (default); tf32, bf16, fp16: faster on GPUs, not the reference",
     )
+    add_backend(p.add_argument)
 
 
 def _add_distance_arguments(p: argparse.ArgumentParser) -> None:
@@ -232,6 +233,7 @@ class _Session:
                     protocol=self.protocol,
                     device=args.device,
                     precision=args.precision,
+                    backend=args.backend,
                     resize=args.resize or "reference",
                     batch_size=args.batch,
                     progress=sys.stderr.isatty() and not args.quiet,

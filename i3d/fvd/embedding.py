@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from i3d.choices import DEFAULT_BACKEND, Backend
+from i3d.chunked import LOGITS, run_clips
 from i3d.fvd.choices import DEFAULT_BATCH
 from i3d.fvd.protocols import Protocol, get_protocol
 from i3d.fvd.resize import (
@@ -64,13 +66,19 @@ def preprocess_videos(
     return apply_formula(x, p.after_resize).permute(0, 4, 1, 2, 3).contiguous()
 
 
-def clip_logits(model: InceptionI3d, clips: torch.Tensor, precision: Precision = "fp32") -> torch.Tensor:
+def clip_logits(
+    model: InceptionI3d, clips: torch.Tensor, precision: Precision = "fp32", backend: Backend = DEFAULT_BACKEND
+) -> torch.Tensor:
     """Network input ``(B, 3, T, 224, 224)`` -> logits averaged over time ``(B, classes)`` float32.
 
-    The one place the network runs for FVD: a batched forward pass.
+    The one place the network runs for FVD: a batched forward pass (the
+    openvino backend's through :func:`i3d.chunked.run_clips`).
     """
-    with precision_context(clips.device, precision):
-        logits = model(clips)  # (B, classes, T')
+    if backend != "torch":
+        (logits,) = run_clips(model, [clips], LOGITS, device=clips.device, precision=precision, backend=backend)
+    else:
+        with precision_context(clips.device, precision):
+            logits = model(clips)  # (B, classes, T')
     return logits.float().mean(dim=2)
 
 
@@ -90,6 +98,8 @@ class Embedder:
         device: where the network runs (default: CUDA if available).
         precision: ``fp32`` (default: FVD is compared across papers), or
             ``tf32``, ``bf16``, ``fp16`` (see :mod:`i3d.runtime`).
+        backend: ``"torch"`` (default) or ``"openvino"`` (CPU, fp32 or
+            bf16; :mod:`i3d.openvino`).
         resize: ``reference`` (TensorFlow 1's rule) or ``torch`` (half-pixel
             centres; a variant, not the reference).
         batch_size: clips per network call; results do not depend on it.
@@ -102,13 +112,14 @@ class Embedder:
         protocol: str | Protocol = "reference",
         device: str | torch.device | None = None,
         precision: Precision = "fp32",
+        backend: Backend = DEFAULT_BACKEND,
         resize: ResizeMethod = "reference",
         batch_size: int = DEFAULT_BATCH,
         progress: bool = False,
     ) -> None:
         self.protocol = get_protocol(protocol)
         _check_options(resize, batch_size, self.protocol)
-        self.placement = Placement.resolve(device, precision)
+        self.placement = Placement.resolve(device, precision, backend)
         self.device, self.precision = self.placement.device, self.placement.precision
         self.resize = resize
         self.batch_size = batch_size
@@ -148,7 +159,7 @@ class Embedder:
         for batch in _batches(videos, self.batch_size):
             batch = torch.as_tensor(np.ascontiguousarray(batch) if isinstance(batch, np.ndarray) else batch)
             clips = preprocess_videos(batch.to(self.device, non_blocking=True), self.resize, self.protocol)
-            out.append(clip_logits(self.model, clips, self.precision).double())
+            out.append(clip_logits(self.model, clips, self.precision, self.placement.backend).double())
         if not out:
             return torch.zeros((0, self.model.num_classes), dtype=torch.float64, device=self.device)
         return torch.cat(out)
@@ -173,6 +184,7 @@ def embed(
     weights: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = None,
     precision: Precision = "fp32",
+    backend: Backend = DEFAULT_BACKEND,
     resize: ResizeMethod = "reference",
     batch_size: int = DEFAULT_BATCH,
 ) -> torch.Tensor:
@@ -185,12 +197,14 @@ def embed(
     """
     if device is None and isinstance(videos, torch.Tensor) and videos.device.type != "cpu":
         device = videos.device
-    placement = Placement.resolve(device, precision)
+    placement = Placement.resolve(device, precision, backend)
     protocol = get_protocol(protocol)
     key = (os.fspath(weights or protocol.weights), protocol.name, placement)
     if key not in _cached:
         _cached.clear()  # one network at a time: they are large
-        _cached[key] = Embedder(weights, protocol=protocol, device=placement.device, precision=precision)
+        _cached[key] = Embedder(
+            weights, protocol=protocol, device=placement.device, precision=precision, backend=backend
+        )
     embedder = _cached[key]
     _check_options(resize, batch_size, protocol)
     embedder.resize, embedder.batch_size = resize, batch_size

@@ -1,0 +1,171 @@
+"""The openvino backend: whole inputs run as one OpenVINO graph and equal
+torch's results; longer inputs stay exact (cut into chunks in torch); the
+commands agree with ``--backend torch``; bad combinations are one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from i3d.chunked import chunked_outputs, run_clips
+from i3d.cli import main
+from i3d.model import InceptionI3d
+from i3d.runtime import Placement, cpu_has_native_bf16, prepare
+from tests.conftest import random_weights_file, randomize
+from tests.fvd.conftest import tiny_videos
+from tests.tolerances import NETWORK_RTOL
+
+
+def close(got: torch.Tensor | np.ndarray, want: torch.Tensor | np.ndarray, rtol: float = NETWORK_RTOL) -> bool:
+    """Both sum in their own order (see tests/tolerances.py): within ``rtol`` of the largest magnitude."""
+    got, want = torch.as_tensor(got).float(), torch.as_tensor(want).float()
+    return got.shape == want.shape and bool((got - want).abs().max() <= rtol * want.abs().max())
+
+
+@pytest.fixture(scope="module")
+def model() -> InceptionI3d:
+    """One model for the module: its compiled graphs (seconds to convert) are cached on it."""
+    pytest.importorskip("openvino")
+    return prepare(randomize(InceptionI3d(), seed=7), torch.device("cpu"), "fp32")  # type: ignore[return-value]
+
+
+def clips(batch: int, frames: int, seed: int) -> torch.Tensor:
+    return torch.rand(batch, 3, frames, 64, 64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.slow
+def test_run_clips_equals_torch_at_any_length(model):
+    for batch, frames in ((2, 16), (1, 27)):  # one graph: dynamic batch and time
+        x = clips(batch, frames, seed=frames)
+        with torch.inference_mode():
+            want = model(x)
+        (got,) = run_clips(model, [x], "logits", backend="openvino")
+        assert close(got, want), (batch, frames)
+
+
+@pytest.mark.slow
+def test_a_long_input_in_chunks_stays_exact(model, monkeypatch):
+    x = clips(1, 27, seed=3)
+    with torch.inference_mode():
+        want = model(x)
+    import i3d.openvino
+
+    calls = []
+    real = i3d.openvino.compiled_model
+    monkeypatch.setattr(i3d.openvino, "compiled_model", lambda *a: calls.append(a) or real(*a))
+    got = torch.cat(list(chunked_outputs(model, x.split(10, dim=2), 27, "logits", backend="openvino")), dim=2)
+    assert close(got, want)
+    assert not calls  # chunks run in torch: no graph
+
+
+@pytest.mark.slow
+def test_new_weights_make_a_new_graph(model):
+    x = clips(1, 16, seed=4)
+    (before,) = run_clips(model, [x], "logits", backend="openvino")
+    other = randomize(InceptionI3d(), seed=8)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        model.load_state_dict(other.state_dict())
+        with torch.inference_mode():
+            want = model(x)
+        (got,) = run_clips(model, [x], "logits", backend="openvino")
+        assert close(got, want) and not close(got, before)
+    finally:
+        model.load_state_dict(saved)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_is_close(model):
+    x = clips(1, 16, seed=2)
+    with torch.inference_mode():
+        want = model(x)
+    (got,) = run_clips(model, [x], "logits", precision="bf16", backend="openvino")
+    # bf16 keeps 8 bits of mantissa: each layer's inputs and weights round by
+    # 2**-9 relative, over 22 layers; a few percent of the largest logit.
+    assert close(got, want, rtol=0.1)
+
+
+def test_bad_combinations_are_one_line_errors(monkeypatch):
+    with pytest.raises(ValueError, match="CPU only"):
+        Placement(torch.device("cuda"), "fp32", "openvino")
+    for precision in ("fp16", "tf32"):
+        with pytest.raises(ValueError, match=f"fp32 or bf16, not {precision}"):
+            Placement(torch.device("cpu"), precision, "openvino")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Placement.resolve("cpu", "fp32", "onnx")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(ValueError, match=r'pip install "i3d\[openvino\]"'):
+        Placement.resolve(None, "fp32", "openvino")
+    with pytest.raises(ValueError, match="not installed"):
+        next(run_clips(InceptionI3d(), [torch.zeros(1, 3, 9, 32, 32)], backend="openvino"))
+    assert Placement.resolve("cpu", "fp32", "torch").backend == "torch"
+
+
+def test_cli_errors_name_the_cause(tmp_path, capsys, monkeypatch):
+    video = tmp_path / "v.npy"
+    np.save(video, np.zeros((1, 9, 16, 16, 3), np.float32))
+    # The placement is checked before the weights are read: none are needed.
+    base = ["predict", str(video), "--weights", str(tmp_path / "none.pt"), "--backend", "openvino"]
+    monkeypatch.setattr("i3d.runtime.cpu_has_native_bf16", lambda: False)
+    assert main([*base, "--precision", "bf16"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "i3d predict: error:" in err and "native bf16" in err
+    with pytest.raises(SystemExit):
+        main(["extract", str(video), "--out", str(tmp_path / "o"), "--backend", "tensorrt"])
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    pytest.importorskip("openvino")
+    return random_weights_file(tmp_path_factory.mktemp("w") / "rgb.pt", seed=9)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v") / "v.npy"
+    np.save(path, np.random.default_rng(0).uniform(-1, 1, (1, 19, 40, 48, 3)).astype(np.float32))
+    return path
+
+
+@pytest.mark.slow
+def test_predict_cli_agrees_with_torch(weights, video, capsys):
+    argv = ["predict", str(video), "--weights", str(weights), "--json", "--top", "5", "--quiet"]
+    docs = []
+    for backend in ("torch", "openvino"):
+        assert main([*argv, "--clips", "2", "--clip-len", "16", "--backend", backend]) == 0
+        docs.append(json.loads(capsys.readouterr().out)[0]["top"])
+    want, got = ([t["logit"] for t in doc] for doc in docs)
+    assert close(got, want)
+
+
+@pytest.mark.slow
+def test_extract_cli_agrees_with_torch(weights, video, tmp_path):
+    features = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / backend
+        argv = ["extract", str(video), "--out", str(out), "--weights", str(weights), "--workers", "0", "--quiet"]
+        assert main([*argv, "--backend", backend]) == 0  # one chunk: the whole video in one graph
+        (features[backend],) = [np.load(f) for f in out.rglob("*.npy")]
+    assert close(features["openvino"], features["torch"])
+
+
+@pytest.mark.slow
+def test_fvd_cli_embeddings_agree_with_torch(weights, tmp_path):
+    from i3d.fvd.stats import Statistics
+
+    videos = tmp_path / "videos.npy"
+    np.save(videos, tiny_videos(2, seed=1, frames=9))
+    embeddings = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / f"{backend}.npz"
+        argv = ["fvd", "stats", str(videos), "--out", str(out), "--kvd", "--weights", str(weights), "--device", "cpu"]
+        assert main([*argv, "--quiet", "--backend", backend]) == 0
+        embeddings[backend] = Statistics.load(out).activations  # (2, 400): the kept embeddings
+    assert close(embeddings["openvino"], embeddings["torch"])
