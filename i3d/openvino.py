@@ -16,8 +16,8 @@ runs faster (benchmarks/bench_runtimes.py).
 A compiled graph is kept per model (weakly: it goes with the model) and per
 (output, precision, frame size where fixed, thread count), and rebuilt when
 a parameter or statistic of the model changes (a new storage or in-place
-version, as :class:`i3d.fast.FoldCache` sees it). Converting takes seconds
-(~15 s on a 2-core CPU), once per key.
+version, as :class:`i3d.fast.FoldCache` sees it, or a ``load_state_dict``).
+Converting takes seconds (~15 s on a 2-core CPU), once per key.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def _weights_key(model: InceptionI3d) -> tuple:
     )
 
 
+def _drop_graphs(model: InceptionI3d, incompatible_keys: Any) -> None:
+    _compiled[model].clear()  # the model keeps its (one) hook
+
+
 def compiled_model(model: InceptionI3d, output: str, precision: str, height: int, width: int) -> Any:
     """The ``openvino.CompiledModel`` of ``model`` up to ``output`` for
     frames of ``height`` x ``width`` (input ``(B, C, T, H, W)`` float32),
@@ -56,6 +60,10 @@ def compiled_model(model: InceptionI3d, output: str, precision: str, height: int
     threads = torch.get_num_threads()
     frame = None if dynamic_spatial(output, min(height, width)) else (height, width)
     key = (output, precision, frame, threads, _weights_key(model))
+    if model not in _compiled:
+        # Inference tensors (a model built in torch.inference_mode) keep no
+        # version for _weights_key to see: a load drops the graphs outright.
+        model.register_load_state_dict_post_hook(_drop_graphs)
     cache = _compiled.setdefault(model, {})
     if key not in cache:
         for old in [k for k in cache if k[4] != key[4]]:

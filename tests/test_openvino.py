@@ -96,6 +96,16 @@ def test_a_graph_is_made_once_per_key_and_again_for_new_weights(fake_openvino):
     assert compiled_model(model, "logits", "fp32", 64, 64) is not first and len(fake_openvino) == 3
 
 
+def test_a_load_into_a_model_built_in_inference_mode_makes_a_new_graph(fake_openvino):
+    from i3d.openvino import compiled_model
+
+    with torch.inference_mode():  # its tensors keep no version: the load is what tells
+        model = InceptionI3d()
+        first = compiled_model(model, "logits", "fp32", 64, 64)
+        model.load_state_dict(randomize(InceptionI3d(), seed=8).state_dict())
+        assert compiled_model(model, "logits", "fp32", 64, 64) is not first and len(fake_openvino) == 2
+
+
 def test_bad_combinations_are_one_line_errors(monkeypatch):
     with pytest.raises(ValueError, match="CPU only"):
         Placement(torch.device("cuda"), "fp32", "openvino")
