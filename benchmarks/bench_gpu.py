@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from port_baseline import PortI3D  # noqa: E402
+from port_baseline import PortI3D, conv_flops  # noqa: E402
 
 from i3d.fast import InferenceOptions  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
@@ -62,7 +62,6 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "V100": {"fp32": 15.7, "tf32": 15.7, "bf16": 15.7, "fp16": 125.0},  # no TF32/bf16 tensor cores
     "T4": {"fp32": 8.1, "tf32": 8.1, "bf16": 8.1, "fp16": 65.0},
 }
-FLOPS_PER_MAC = 2
 VIDEO_FPS = 25
 SECONDS_PER_MINUTE = 60
 SOURCE_SHORT_SIDE = 320  # larger than the 256-pixel resize, as real videos are
@@ -78,21 +77,6 @@ def peak_for(device: torch.device, override: float | None) -> dict[str, float] |
         if key in name:
             return peaks
     return None
-
-
-def conv_flops(model: PortI3D, x: torch.Tensor) -> int:
-    total = 0
-
-    def count(module: torch.nn.Conv3d, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        total += FLOPS_PER_MAC * output.numel() * module.in_channels * module.weight[0, 0].numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
-    with torch.inference_mode():
-        model(x)
-    for hook in hooks:
-        hook.remove()
-    return total
 
 
 def synchronize(device: torch.device) -> None:

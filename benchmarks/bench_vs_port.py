@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from port_baseline import PortI3D  # noqa: E402
+from port_baseline import FLOPS_PER_MAC, PortI3D, conv_flops  # noqa: E402
 
 from i3d.fast import InferenceOptions  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
@@ -44,7 +44,6 @@ from i3d.runtime import cpu_has_native_bf16, precision_context, prepare  # noqa:
 
 # Square matrices of this side keep a CPU's matrix multiply near its peak.
 CEILING_SIDE = 2048
-FLOPS_PER_MAC = 2
 OPTIMISATIONS = tuple(f.name for f in dataclasses.fields(InferenceOptions))
 
 
@@ -56,22 +55,6 @@ def load_weights(spec: str | None) -> dict[str, torch.Tensor]:
     from i3d.weights import load_state_dict_file
 
     return load_state_dict_file(spec)
-
-
-def conv_flops(model: PortI3D, x: torch.Tensor) -> int:
-    """Multiply-add FLOPs of every convolution in one pass of ``model``."""
-    total = 0
-
-    def count(module: torch.nn.Conv3d, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        total += FLOPS_PER_MAC * output.numel() * module.in_channels * module.weight[0, 0].numel()
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
-    with torch.inference_mode():
-        model(x)
-    for hook in hooks:
-        hook.remove()
-    return total
 
 
 def matmul_ceiling(repeats: int) -> float:

@@ -115,3 +115,22 @@ class PortI3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.features(x)).mean(dim=(3, 4))
+
+
+FLOPS_PER_MAC = 2  # a multiply and an add
+
+
+def conv_flops(model: PortI3D, x: torch.Tensor) -> int:
+    """Multiply-add FLOPs of every convolution in one pass of ``model``."""
+    total = 0
+
+    def count(module: torch.nn.Conv3d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += FLOPS_PER_MAC * output.numel() * module.in_channels * module.weight[0, 0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    with torch.inference_mode():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return total
