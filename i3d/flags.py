@@ -137,6 +137,12 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The values of `--fps`, `--short-side` and `--crop` (:func:`add_overrides`, or :func:`add_fps`,
+    :func:`add_short_side` and :func:`add_crop` with help of its own) as the Python API's keywords."""
+    return {"fps": args.fps, "short_side": args.short_side, "crop": args.crop}
+
+
 def add_stream_weights(p: argparse.ArgumentParser) -> None:
     """``--weights`` and ``--flow-weights`` of an inference command (predict, extract)."""
     add_weights(

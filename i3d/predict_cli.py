@@ -17,6 +17,7 @@ from i3d.flags import (
     add_precision,
     add_quiet,
     add_stream_weights,
+    overrides,
     prefetch_streams,
     stream_weights,
 )
@@ -135,9 +136,7 @@ def run(args: argparse.Namespace) -> int:
             chunk_frames=args.chunk,
             flow_dir=args.flow_dir,
             flow_engine=args.flow_engine,
-            fps=args.fps,
-            short_side=args.short_side,
-            crop=args.crop,
+            **overrides(args),
             clips=args.clips,
             clip_len=args.clip_len,
             crops=args.crops,

@@ -17,6 +17,7 @@ from i3d.flags import (
     add_precision,
     add_quiet,
     add_stream_weights,
+    overrides,
     prefetch_streams,
     stream_weights,
 )
@@ -214,9 +215,7 @@ def run_extract(args: argparse.Namespace) -> int:
             backend=args.backend,
             flow_dir=args.flow_dir,
             flow_engine=args.flow_engine,
-            fps=args.fps,
-            short_side=args.short_side,
-            crop=args.crop,
+            **overrides(args),
             progress=sys.stderr.isatty(),
         )
     except (I3DError, ValueError) as err:

@@ -14,7 +14,7 @@ from i3d import console
 from i3d.argtypes import natural_int, positive_float, positive_int
 from i3d.choices import CROP_COUNTS
 from i3d.errors import I3DError
-from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights
+from i3d.flags import add_crop, add_device, add_fps, add_precision, add_short_side, add_weights, overrides
 from i3d.train.choices import BROKEN_POLICIES, DATASET_FORMATS
 
 __all__ = ["add_accuracy_arguments", "run_accuracy"]
@@ -59,9 +59,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
             classes=read_classes(args.classes) if args.classes else None,
             clip_frames=args.clip_frames,
             val_clips=args.val_clips,
-            fps=args.fps,
-            short_side=args.short_side,
-            crop=args.crop,
+            **overrides(args),
             frame_fps=args.frame_fps,
             device=args.device,
             precision=args.precision,
