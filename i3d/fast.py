@@ -16,7 +16,10 @@ selects the same maxima):
 * max pools as maxima of strided views, without padded copies;
 * 1x1 convolutions as matrix multiplies over the channels, and oneDNN's
   fused convolution + ReLU on the CPU, in float32 and in bfloat16
-  (:mod:`i3d.ops`).
+  (:mod:`i3d.ops`);
+* on the CPU, freed activation memory kept for the next pass instead of
+  being returned to the kernel and faulted in again (:mod:`i3d.heap`, set
+  by :func:`i3d.runtime.prepare`).
 
 Tensor layout: ``(B, C, T, H, W)``.
 """
@@ -56,6 +59,7 @@ class InferenceOptions:
     fold_batch_norm: bool = True  # BatchNorm folded into the convolution
     strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
     fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU, fp32 and bf16)
+    keep_freed_memory: bool = True  # CPU: freed activations stay in the process for the next pass (i3d.heap)
 
     @classmethod
     def off(cls) -> InferenceOptions:

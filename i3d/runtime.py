@@ -10,7 +10,8 @@ memory so that cuDNN picks tensor-core kernels).
 (:class:`i3d.fast.InferenceOptions`: channels-last activations, BatchNorm
 folded into the convolutions, max pools without padded copies, 1x1
 convolutions as matrix multiplies, fused ReLU). It is exact in fp32 and acts
-only in eval mode without autograd.
+only in eval mode without autograd. On the CPU it also keeps freed memory in
+the process for the next pass (:mod:`i3d.heap`), process-wide.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from i3d import heap
 from i3d.choices import BACKENDS, DEFAULT_BACKEND, OPENVINO_PRECISIONS, Backend
 from i3d.fast import InferenceOptions
 from i3d.model import InceptionI3d
@@ -116,6 +118,8 @@ def prepare(
     model = model.to(device)
     if isinstance(model, InceptionI3d):
         model.configure_inference(options)
+        if device.type == "cpu" and model.inference_options.keep_freed_memory:
+            heap.keep_freed_memory()
     if device.type == "cuda" and precision in _AUTOCAST:
         model = model.to(memory_format=torch.channels_last_3d)
     return model.eval()
