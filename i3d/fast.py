@@ -202,4 +202,4 @@ def pool_span(pool: MaxPool3dSame, x: torch.Tensor, span: Span) -> tuple[torch.T
     if not pool.options.strided_pools:
         return None
     x, pads, out_span = pool.window(x, span)
-    return ops.max_pool_strided(x, pool.kernel, pool.stride, pads), out_span
+    return ops.max_pool_strided(x, pool.kernel, pool.stride, pads, nonnegative=pool.nonnegative), out_span

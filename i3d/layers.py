@@ -203,12 +203,19 @@ class SameWindow3d(nn.Module):
 
 
 class MaxPool3dSame(SameWindow3d):
-    """Max pool with TF SAME padding; padded cells are never selected."""
+    """Max pool with TF SAME padding; padded cells are never selected.
 
-    def __init__(self, kernel_size: tuple[int, int, int], stride: tuple[int, int, int]) -> None:
+    ``nonnegative``: the input is never negative (the pool follows a ReLU),
+    which lets the fast path compare bfloat16 as integers
+    (:func:`i3d.ops.max_pool_strided`)."""
+
+    def __init__(
+        self, kernel_size: tuple[int, int, int], stride: tuple[int, int, int], *, nonnegative: bool = False
+    ) -> None:
         super().__init__()
         self.kernel = tuple(kernel_size)  # type: ignore[assignment]
         self.stride = tuple(stride)  # type: ignore[assignment]
+        self.nonnegative = nonnegative
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
         if fast.active(self) and (out := fast.pool_span(self, x, span)) is not None:

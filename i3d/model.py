@@ -54,7 +54,7 @@ class InceptionModule(nn.Module):
         self.b1b = Unit3D(c1a, c1b, kernel_shape=(3, 3, 3), name=name + "/Branch_1/Conv3d_0b_3x3")
         self.b2a = Unit3D(in_channels, c2a, name=name + "/Branch_2/Conv3d_0a_1x1")
         self.b2b = Unit3D(c2a, c2b, kernel_shape=(3, 3, 3), name=name + "/Branch_2/Conv3d_0b_3x3")
-        self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
+        self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1), nonnegative=True)  # its input is ReLU outputs
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
 
@@ -175,14 +175,16 @@ class InceptionI3d(nn.Module):
         self.num_features = FEATURE_DIM  # timm's name for the width forward_head pools
 
         last = ENDPOINTS.index(final_endpoint)
+        # Every max pool reads ReLU outputs (a unit's, or an Inception
+        # module's branches'), never a negative value: nonnegative=True.
         layers: dict[str, nn.Module] = {
             "Conv3d_1a_7x7": Unit3D(in_channels, 64, (7, 7, 7), (2, 2, 2), name="Conv3d_1a_7x7"),
-            "MaxPool3d_2a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),
+            "MaxPool3d_2a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2), nonnegative=True),
             "Conv3d_2b_1x1": Unit3D(64, 64, name="Conv3d_2b_1x1"),
             "Conv3d_2c_3x3": Unit3D(64, 192, (3, 3, 3), name="Conv3d_2c_3x3"),
-            "MaxPool3d_3a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2)),
-            "MaxPool3d_4a_3x3": MaxPool3dSame((3, 3, 3), (2, 2, 2)),
-            "MaxPool3d_5a_2x2": MaxPool3dSame((2, 2, 2), (2, 2, 2)),
+            "MaxPool3d_3a_3x3": MaxPool3dSame((1, 3, 3), (1, 2, 2), nonnegative=True),
+            "MaxPool3d_4a_3x3": MaxPool3dSame((3, 3, 3), (2, 2, 2), nonnegative=True),
+            "MaxPool3d_5a_2x2": MaxPool3dSame((2, 2, 2), (2, 2, 2), nonnegative=True),
         }
         for endpoint in ENDPOINTS[: min(last + 1, ENDPOINTS.index("Logits"))]:
             if endpoint in _MIXED:

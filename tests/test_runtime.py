@@ -151,6 +151,27 @@ def test_strided_pool_equals_max_pool(kernel, stride, channels_last):
             assert torch.equal(got, expected), size
 
 
+@pytest.mark.parametrize("kernel, stride", [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2))])
+def test_strided_pool_of_relu_outputs_in_bf16_compares_as_integers_exactly(kernel, stride):
+    g = torch.Generator().manual_seed(sum(kernel) + sum(stride))
+    size = (7, 8, 9)
+    x = torch.randn((2, 16, *size), generator=g)
+    # ReLU outputs as oneDNN writes them: -0.0 for every negative input, and exact ties.
+    x = (
+        torch.where(x > 0, x, -0.0 * x.abs())
+        .round(decimals=1)
+        .bfloat16()
+        .contiguous(memory_format=torch.channels_last_3d)
+    )
+    assert torch.signbit(x).any() and not (x < 0).any()
+    pads = tuple(tf_same_padding(n, k, s) for n, k, s in zip(size, kernel, stride))
+    flat = [p for pair in reversed(pads) for p in pair]
+    expected = F.max_pool3d(F.pad(x.float(), flat, value=-math.inf), kernel, stride).bfloat16()
+    got = max_pool_strided(x, kernel, stride, pads, nonnegative=True)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(got, expected)  # -0.0 == 0.0: the same values
+
+
 def test_native_bf16_detection(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
