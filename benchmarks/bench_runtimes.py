@@ -15,6 +15,10 @@ value. Every case runs once per round; rounds alternate the cases
 only ratios from one run mean anything. A runtime that is not installed is
 left out and said so (``pip install onnxruntime openvino``).
 
+i3d's cases are set up by :func:`i3d.runtime.prepare`, which keeps freed
+memory in the process (:mod:`i3d.heap`, process-wide, so the other runtimes
+run under it too; they plan their own memory and do not depend on it).
+
 Weights: calibrated random ones (``tests/conftest.py``'s ``randomize``), or
 ``--weights FILE``; speed does not depend on the values.
 """

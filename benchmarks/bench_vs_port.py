@@ -16,6 +16,11 @@ machine may be shared. Every fp32 case is checked against the baseline's
 output (max difference relative to its largest value), since a fast wrong
 answer would not count.
 
+The process's heap setting (``keep_freed_memory``, :mod:`i3d.heap`) is set
+first, for every case, the port's included: it is process-wide, so it cannot
+be timed one case at a time here (``bench_runtimes.py`` shows the package
+with it against other runtimes, which plan their memory themselves).
+
 Weights: calibrated random ones (``tests/conftest.py``'s ``randomize``:
 activations near unit scale, as real weights give), or ``--weights FILE``
 (any state dict file ``i3d.weights.load_state_dict_file`` reads). Speed
@@ -38,13 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from port_baseline import FLOPS_PER_MAC, PortI3D, conv_flops  # noqa: E402
 
+from i3d import heap  # noqa: E402
 from i3d.fast import InferenceOptions  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
 from i3d.runtime import cpu_has_native_bf16, precision_context, prepare  # noqa: E402
 
 # Square matrices of this side keep a CPU's matrix multiply near its peak.
 CEILING_SIDE = 2048
-OPTIMISATIONS = tuple(f.name for f in dataclasses.fields(InferenceOptions))
+# Per layer: the heap setting is process-wide, set once in main().
+OPTIMISATIONS = tuple(f.name for f in dataclasses.fields(InferenceOptions) if f.name != "keep_freed_memory")
 
 
 def load_weights(spec: str | None) -> dict[str, torch.Tensor]:
@@ -117,6 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    heap.keep_freed_memory()  # process-wide: the same allocator for every case
 
     state = load_weights(args.weights)
     x = torch.rand(args.batch, 3, args.frames, args.size, args.size) * 2 - 1  # (B, C, T, H, W)
