@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -311,9 +312,10 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         raise OutputError(f"{out}: is not a folder (the output must be a folder)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd, probe = _create_temporary(out / ".i3d-write-test")
-        os.close(fd)
-        probe.unlink()
+        # An unnamed file (O_TMPFILE on Linux): a kill at any moment leaves
+        # nothing behind; elsewhere the name is unlinked as it is made.
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as err:
         raise OutputError(f"{out}: cannot write in the output folder ({err.strerror or err})") from None
     return out

@@ -239,6 +239,17 @@ def test_read_only_output_is_one_line_before_any_work(tmp_path, weights, capsys)
             assert str(out) in err and "Read-only file system" in err
 
 
+def test_the_write_check_leaves_no_name_in_the_output(tmp_path):
+    from i3d.atomic import check_output_dir
+
+    # The check writes an unnamed file (O_TMPFILE where the OS has it), so no
+    # kill at any moment can leave a probe behind for the user to find.
+    out = tmp_path / "new" / "sub"
+    for _ in range(2):  # a new folder, then the same folder again
+        assert check_output_dir(out) == out
+        assert list(out.iterdir()) == []
+
+
 def test_output_that_is_a_file_is_one_line(tmp_path, weights, capsys):
     src = write_npy(tmp_path / "v.npy")
     (tmp_path / "out").write_text("a file")
