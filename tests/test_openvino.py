@@ -193,6 +193,14 @@ def test_extract_cli_agrees_with_torch(weights, video, tmp_path, stand_in):
         assert main([*argv, "--backend", backend]) == 0  # one chunk: the whole video in one graph
         (features[backend],) = [np.load(f) for f in out.rglob("*.npy")]
     assert close(features["openvino"], features["torch"]) and stand_in == [("pooled", "fp32")]
+    (sidecar,) = (tmp_path / "openvino").rglob("*.json")
+    meta = json.loads(sidecar.read_text())
+    assert meta["backend"] == "openvino" and meta["device"] == "cpu" and meta["openvino_version"]
+    # Resumed in torch: the backend changes nothing beyond rounding, so the output is kept.
+    data = sidecar.with_suffix("")
+    made = data.stat().st_mtime_ns
+    assert main([*argv, "--backend", "torch"]) == 0  # argv: the openvino run's, --out included
+    assert data.stat().st_mtime_ns == made and json.loads(sidecar.read_text())["backend"] == "openvino"
 
 
 @pytest.mark.slow
