@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from i3d import console
 from i3d.chunked import chunked_outputs, run_clips
 from i3d.cli import main
 from i3d.model import InceptionI3d
@@ -104,6 +105,37 @@ def test_a_load_into_a_model_built_in_inference_mode_makes_a_new_graph(fake_open
         first = compiled_model(model, "logits", "fp32", 64, 64)
         model.load_state_dict(randomize(InceptionI3d(), seed=8).state_dict())
         assert compiled_model(model, "logits", "fp32", 64, 64) is not first and len(fake_openvino) == 2
+
+
+NOTE = "converting the network for OpenVINO"
+
+
+def test_a_conversion_is_announced_by_one_line_and_a_cached_graph_by_none(fake_openvino, capsys):
+    from i3d.openvino import compiled_model
+
+    model = randomize(InceptionI3d(), seed=7)
+    compiled_model(model, "logits", "fp32", 64, 64)
+    compiled_model(model, "logits", "fp32", 64, 64)  # cached: nothing converts, nothing is said
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"i3d: {NOTE} (logits, fp32; once per model")
+    with console.quiet():
+        compiled_model(model, "logits", "bf16", 64, 64)
+    assert len(fake_openvino) == 2 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_command_announces_a_conversion_unless_quiet(fake_openvino, capsys, monkeypatch, tmp_path, quiet):
+    import i3d.extract.cli
+    from i3d.openvino import compiled_model
+
+    def run_extract(args) -> int:  # the first whole input of an extract run, without the run
+        compiled_model(InceptionI3d(), "pooled", "fp32", 64, 64)
+        return 0
+
+    monkeypatch.setattr(i3d.extract.cli, "run_extract", run_extract)
+    assert main(["extract", "v.npy", "--out", str(tmp_path), *(["--quiet"] if quiet else [])]) == 0
+    err = capsys.readouterr().err
+    assert len(fake_openvino) == 1 and err.count(f"i3d extract: {NOTE} (pooled, fp32;") == (not quiet)
 
 
 def test_bad_combinations_are_one_line_errors(monkeypatch):
