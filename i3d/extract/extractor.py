@@ -10,7 +10,6 @@ their rows along the channels, RGB first."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -311,7 +310,9 @@ class Extractor:
             "torch_version": torch.__version__,
         }
         if self.placement.backend == "openvino":
-            meta["openvino_version"] = importlib.metadata.version("openvino")
+            import openvino  # installed: Placement checked it
+
+            meta["openvino_version"] = openvino.__version__
         return meta
 
     def _window(self) -> int | None:
