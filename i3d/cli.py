@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:  # named by the subcommand that was given them, not by plain "i3d"
             args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        with console.command(args.command_name):
+        # --quiet silences notes as it does progress lines (commands without it: never quiet).
+        with console.command(args.command_name), console.quiet(getattr(args, "quiet", False)):
             try:
                 status = args.run(args)
                 sys.stdout.flush()

@@ -7,6 +7,12 @@ commands (or of a job array) says which one failed::
     i3d extract: error: clips/a.mp4: no such file or folder
     i3d eval classify: warning: 2 videos missing from the submission (A, B); they score -inf
 
+A note (:func:`note`) says what a command is doing through a long silent
+pause; a command's ``--quiet`` (:func:`quiet`) silences notes as it does
+progress lines, never errors or warnings::
+
+    i3d extract: converting the network for OpenVINO (pooled, fp32; once per model, output and precision: ~15 s on 2 cores)
+
 :func:`i3d.cli.main` names the running command with :func:`command`; code
 run outside it (the Python API, tests calling a ``run_*`` function) speaks
 as plain ``i3d``. This module imports nothing heavy: ``i3d --help`` loads it.
@@ -22,11 +28,12 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["PROGRAM", "command", "current_command", "error", "warning", "strict_json", "write_json"]
+__all__ = ["PROGRAM", "command", "current_command", "quiet", "error", "warning", "note", "strict_json", "write_json"]
 
 PROGRAM = "i3d"
 
 _COMMAND: contextvars.ContextVar[str] = contextvars.ContextVar("i3d_command", default=PROGRAM)
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("i3d_quiet", default=False)
 
 
 @contextlib.contextmanager
@@ -44,6 +51,16 @@ def current_command() -> str:
     return _COMMAND.get()
 
 
+@contextlib.contextmanager
+def quiet(on: bool = True) -> Iterator[None]:
+    """Inside (with ``on``), :func:`note` prints nothing: a command's ``--quiet``."""
+    token = _QUIET.set(on)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
 def _one_line(message: object) -> str:
     # A message that spans lines (some library errors do) is joined, so that
     # each message stays one line that a log filter can match.
@@ -58,6 +75,17 @@ def error(message: object, file: IO[str] | None = None) -> None:
 def warning(message: object) -> None:
     """Print ``<command>: warning: <message>`` on stderr."""
     print(f"{current_command()}: warning: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+def note(message: object) -> None:
+    """Print ``<command>: <message>`` on stderr, unless :func:`quiet`.
+
+    On a terminal the line first erases a progress status line being drawn
+    there (:class:`i3d.progress.Progress` draws the next one below)."""
+    if _QUIET.get():
+        return
+    erase = "\r\033[K" if sys.stderr.isatty() else ""
+    print(f"{erase}{current_command()}: {_one_line(message)}", file=sys.stderr, flush=True)
 
 
 def _finite(value: Any, replaced: list[int]) -> Any:

@@ -17,7 +17,9 @@ A compiled graph is kept per model (weakly: it goes with the model) and per
 (output, precision, frame size where fixed, thread count), and rebuilt when
 a parameter or statistic of the model changes (a new storage or in-place
 version, as :class:`i3d.fast.FoldCache` sees it, or a ``load_state_dict``).
-Converting takes seconds (~15 s on a 2-core CPU), once per key.
+Converting takes seconds (~15 s on a 2-core CPU), once per key, announced
+by one line on stderr (:func:`i3d.console.note`; a command's ``--quiet``
+silences it).
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ from typing import Any
 
 import torch
 
+from i3d import console
 from i3d.choices import OPENVINO_PRECISIONS
 from i3d.model import InceptionI3d
 
 __all__ = ["whole_graph", "compiled_model"]
+
+# What the note before a conversion says of its cost: the README's figure,
+# convert_model plus compile_model of the whole network on a 2-core CPU.
+_CONVERSION_COST = "once per model, output and precision: ~15 s on 2 cores"
 
 # Per model: {key: compiled model}, dropped with the model.
 _compiled: weakref.WeakKeyDictionary[InceptionI3d, dict[tuple, Any]] = weakref.WeakKeyDictionary()
@@ -68,6 +75,8 @@ def compiled_model(model: InceptionI3d, output: str, precision: str, height: int
     if key not in cache:
         for old in [k for k in cache if k[4] != key[4]]:
             del cache[old]  # the weights changed: those graphs are stale
+        # Seconds of silence otherwise, at the start of a command, that look like a hang.
+        console.note(f"converting the network for OpenVINO ({output}, {precision}; {_CONVERSION_COST})")
         # Traced outside the caller's inference mode and autocast: the graph is float32, its precision OpenVINO's.
         with torch.inference_mode(False), torch.autocast("cpu", enabled=False), warnings.catch_warnings():
             # torch's pytree deprecations that conversion trips over say nothing to a user of predict or extract.

@@ -161,11 +161,21 @@ def test_frames_mode_rows_equal_padded_windows(weights, model, video, frames):
 
 
 def test_spaced_starts():
-    # k * (frames - length) / (count - 1), to the nearest frame, halves up.
+    # k * (frames - length) / (count - 1), to the nearest frame, as mmaction2's test clips (np.round of float64).
     assert spaced_starts(100, 16, 5).tolist() == [0, 21, 42, 63, 84]
-    assert spaced_starts(21, 16, 3).tolist() == [0, 3, 5]  # 2.5 -> 3
+    assert spaced_starts(21, 16, 3).tolist() == [0, 2, 5]  # 2.5 -> 2: halves to even
+    assert spaced_starts(23, 16, 3).tolist() == [0, 4, 7]  # 3.5 -> 4
+    assert spaced_starts(41, 16, 23)[11] == 13  # 11 * (25 / 22) is 12.500000000000002 in float64, as mmaction2 has it
     assert spaced_starts(21, 16, 1).tolist() == [2]  # one window: centred
     assert spaced_starts(10, 16, 3).tolist() == [0, 0, 0]  # shorter than a window
+
+
+def test_spaced_starts_are_the_clips_training_validates_on():
+    from i3d.train.clips import clip_starts
+
+    for frames in range(16, 80):
+        for count in range(2, 12):  # one clip: centred here, training's first (left alone)
+            assert spaced_starts(frames, 16, count).tolist() == clip_starts(0, frames, 16, count), (frames, count)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from i3d import console
 from i3d.chunked import chunked_outputs, run_clips
 from i3d.cli import main
 from i3d.model import InceptionI3d
@@ -106,6 +107,37 @@ def test_a_load_into_a_model_built_in_inference_mode_makes_a_new_graph(fake_open
         assert compiled_model(model, "logits", "fp32", 64, 64) is not first and len(fake_openvino) == 2
 
 
+NOTE = "converting the network for OpenVINO"
+
+
+def test_a_conversion_is_announced_by_one_line_and_a_cached_graph_by_none(fake_openvino, capsys):
+    from i3d.openvino import compiled_model
+
+    model = randomize(InceptionI3d(), seed=7)
+    compiled_model(model, "logits", "fp32", 64, 64)
+    compiled_model(model, "logits", "fp32", 64, 64)  # cached: nothing converts, nothing is said
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"i3d: {NOTE} (logits, fp32; once per model")
+    with console.quiet():
+        compiled_model(model, "logits", "bf16", 64, 64)
+    assert len(fake_openvino) == 2 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_command_announces_a_conversion_unless_quiet(fake_openvino, capsys, monkeypatch, tmp_path, quiet):
+    import i3d.extract.cli
+    from i3d.openvino import compiled_model
+
+    def run_extract(args) -> int:  # the first whole input of an extract run, without the run
+        compiled_model(InceptionI3d(), "pooled", "fp32", 64, 64)
+        return 0
+
+    monkeypatch.setattr(i3d.extract.cli, "run_extract", run_extract)
+    assert main(["extract", "v.npy", "--out", str(tmp_path), *(["--quiet"] if quiet else [])]) == 0
+    err = capsys.readouterr().err
+    assert len(fake_openvino) == 1 and err.count(f"i3d extract: {NOTE} (pooled, fp32;") == (not quiet)
+
+
 def test_bad_combinations_are_one_line_errors(monkeypatch):
     with pytest.raises(ValueError, match="CPU only"):
         Placement(torch.device("cuda"), "fp32", "openvino")
@@ -193,6 +225,14 @@ def test_extract_cli_agrees_with_torch(weights, video, tmp_path, stand_in):
         assert main([*argv, "--backend", backend]) == 0  # one chunk: the whole video in one graph
         (features[backend],) = [np.load(f) for f in out.rglob("*.npy")]
     assert close(features["openvino"], features["torch"]) and stand_in == [("pooled", "fp32")]
+    (sidecar,) = (tmp_path / "openvino").rglob("*.json")
+    meta = json.loads(sidecar.read_text())
+    assert meta["backend"] == "openvino" and meta["device"] == "cpu" and meta["openvino_version"]
+    # Resumed in torch: the backend changes nothing beyond rounding, so the output is kept.
+    data = sidecar.with_suffix("")
+    made = data.stat().st_mtime_ns
+    assert main([*argv, "--backend", "torch"]) == 0  # argv: the openvino run's, --out included
+    assert data.stat().st_mtime_ns == made and json.loads(sidecar.read_text())["backend"] == "openvino"
 
 
 @pytest.mark.slow

@@ -254,7 +254,7 @@ class Extractor:
             "row_spans": times.tolist(),
             "weights": " + ".join(self._net(s).weights for s in self.parts(output)),
             **self.settings(output),
-            "i3d_version": __version__,
+            **self.provenance(),
         }
         if self.crops > 1:
             meta["crop_views"] = [asdict(v) for v in views]  # name, top, left, flip; in the order of axis 1
@@ -275,6 +275,7 @@ class Extractor:
             "stride": self._stride(output),
             "num_clips": self.num_clips,
             "crops": self.crops,
+            # Far beyond rounding (bf16: ~1e-2 relative): unlike the backend and device (provenance()).
             "precision": self.precision,
             # The TV-L1 engine changes the flow, and so the features.
             **({"flow_engine": self.flow_engine} if "flow" in self.parts(output) else {}),
@@ -285,6 +286,34 @@ class Extractor:
         # Each half's weights and preprocessing, in channel order.
         parts = [{"stream": s, "weights_sha256": n.sha256, "preprocess": asdict(n.preprocess)} for s, n in nets.items()]
         return {**common, "parts": parts}
+
+    def provenance(self) -> dict:
+        """How the features were computed, beyond :meth:`settings`: recorded
+        for their reader, never compared when a run resumes.
+
+        The backend and the device change the features only within the
+        rounding of the precision they run in (each sums in its own order;
+        in fp32, tests/tolerances.py's NETWORK_RTOL, ~2e-4 relative, bounds
+        it), so an output made on a GPU, or by OpenVINO, is kept by a run
+        resumed on the CPU in torch: refusing it would throw away work over
+        a difference below the features' own precision. The precision, which
+        changes them far beyond fp32 rounding (bf16: ~1e-2 relative), is a
+        setting instead: an output of another one is never reused. The
+        device is its type (``cpu``, ``cuda``): an index says nothing of the
+        numbers. ``backend`` is the one asked for: openvino runs whole
+        inputs, longer ones run in torch (:mod:`i3d.openvino`).
+        """
+        meta = {
+            "backend": self.placement.backend,
+            "device": self.device.type,
+            "i3d_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        if self.placement.backend == "openvino":
+            import openvino  # installed: Placement checked it
+
+            meta["openvino_version"] = openvino.__version__
+        return meta
 
     def _window(self) -> int | None:
         """Input frames of a row's window in ``clips`` and ``frames`` modes (``None``: ``full``)."""

@@ -34,18 +34,25 @@ def spaced_starts(frames: int, length: int, count: int) -> np.ndarray:
     """Starts of ``count`` windows of ``length`` frames evenly spaced over ``frames``.
 
     Start ``k`` is ``k * (frames - length) / (count - 1)`` rounded to the
-    nearest integer, halves up (``(2 k (frames - length) + count - 1) //
-    (2 (count - 1))`` in integers), so the first starts at 0 and the last at
-    ``frames - length``; one window is centred (start ``(frames - length) // 2``).
-    A video shorter than a window has every start at 0.
+    nearest integer, so the first starts at 0 and the last at ``frames -
+    length``; one window is centred (start ``(frames - length) // 2``). A
+    video shorter than a window has every start at 0.
+
+    Rounded as mmaction2 (1.x) rounds its test clips' offsets
+    (``SampleFrames._get_test_clips``): ``np.round`` of the float64 product
+    ``k * (span / (count - 1))``, halves to even, except where that product
+    lands an ulp off the half (``11 * (25 / 22)`` is ``12.500000000000002``:
+    13). Those are the clips mmaction2 tests on, and the ones training's
+    validation takes (:func:`i3d.train.clips.clip_starts`, whose
+    ``np.linspace`` computes the same products). Exact halves are common:
+    every odd span with an odd ``count``.
     """
     if count < 1 or length < 1:
         raise ValueError(f"count and length must be >= 1, got {count} and {length}")
     span = max(frames - length, 0)
     if count == 1:
         return np.array([span // 2], dtype=np.int64)
-    k = np.arange(count, dtype=np.int64)
-    return (2 * k * span + count - 1) // (2 * (count - 1))
+    return np.round(np.arange(count) * (span / (count - 1))).astype(np.int64)
 
 
 def stepped_windows(frames: int, length: int, step: int) -> Iterator[np.ndarray]:
