@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from i3d import heap
+from i3d import console, heap
 from i3d.choices import BACKENDS, DEFAULT_BACKEND, OPENVINO_PRECISIONS, Backend
 from i3d.fast import InferenceOptions
 from i3d.model import InceptionI3d
@@ -111,10 +110,7 @@ def prepare(
     check_precision(device, precision)
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16() and not _warned_slow_bf16:
         _warned_slow_bf16 = True
-        print(
-            "i3d: this CPU has no native bfloat16 instructions: bf16 will be slow (fp32 is faster here)",
-            file=sys.stderr,
-        )
+        console.warning("this CPU has no native bfloat16 instructions: bf16 will be slow (fp32 is faster here)")
     model = model.to(device)
     if isinstance(model, InceptionI3d):
         model.configure_inference(options)

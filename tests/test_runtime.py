@@ -252,3 +252,15 @@ def test_the_python_api_names_a_bad_device_in_one_line(command):
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="^precision fp16 needs a CUDA device, not cpu"):
         build(device="cpu", precision="fp16")
+
+
+def test_bf16_without_native_instructions_warns_once_in_the_command_voice(monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "_warned_slow_bf16", False)
+    model = InceptionI3d(final_endpoint="Conv3d_1a_7x7")
+    for _ in range(2):
+        prepare(model, torch.device("cpu"), "bf16")
+    err = capsys.readouterr().err
+    assert (
+        err == "i3d: warning: this CPU has no native bfloat16 instructions: bf16 will be slow (fp32 is faster here)\n"
+    )
