@@ -24,7 +24,7 @@ import torch
 from i3d import extract as E
 from i3d.atomic import OutputLock
 from i3d.cli import main
-from i3d.video import Preprocess, load_input
+from i3d.video import FlowEngine, Preprocess, load_input
 from i3d.weights.hashing import sha256
 from tests.conftest import random_weights_file
 from tests.video.helpers import encode as encode_file
@@ -186,14 +186,17 @@ def moving(count: int, step: int) -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_flow_cache_is_not_shared_by_videos_of_one_name(tmp_path):
+    # TV-L1 in this process: the default engine starts a pool of processes (each importing torch)
+    # for every load; which engine computes the flow does not matter to the cache's keys.
+    engine = FlowEngine(workers=1, engine="opencv")
     cam1 = encode(tmp_path / "cam1" / "clip.mp4", moving(5, 1), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     cam2 = encode(tmp_path / "cam2" / "clip.mp4", moving(5, 2), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     cache = tmp_path / "cache"
-    one = load_input(cam1, SMALL_FLOW, flow_dir=cache)
-    two = load_input(cam2, SMALL_FLOW, flow_dir=cache)
+    one = load_input(cam1, SMALL_FLOW, flow_dir=cache, flow_engine=engine)
+    two = load_input(cam2, SMALL_FLOW, flow_dir=cache, flow_engine=engine)
     assert not torch.equal(one, two)
-    torch.testing.assert_close(two, load_input(cam2, SMALL_FLOW))  # computed, not cam1's
-    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache), one)  # reused
+    torch.testing.assert_close(two, load_input(cam2, SMALL_FLOW, flow_engine=engine))  # computed, not cam1's
+    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache, flow_engine=engine), one)  # reused
     records = [json.loads(p.read_text()) for p in cache.glob("*.json")]
     assert sorted(r["source"] for r in records) == [str(cam1), str(cam2)]
     assert all({"size", "mtime_ns", "fps", "short_side", "frames"} <= set(r) for r in records)
@@ -201,7 +204,7 @@ def test_flow_cache_is_not_shared_by_videos_of_one_name(tmp_path):
     # The source changes under the same path: its entry is recomputed, never reused.
     encode(cam1, moving(5, 2), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     os.utime(cam1, ns=(time.time_ns(), time.time_ns() + 10**9))
-    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache), two)
+    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache, flow_engine=engine), two)
 
 
 # ---- 3. write errors: full disk, read-only or invalid output folder ------------------
