@@ -17,10 +17,13 @@ subcommand is parsed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from i3d import console
 from i3d.version import __version__
@@ -212,25 +215,66 @@ def _quiet_broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+@contextlib.contextmanager
+def _remembered_interrupts() -> Iterator[list[int]]:
+    """Ctrl-C raises ``KeyboardInterrupt`` as always, and is remembered in the list yielded.
+
+    A library can swallow the interrupt and fail in another way: torch's C
+    code clears the error of the numpy import it makes itself, and numpy,
+    imported again, raises ``ImportError: cannot load module more than once
+    per process``. Such an error is the interrupt's doing, not a bug to show
+    with a traceback. Only Python's own handler is wrapped (never one that a
+    caller installed, nor SIGINT ignored in a background job), and only
+    where handlers can be set: the main thread.
+    """
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield seen
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``i3d`` command; returns its exit status."""
-    try:
-        args, unknown = build_parser().parse_known_args(argv)
-        if unknown:  # named by the subcommand that was given them, not by plain "i3d"
-            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        # --quiet silences notes as it does progress lines (commands without it: never quiet).
-        with console.command(args.command_name), console.quiet(getattr(args, "quiet", False)):
-            try:
-                status = args.run(args)
-                sys.stdout.flush()
-            except KeyboardInterrupt:
-                console.error("interrupted")
-                return EXIT_INTERRUPTED
-    except KeyboardInterrupt:  # while parsing, which imports the subcommand's modules (torch: seconds)
-        console.error("interrupted")
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
+    with _remembered_interrupts() as interrupts:
+        try:
+            args, unknown = build_parser().parse_known_args(argv)
+            if unknown:  # named by the subcommand that was given them, not by plain "i3d"
+                args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+            # --quiet silences notes as it does progress lines (commands without it: never quiet).
+            with console.command(args.command_name), console.quiet(getattr(args, "quiet", False)):
+                try:
+                    status = args.run(args)
+                    sys.stdout.flush()
+                except KeyboardInterrupt:
+                    console.error("interrupted")
+                    return EXIT_INTERRUPTED
+                except Exception:
+                    if not interrupts:
+                        raise
+                    console.error("interrupted")  # a library turned the interrupt into its own error
+                    return EXIT_INTERRUPTED
+        except KeyboardInterrupt:  # while parsing, which imports the subcommand's modules (torch: seconds)
+            console.error("interrupted")
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        except Exception:
+            if not interrupts:
+                raise
+            console.error("interrupted")  # as above, while parsing
+            return EXIT_INTERRUPTED
     return status
 
 

@@ -24,7 +24,7 @@ import torch
 from i3d import extract as E
 from i3d.atomic import OutputLock
 from i3d.cli import main
-from i3d.video import Preprocess, load_input
+from i3d.video import FlowEngine, Preprocess, load_input
 from i3d.weights.hashing import sha256
 from tests.conftest import random_weights_file
 from tests.video.helpers import encode as encode_file
@@ -186,14 +186,17 @@ def moving(count: int, step: int) -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_flow_cache_is_not_shared_by_videos_of_one_name(tmp_path):
+    # TV-L1 in this process: the default engine starts a pool of processes (each importing torch)
+    # for every load; which engine computes the flow does not matter to the cache's keys.
+    engine = FlowEngine(workers=1, engine="opencv")
     cam1 = encode(tmp_path / "cam1" / "clip.mp4", moving(5, 1), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     cam2 = encode(tmp_path / "cam2" / "clip.mp4", moving(5, 2), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     cache = tmp_path / "cache"
-    one = load_input(cam1, SMALL_FLOW, flow_dir=cache)
-    two = load_input(cam2, SMALL_FLOW, flow_dir=cache)
+    one = load_input(cam1, SMALL_FLOW, flow_dir=cache, flow_engine=engine)
+    two = load_input(cam2, SMALL_FLOW, flow_dir=cache, flow_engine=engine)
     assert not torch.equal(one, two)
-    torch.testing.assert_close(two, load_input(cam2, SMALL_FLOW))  # computed, not cam1's
-    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache), one)  # reused
+    torch.testing.assert_close(two, load_input(cam2, SMALL_FLOW, flow_engine=engine))  # computed, not cam1's
+    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache, flow_engine=engine), one)  # reused
     records = [json.loads(p.read_text()) for p in cache.glob("*.json")]
     assert sorted(r["source"] for r in records) == [str(cam1), str(cam2)]
     assert all({"size", "mtime_ns", "fps", "short_side", "frames"} <= set(r) for r in records)
@@ -201,7 +204,7 @@ def test_flow_cache_is_not_shared_by_videos_of_one_name(tmp_path):
     # The source changes under the same path: its entry is recomputed, never reused.
     encode(cam1, moving(5, 2), rate=25, pix_fmt="yuv444p", options={"qp": "0"})
     os.utime(cam1, ns=(time.time_ns(), time.time_ns() + 10**9))
-    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache), two)
+    torch.testing.assert_close(load_input(cam1, SMALL_FLOW, flow_dir=cache, flow_engine=engine), two)
 
 
 # ---- 3. write errors: full disk, read-only or invalid output folder ------------------
@@ -300,34 +303,76 @@ def children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+# ``i3d extract ARGV`` that stops once v0's output is written (the worker is
+# then decoding a later input, or blocked on the full pipe): it says so on
+# stdout and reads a line from stdin before it goes on.
+_PAUSED_RUN = """
+import sys
+from i3d.cli import main
+from i3d.extract import jobs
+
+write_sidecar = jobs.write_sidecar
+
+def sidecar_then_wait(paths, *args, **kwargs):
+    write_sidecar(paths, *args, **kwargs)
+    if paths.data.name == "v0.npy.rgb.npy":
+        print("v0 written", flush=True)
+        sys.stdin.readline()
+
+jobs.write_sidecar = sidecar_then_wait
+sys.exit(main(sys.argv[1:]))
+"""
+
+# Inputs and frames: with the run paused after v0, the worker can decode at
+# most QUEUE_CHUNKS + 2 chunks plus a pipe's worth (64 KiB of 3 KiB chunks of
+# 16x16 frames: about 20) ahead, so 60 frames after v0 keep it alive until killed.
+KILLED_WORKER_INPUTS, KILLED_WORKER_FRAMES = 4, 20
+
+
+def dead(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie its parent has not reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 @pytest.mark.slow
-def test_killed_decoding_worker_is_reported_and_replaced(tmp_path, weights):
-    inputs = [write_npy(tmp_path / "in" / f"v{i}.npy", frames=40, seed=i) for i in range(6)]
+def test_killed_decoding_worker_is_reported_and_replaced(tmp_path, weights, capsys):
+    count = KILLED_WORKER_INPUTS
+    inputs = [write_npy(tmp_path / "in" / f"v{i}.npy", frames=KILLED_WORKER_FRAMES, seed=i) for i in range(count)]
     out = tmp_path / "out"
     argv = extract(weights, *inputs, "--out", str(out), "--workers", "1", "--chunk", "1")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "i3d", *argv], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_RUN, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
-        deadline = time.monotonic() + 300
-        worker = None
-        while worker is None and time.monotonic() < deadline and proc.poll() is None:
-            if (out / "v0.npy.rgb.npy.json").exists():  # the worker is decoding a later input
-                worker = next((pid for pid, cmd in children(proc.pid) if "spawn_main" in cmd), None)
-            time.sleep(0.05)
-        assert worker is not None, "no worker found while the run went on"
+        assert "v0 written\n" in iter(proc.stdout.readline, ""), proc.communicate()[1]  # reads up to that line
+        (worker,) = [pid for pid, cmd in children(proc.pid) if "spawn_main" in cmd]
         os.kill(worker, signal.SIGKILL)
-        _, err = proc.communicate(timeout=600)
+        deadline = time.monotonic() + 300
+        while not dead(worker) and time.monotonic() < deadline:
+            time.sleep(0.01)  # SIGKILL is delivered at once; the kernel closes the pipe as the process ends
+        assert dead(worker)
+        _, err = proc.communicate("\n", timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert "Traceback" not in err, err
     assert proc.returncode == 1, err
     failed = [line for line in err.splitlines() if "decoding worker died (killed by SIGKILL" in line]
-    assert len(failed) == 1 and "done 5, skipped 0, failed 1" in err, err
-    assert len(check_outputs(out)) == 5
-    again = run_cli(argv)
-    assert again.returncode == 0 and "done 1, skipped 5, failed 0" in again.stderr
-    assert len(check_outputs(out)) == 6
+    assert len(failed) == 1 and f"done {count - 1}, skipped 0, failed 1" in err, err
+    assert len(check_outputs(out)) == count - 1
+    # The resume: in this process, decoding inline (a worker process would only import torch again).
+    rc, err = cli(extract(weights, *inputs, "--out", str(out), "--workers", "0", "--chunk", "1"), capsys)
+    assert rc == 0 and f"done 1, skipped {count - 1}, failed 0" in err
+    assert len(check_outputs(out)) == count
 
 
 # ---- 5. concurrent runs on one output folder -----------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from i3d import extract as E
 from i3d.model import InceptionI3d
-from i3d.video import Preprocess, VideoReader, open_input
+from i3d.video import FlowEngine, Preprocess, VideoReader, open_input
 from i3d.video.transforms import crop_views
 from i3d.video.windows import centred_windows, gather_windows, spaced_starts
 from tests.conftest import random_weights_file
@@ -120,7 +120,10 @@ def test_each_crop_equals_the_model_on_that_crop(weights, model, video, frames, 
 
 @pytest.mark.slow
 def test_mirrored_flow_has_its_x_component_negated(video):
-    stream = open_input(video, Preprocess("flow", FPS, SHORT, CROP), crops=10)
+    # TV-L1 in this process, by OpenCV: the views' geometry does not depend on the engine, and the
+    # default one starts a pool of processes that each import torch.
+    engine = FlowEngine(workers=1, engine="opencv")
+    stream = open_input(video, Preprocess("flow", FPS, SHORT, CROP), crops=10, flow_engine=engine)
     (chunk,) = list(stream.chunks(stream.num_frames))  # (10, 2, T, 32, 32)
     assert chunk.shape == (10, 2, stream.num_frames, CROP, CROP)
     # View 5, the mirrored frame's top-left, is view 1 (top-right) mirrored.
@@ -211,6 +214,7 @@ def test_concat_halves_equal_the_separate_streams(tmp_path, weights, flow_weight
             weights=weights,
             flow_weights=flow_weights,
             flow_dir=tmp_path / "flow",  # TV-L1 once
+            flow_engine="opencv",  # the halves do not depend on the engine; OpenCV's is the quick one on a CPU
             combine=combine,
             crops=crops,
             chunk_frames=12,
