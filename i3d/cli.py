@@ -245,6 +245,12 @@ def _remembered_interrupts() -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _is_interrupt(err: BaseException, interrupts: list[int]) -> bool:
+    """A Ctrl-C, or an error that follows one (a library that turned the
+    interrupt into its own error; see :func:`_remembered_interrupts`)."""
+    return isinstance(err, KeyboardInterrupt) or (bool(interrupts) and isinstance(err, Exception))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``i3d`` command; returns its exit status."""
     with _remembered_interrupts() as interrupts:
@@ -257,23 +263,17 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     status = args.run(args)
                     sys.stdout.flush()
-                except KeyboardInterrupt:
-                    console.error("interrupted")
-                    return EXIT_INTERRUPTED
-                except Exception:
-                    if not interrupts:
+                except BaseException as err:
+                    if not _is_interrupt(err, interrupts):
                         raise
-                    console.error("interrupted")  # a library turned the interrupt into its own error
+                    console.error("interrupted")  # in the command's voice
                     return EXIT_INTERRUPTED
-        except KeyboardInterrupt:  # while parsing, which imports the subcommand's modules (torch: seconds)
-            console.error("interrupted")
-            return EXIT_INTERRUPTED
         except BrokenPipeError:
             return _quiet_broken_pipe()
-        except Exception:
-            if not interrupts:
+        except BaseException as err:  # while parsing, which imports the subcommand's modules (torch: seconds)
+            if not _is_interrupt(err, interrupts):
                 raise
-            console.error("interrupted")  # as above, while parsing
+            console.error("interrupted")
             return EXIT_INTERRUPTED
     return status
 
