@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable
 
 __all__ = ["TRIM_THRESHOLD", "keep_freed_memory"]
 
@@ -48,17 +49,19 @@ def keep_freed_memory() -> bool:
     call acts. Returns whether glibc took the settings (False elsewhere)."""
     global _applied
     if _applied is None:
-        _applied = _mallopt(_M_MMAP_MAX, 0) and _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        mallopt = _glibc_mallopt()
+        _applied = (
+            mallopt is not None and mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        )
     return _applied
 
 
-def _mallopt(param: int, value: int) -> bool:
+def _glibc_mallopt() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt  # glibc's; musl has none
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt  # musl has none
     except (OSError, AttributeError):
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(param, value) == 1
+    return mallopt

@@ -86,9 +86,13 @@ def max_pool_strided(
         shape[d] = out_len
         out = _empty_like_layout(x, tuple(shape))
         seed = _strided(x, d, 0, out_len, s)  # r = front: cell s*j
-        # The outputs [first, last) whose cell s*j - front + r lies inside x.
-        covered = {r: (max(0, -(-(front - r) // s)), min(out_len, (n - 1 + front - r) // s + 1)) for r in range(k)}
-        others = sorted((r for r in covered if r != front), key=lambda r: covered[r][0] - covered[r][1])
+        # Each other offset r: the outputs [first, last) whose cell s*j - front + r lies inside x.
+        covered = {
+            r: (max(0, -(-(front - r) // s)), min(out_len, (n - 1 + front - r) // s + 1))
+            for r in range(k)
+            if r != front
+        }
+        others = sorted(covered, key=lambda r: covered[r][0] - covered[r][1])  # the most outputs first
         if not others or covered[others[0]][1] <= covered[others[0]][0]:
             out.copy_(seed)
         else:
