@@ -13,7 +13,8 @@ selects the same maxima):
 * channels-last activations from the first convolution to the head;
 * BatchNorm folded into the convolution, in float64, computed once and
   cached until a parameter changes (:class:`FoldCache`);
-* max pools as maxima of strided views, without padded copies;
+* max pools as maxima of strided views, without padded copies, and on the
+  CPU a slab of frames at a time that stays in the cache;
 * 1x1 convolutions as matrix multiplies over the channels, and oneDNN's
   fused convolution + ReLU on the CPU, in float32 and in bfloat16
   (:mod:`i3d.ops`);
@@ -202,4 +203,7 @@ def pool_span(pool: MaxPool3dSame, x: torch.Tensor, span: Span) -> tuple[torch.T
     if not pool.options.strided_pools:
         return None
     x, pads, out_span = pool.window(x, span)
-    return ops.max_pool_strided(x, pool.kernel, pool.stride, pads, nonnegative=pool.nonnegative), out_span
+    slabs = ops.pool_slab_frames(x)
+    return ops.max_pool_strided(
+        x, pool.kernel, pool.stride, pads, nonnegative=pool.nonnegative, slab_frames=slabs
+    ), out_span

@@ -172,6 +172,60 @@ def test_strided_pool_of_relu_outputs_in_bf16_compares_as_integers_exactly(kerne
     assert torch.equal(got, expected)  # -0.0 == 0.0: the same values
 
 
+@pytest.mark.parametrize(
+    "kernel, stride",
+    [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2))],
+)
+def test_pooling_in_slabs_of_frames_gives_the_whole_pool(kernel, stride):
+    g = torch.Generator().manual_seed(sum(kernel) * 7 + sum(stride))
+    for frames in (1, 2, 5, 9):
+        x = torch.randn((2, 8, frames, 6, 7), generator=g).contiguous(memory_format=torch.channels_last_3d)
+        pads = tuple(tf_same_padding(n, k, s) for n, k, s in zip(x.shape[2:], kernel, stride))
+        # The whole sequence, and a window inside a longer one (no padding in time).
+        for padding in (pads, ((0, 0), *pads[1:])) if frames >= kernel[0] else (pads,):
+            whole = max_pool_strided(x, kernel, stride, padding)
+            for slab in range(1, frames + 2):
+                got = max_pool_strided(x, kernel, stride, padding, slab_frames=slab)
+                assert got.is_contiguous(memory_format=torch.channels_last_3d)
+                assert torch.equal(got, whole), (frames, padding, slab)
+    relu = torch.relu(torch.randn((1, 16, 7, 5, 5), generator=g)).bfloat16()
+    pads = tuple(tf_same_padding(n, k, s) for n, k, s in zip(relu.shape[2:], kernel, stride))
+    expected = max_pool_strided(relu, kernel, stride, pads)
+    assert torch.equal(max_pool_strided(relu, kernel, stride, pads, nonnegative=True, slab_frames=2), expected)
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
+    for index, (level, size) in enumerate([(1, "48K"), (2, "2048K"), (3, "32768K")]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(f"{level}\n")
+        (tmp_path / f"index{index}" / "size").write_text(f"{size}\n")
+    (tmp_path / "index9").mkdir()  # unreadable entries are passed over
+    (tmp_path / "index9" / "size").write_text("?\n")
+    assert ops.last_level_cache_bytes(tmp_path) == 32 * 2**20
+    assert ops.last_level_cache_bytes(tmp_path / "missing") == ops.CACHE_FALLBACK_BYTES
+
+
+def test_pools_run_in_slabs_only_for_large_cpu_activations(monkeypatch):
+    monkeypatch.setattr(ops, "last_level_cache_bytes", lambda: 32 * 2**20)  # slabs of 8 MiB
+    frame = 64 * 112 * 112 * 4  # MaxPool3d_2a's input in fp32: 3 MiB a frame
+    assert ops.pool_slab_frames(torch.empty(1, 64, 32, 112, 112)) == 8 * 2**20 // frame
+    assert ops.pool_slab_frames(torch.empty(1, 64, 5, 112, 112)) is None  # at most two slabs: whole
+    assert ops.pool_slab_frames(torch.empty(1, 64, 32, 112, 112, device="meta")) is None  # not on the CPU
+
+
+def test_the_network_pooling_in_slabs_is_exact(monkeypatch):
+    model = randomize(InceptionI3d(), seed=3).eval()
+    x = torch.rand(1, 3, 24, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        whole = model(x)
+        slabs = []
+        monkeypatch.setattr(ops, "last_level_cache_bytes", lambda: 64 * 2**10)  # tiny: every large pool is cut
+        real = ops.max_pool_strided
+        monkeypatch.setattr(ops, "max_pool_strided", lambda *a, **k: slabs.append(k["slab_frames"]) or real(*a, **k))
+        assert torch.equal(model(x), whole)
+    assert any(s is not None for s in slabs)
+
+
 def test_native_bf16_detection(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
