@@ -18,6 +18,8 @@ selects the same maxima):
 * 1x1 convolutions as matrix multiplies over the channels, and oneDNN's
   fused convolution + ReLU on the CPU, in float32 and in bfloat16
   (:mod:`i3d.ops`);
+* in each Inception module, the 1x1 branch and the narrow 1x1 that feeds a
+  3x3 as one matrix multiply (:func:`inception_branches`);
 * on the CPU, freed activation memory kept for the next pass instead of
   being returned to the kernel and faulted in again (:mod:`i3d.heap`, set
   by :func:`i3d.runtime.prepare`).
@@ -38,8 +40,18 @@ from i3d import ops
 
 if TYPE_CHECKING:  # the layers call in; this module never calls them
     from i3d.layers import MaxPool3dSame, Span, Unit3D
+    from i3d.model import InceptionModule
 
-__all__ = ["InferenceOptions", "FoldCache", "active", "exporting", "unit_span", "pool_span"]
+__all__ = [
+    "InferenceOptions",
+    "FoldCache",
+    "StackedWeights",
+    "active",
+    "exporting",
+    "unit_span",
+    "pool_span",
+    "inception_branches",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class InferenceOptions:
     fold_batch_norm: bool = True  # BatchNorm folded into the convolution
     strided_pools: bool = True  # max pools as maxima of strided views, no padded copies
     fuse_relu: bool = True  # ReLU fused into oneDNN's convolution where PyTorch ships it (CPU, fp32 and bf16)
+    merge_pointwise: bool = True  # an Inception module's 1x1 branch and its narrowest 1x1 as one matmul
     keep_freed_memory: bool = True  # CPU: freed activations stay in the process for the next pass (i3d.heap)
 
     @classmethod
@@ -155,6 +168,28 @@ class FoldCache:
         return weight, bias
 
 
+class StackedWeights:
+    """The folded weights of units that read the same input, stacked along
+    the output channels for one matrix multiply; restacked whenever a
+    unit's :class:`FoldCache` computes new ones."""
+
+    def __init__(self) -> None:
+        self._parts: list[torch.Tensor] | None = None
+        self._stacked: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def weights(self, units: tuple[Unit3D, ...], dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(weight (sum of C', C), bias)`` of ``units`` (pointwise, folded), in order."""
+        parts = [unit.fold_cache.weights(unit, dtype) for unit in units]
+        if self._stacked is None or self._parts is None or any(a is not w for a, (w, _) in zip(self._parts, parts)):
+            weight = torch.cat([w.flatten(1) for w, _ in parts])
+            biases = [b for _, b in parts]
+            bias = None
+            if any(b is not None for b in biases):
+                bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for (w, _), b in zip(parts, biases)])
+            self._parts, self._stacked = [w for w, _ in parts], (weight, bias)
+        return self._stacked
+
+
 def _folded(unit: Unit3D) -> bool:
     return unit.bn is None or unit.options.fold_batch_norm
 
@@ -207,3 +242,36 @@ def pool_span(pool: MaxPool3dSame, x: torch.Tensor, span: Span) -> tuple[torch.T
     return ops.max_pool_strided(
         x, pool.kernel, pool.stride, pads, nonnegative=pool.nonnegative, slab_frames=slabs
     ), out_span
+
+
+def inception_branches(module: InceptionModule, x: torch.Tensor, span: Span) -> list[tuple[torch.Tensor, Span]] | None:
+    """An Inception module's four branches ``(output, span)`` on the fast
+    path, or None where ``merge_pointwise`` does not apply (the module then
+    runs its branches one by one).
+
+    The 1x1 branch (``b0``) and the 1x1 before the narrower 3x3 (``b2a``,
+    16 to 48 channels, whose matrix multiply alone runs at about half the
+    rate of the wider ones) read the module's input: they run as one matrix
+    multiply. ``b0``'s channels go to the concatenation as a view; ``b2a``'s
+    are copied out for the 3x3 convolution, which reads its input
+    contiguous. Each output channel is the same dot product as before.
+    """
+    units = (module.b0, module.b2a)
+    options = module.b0.options
+    if not (options.merge_pointwise and options.channels_last and all(_folded(u) and u.activation for u in units)):
+        return None
+    dtype = _autocast_dtype(x)
+    weight, bias = module.stacked.weights(units, dtype)
+    rows = x.to(dtype) if dtype is not None else x
+    fused = _fuse_relu(module.b0, rows, weight)
+    y = ops.pointwise_conv(rows, weight, bias, relu=fused)  # (B, c0 + c2a, T, H, W)
+    if not fused:
+        y = F.relu(y, inplace=True)
+    c0 = module.b0.conv3d.out_channels
+    y2a = y[:, c0:].contiguous(memory_format=torch.channels_last_3d)
+    return [
+        (y[:, :c0], span),
+        module.b1b.forward_span(*module.b1a.forward_span(x, span)),
+        module.b2b.forward_span(y2a, span),
+        module.b3b.forward_span(*module.b3a.forward_span(x, span)),
+    ]

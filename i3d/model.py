@@ -57,6 +57,11 @@ class InceptionModule(nn.Module):
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1), nonnegative=True)  # its input is ReLU outputs
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
+        self.stacked = fast.StackedWeights()  # b0 and b2a as one matmul (fast.inception_branches)
+
+    def __getstate__(self) -> dict:
+        # As Unit3D's folded weights: copies and pickles restack on first use.
+        return {**super().__getstate__(), "stacked": fast.StackedWeights()}
 
     def output_length(self, length: int) -> int:
         return length  # every branch has stride 1
@@ -73,10 +78,15 @@ class InceptionModule(nn.Module):
         return min(starts)
 
     def forward_span(self, x: torch.Tensor, span: Span) -> tuple[torch.Tensor, Span]:
-        y0, s0 = self.b0.forward_span(x, span)
-        y1, s1 = self.b1b.forward_span(*self.b1a.forward_span(x, span))
-        y2, s2 = self.b2b.forward_span(*self.b2a.forward_span(x, span))
-        y3, s3 = self.b3b.forward_span(*self.b3a.forward_span(x, span))
+        branches = fast.inception_branches(self, x, span) if fast.active(self.b0) else None
+        if branches is None:
+            branches = [
+                self.b0.forward_span(x, span),
+                self.b1b.forward_span(*self.b1a.forward_span(x, span)),
+                self.b2b.forward_span(*self.b2a.forward_span(x, span)),
+                self.b3b.forward_span(*self.b3a.forward_span(x, span)),
+            ]
+        (y0, s0), (y1, s1), (y2, s2), (y3, s3) = branches
         out = s0.intersect(s1).intersect(s2).intersect(s3)
         # Inside a window the 3x3 branches lose a cell of context at each
         # end that the 1x1 branch keeps: crop all to the common cells.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -53,10 +54,11 @@ def test_bf16_fuses_relu_into_onednn_and_stays_close(monkeypatch):
     with precision_context(torch.device("cpu"), "bf16"):
         fused = model(x)
     assert fused.dtype == torch.bfloat16
-    # oneDNN runs bf16 here: all 9 units (the stem's 3, Mixed_3b's 6) fuse their
-    # ReLU; elsewhere only the 1x1s go through oneDNN's matmul, unfused.
+    # oneDNN runs bf16 here: all 9 units (the stem's 3, Mixed_3b's 6, whose b0
+    # and b2a are one matmul) fuse their ReLU in 8 calls; elsewhere only the
+    # 1x1s go through oneDNN's matmul, unfused.
     relus = [call.get("relu", True) for call in calls]
-    assert relus == ([True] * 9 if ops.onednn_bf16() else [False] * 5)
+    assert relus == ([True] * 8 if ops.onednn_bf16() else [False] * 4)
     # bf16 keeps 8 significant bits (unit roundoff 2**-8): each of the 5
     # layers on the longest path rounds its input, its weights and its
     # output (3 roundings), and errors of this size add up across layers.
@@ -224,6 +226,32 @@ def test_the_network_pooling_in_slabs_is_exact(monkeypatch):
         monkeypatch.setattr(ops, "max_pool_strided", lambda *a, **k: slabs.append(k["slab_frames"]) or real(*a, **k))
         assert torch.equal(model(x), whole)
     assert any(s is not None for s in slabs)
+
+
+def test_an_inception_modules_1x1_branch_and_narrowest_1x1_run_as_one_matmul(monkeypatch):
+    cpu = torch.device("cpu")
+    model = prepare(randomize(InceptionI3d(final_endpoint="Mixed_3c"), seed=11), cpu, "fp32")
+    x = torch.rand(1, 3, 8, 40, 40, generator=torch.Generator().manual_seed(11)) * 2 - 1
+    with torch.inference_mode():
+        model.configure_inference(dataclasses.replace(InferenceOptions(), merge_pointwise=False))
+        unmerged = model(x)
+        model.configure_inference()
+        widths: list[int] = []
+        real = ops.pointwise_conv
+        monkeypatch.setattr(
+            ops, "pointwise_conv", lambda x, w, *a, **k: widths.append(w.shape[0]) or real(x, w, *a, **k)
+        )
+        merged = model(x)
+    assert 64 + 16 in widths and 128 + 32 in widths  # Mixed_3b's b0 and b2a, then Mixed_3c's
+    assert 16 not in widths and 32 in widths  # no b2a alone; Mixed_3b's b3b has 32 channels
+    assert (merged - unmerged).abs().max() <= NETWORK_RTOL * unmerged.abs().max()
+    # New parameters are restacked, and a copy stacks its own.
+    other = randomize(InceptionI3d(final_endpoint="Mixed_3c"), seed=12)
+    model.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        expected = other.configure_inference(InferenceOptions.off())(x)
+        for got in (model(x), copy.deepcopy(model)(x)):
+            assert (got - expected).abs().max() <= NETWORK_RTOL * expected.abs().max()
 
 
 def test_native_bf16_detection(tmp_path):
