@@ -254,6 +254,56 @@ def test_an_inception_modules_1x1_branch_and_narrowest_1x1_run_as_one_matmul(mon
             assert (got - expected).abs().max() <= NETWORK_RTOL * expected.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_folding_time_taps_into_channels_moves_inputs_exactly(dtype):
+    if not ops.FUSED_RELU or (dtype == torch.bfloat16 and not ops.onednn_bf16()):
+        pytest.skip("oneDNN does not run this dtype here")
+    g = torch.Generator().manual_seed(13)
+    x = (torch.randn((2, 3, 11, 5, 6), generator=g) * 100).to(dtype).contiguous(memory_format=torch.channels_last_3d)
+    for kernel, stride, padding in [(7, 2, 0), (7, 2, 3), (3, 1, 1), (2, 2, 0)]:
+        got = ops.fold_time(x, kernel, stride, padding)
+        padded = F.pad(x, (0, 0, 0, 0, padding, padding))
+        out_t = (x.shape[2] + 2 * padding - kernel) // stride + 1
+        expected = torch.cat([padded[:, :, k : k + stride * (out_t - 1) + 1 : stride] for k in range(kernel)], dim=1)
+        assert got.is_contiguous(memory_format=torch.channels_last_3d)
+        assert torch.equal(got, expected), (kernel, stride, padding)
+    # The folded convolution: the same products, summed in another order.
+    weight = torch.randn((4, 3, 7, 3, 3), generator=g, dtype=torch.float64)
+    x64 = torch.randn((1, 3, 13, 8, 8), generator=g, dtype=torch.float64)
+    expected = F.conv3d(x64, weight, stride=(2, 1, 1), padding=(3, 1, 1))
+    x32 = x64.float().contiguous(memory_format=torch.channels_last_3d)
+    folded = F.conv3d(
+        ops.fold_time(x32, 7, 2, 3), ops.fold_time_weight(weight.float()), stride=(1, 1, 1), padding=(0, 1, 1)
+    )
+    # 189 products per output, each exact in float64: float32 sums differ by at most 189 roundings.
+    bound = 189 * 2**-24 * F.conv3d(x64.abs(), weight.abs(), stride=(2, 1, 1), padding=(3, 1, 1))
+    assert ((folded.double() - expected).abs() <= bound).all()
+
+
+def test_the_bf16_stem_folds_its_time_taps_and_stays_close(monkeypatch):
+    if not ops.onednn_bf16():
+        pytest.skip("oneDNN does not run bfloat16 on this CPU")
+    cpu = torch.device("cpu")
+    # Even sizes pad the stem asymmetrically (the input is padded first); odd ones symmetrically.
+    g = torch.Generator().manual_seed(14)
+    x = [torch.rand(1, 3, 12, 40, 40, generator=g) * 2 - 1, torch.rand(1, 3, 13, 41, 41, generator=g) * 2 - 1]
+    outputs = {}
+    folds: list[int] = []
+    real = ops.fold_time
+    monkeypatch.setattr(ops, "fold_time", lambda x, *a: folds.append(x.shape[1]) or real(x, *a))
+    for fold in (False, True):
+        model = randomize(InceptionI3d(final_endpoint="Mixed_3b"), seed=14)
+        prepare(model, cpu, "bf16", options=dataclasses.replace(InferenceOptions(), fold_time_taps=fold))
+        folds.clear()
+        with torch.inference_mode(), precision_context(cpu, "bf16"):
+            outputs[fold] = [model(clip).float() for clip in x]
+        assert folds == ([3, 3] if fold else [])  # the stem alone: the only odd channel count
+    # Both round to bf16 at every layer (5 on the longest path, 3 roundings each).
+    bound = 5 * 3 * 2**-8
+    for folded, plain in zip(outputs[True], outputs[False]):
+        assert (folded - plain).abs().max() <= bound * plain.abs().max()
+
+
 def test_native_bf16_detection(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
