@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from i3d import fast  # noqa: E402
 from i3d.export import export_model  # noqa: E402
 from i3d.layers import MaxPool3dSame, Unit3D  # noqa: E402
 from i3d.model import HeadPool, InceptionI3d, InceptionModule  # noqa: E402
@@ -50,6 +51,7 @@ from i3d.runtime import cpu_has_native_bf16, precision_context, prepare  # noqa:
 HEAD = "head"  # the average pool, the logits and the mean over space
 OTHER = "other"  # OpenVINO's shape arithmetic of the padding, and the like
 BIG_MS = 1.0  # rows whose OpenVINO kernel is printed
+MERGED = ".b0+b2a"  # i3d's one matmul for an Inception module's b0 and b2a (i3d.fast.merged_pointwise)
 
 
 def kind_of(row: str, module: torch.nn.Module | None) -> str:
@@ -57,6 +59,8 @@ def kind_of(row: str, module: torch.nn.Module | None) -> str:
         return "concat"
     if isinstance(module, MaxPool3dSame):
         return "max pool"
+    if row.endswith(MERGED):
+        return "1x1x1 conv"
     if isinstance(module, Unit3D):
         if module.kernel == (1, 1, 1):
             return "1x1x1 conv"
@@ -69,7 +73,8 @@ def kind_of(row: str, module: torch.nn.Module | None) -> str:
 
 class StageTimer:
     """Wall-clock time of every layer's ``forward_span`` (instance
-    attributes shadow the method, so the model itself is untouched)."""
+    attributes shadow the method, so the model itself is untouched), and of
+    each Inception module's merged 1x1 matmul (row ``<module>.b0+b2a``)."""
 
     def __init__(self, model: InceptionI3d, clock: Callable[[], float]) -> None:
         self.clock = clock
@@ -80,6 +85,10 @@ class StageTimer:
                 row = HEAD if isinstance(module, HeadPool) or name == "logits" else name
                 self.modules[row] = module
                 module.forward_span = self._timed(row, module.forward_span)  # type: ignore[method-assign]
+            if isinstance(module, InceptionModule):
+                _MERGED_ROWS[id(module)] = (self, name + MERGED)
+        if not hasattr(fast.merged_pointwise, "timed"):
+            fast.merged_pointwise = _timed_merge(fast.merged_pointwise)  # type: ignore[assignment]
 
     def _timed(self, row: str, call: Callable) -> Callable:
         def run(*args):  # type: ignore[no-untyped-def]
@@ -95,10 +104,26 @@ class StageTimer:
         ms = {row: 1e3 * s for row, s in self.seconds.items()}
         for row, module in self.modules.items():
             if isinstance(module, InceptionModule):
-                branches = sum(ms[f"{row}.{b}"] for b in ("b0", "b1a", "b1b", "b2a", "b2b", "b3a", "b3b"))
+                parts = ("b0", "b1a", "b1b", "b2a", "b2b", "b3a", "b3b", MERGED[1:])
+                branches = sum(ms.get(f"{row}.{b}", 0.0) for b in parts)
                 ms[f"{row}.concat"] = ms.pop(row) - branches
         ms[HEAD] = ms.get(HEAD, 0.0) + 1e3 * total - sum(ms.values())  # the mean and softmax, if any
         return ms
+
+
+_MERGED_ROWS: dict[int, tuple[StageTimer, str]] = {}  # id(InceptionModule) -> its timer and row
+
+
+def _timed_merge(call: Callable) -> Callable:
+    def run(module, x):  # type: ignore[no-untyped-def]
+        timer, row = _MERGED_ROWS[id(module)]
+        start = timer.clock()
+        out = call(module, x)
+        timer.seconds[row] += timer.clock() - start
+        return out
+
+    run.timed = True  # type: ignore[attr-defined]
+    return run
 
 
 def profile_i3d(model: InceptionI3d, precision: str, cpu_time: bool) -> Callable[[torch.Tensor], dict[str, float]]:

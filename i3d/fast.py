@@ -19,7 +19,7 @@ selects the same maxima):
   fused convolution + ReLU on the CPU, in float32 and in bfloat16
   (:mod:`i3d.ops`);
 * in each Inception module, the 1x1 branch and the narrow 1x1 that feeds a
-  3x3 as one matrix multiply (:func:`inception_branches`);
+  3x3 as one matrix multiply (:func:`merged_pointwise`);
 * in bfloat16 on the CPU, the stem's seven time taps folded into its three
   input channels (:func:`i3d.ops.fold_time`);
 * on the CPU, freed activation memory kept for the next pass instead of
@@ -52,6 +52,7 @@ __all__ = [
     "exporting",
     "unit_span",
     "pool_span",
+    "merged_pointwise",
     "inception_branches",
 ]
 
@@ -271,17 +272,17 @@ def pool_span(pool: MaxPool3dSame, x: torch.Tensor, span: Span) -> tuple[torch.T
     ), out_span
 
 
-def inception_branches(module: InceptionModule, x: torch.Tensor, span: Span) -> list[tuple[torch.Tensor, Span]] | None:
-    """An Inception module's four branches ``(output, span)`` on the fast
-    path, or None where ``merge_pointwise`` does not apply (the module then
-    runs its branches one by one).
+def merged_pointwise(module: InceptionModule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """An Inception module's 1x1 branch (``b0``) and the 1x1 before its
+    narrower 3x3 (``b2a``) on its input ``x`` as one matrix multiply:
+    ``(b0's output, a view; b2a's, channels-last)``, or None where
+    ``merge_pointwise`` does not apply.
 
-    The 1x1 branch (``b0``) and the 1x1 before the narrower 3x3 (``b2a``,
-    16 to 48 channels, whose matrix multiply alone runs at about half the
-    rate of the wider ones) read the module's input: they run as one matrix
-    multiply. ``b0``'s channels go to the concatenation as a view; ``b2a``'s
-    are copied out for the 3x3 convolution, which reads its input
-    contiguous. Each output channel is the same dot product as before.
+    ``b2a`` has 16 to 48 channels, and its matrix multiply alone runs at
+    about half the rate of the wider ones. ``b0``'s channels go to the
+    concatenation as a view; ``b2a``'s are copied out for the 3x3
+    convolution, which reads its input contiguous. Each output channel is
+    the same dot product as before.
     """
     units = (module.b0, module.b2a)
     options = module.b0.options
@@ -289,15 +290,26 @@ def inception_branches(module: InceptionModule, x: torch.Tensor, span: Span) -> 
         return None
     dtype = _autocast_dtype(x)
     weight, bias = module.stacked.weights(units, dtype)
-    rows = x.to(dtype) if dtype is not None else x
-    fused = _fuse_relu(module.b0, rows, weight)
-    y = ops.pointwise_conv(rows, weight, bias, relu=fused)  # (B, c0 + c2a, T, H, W)
+    x = x.to(dtype) if dtype is not None else x
+    fused = _fuse_relu(module.b0, x, weight)
+    y = ops.pointwise_conv(x, weight, bias, relu=fused)  # (B, c0 + c2a, T, H, W)
     if not fused:
         y = F.relu(y, inplace=True)
     c0 = module.b0.conv3d.out_channels
-    y2a = y[:, c0:].contiguous(memory_format=torch.channels_last_3d)
+    return y[:, :c0], y[:, c0:].contiguous(memory_format=torch.channels_last_3d)
+
+
+def inception_branches(module: InceptionModule, x: torch.Tensor, span: Span) -> list[tuple[torch.Tensor, Span]] | None:
+    """An Inception module's four branches ``(output, span)`` on the fast
+    path, with ``b0`` and ``b2a`` as one matrix multiply
+    (:func:`merged_pointwise`); or None where that does not apply (the
+    module then runs its branches one by one)."""
+    merged = merged_pointwise(module, x)
+    if merged is None:
+        return None
+    y0, y2a = merged
     return [
-        (y[:, :c0], span),
+        (y0, span),
         module.b1b.forward_span(*module.b1a.forward_span(x, span)),
         module.b2b.forward_span(y2a, span),
         module.b3b.forward_span(*module.b3a.forward_span(x, span)),
