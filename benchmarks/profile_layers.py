@@ -300,7 +300,7 @@ def main() -> None:
                 f"{ours}: i3d vs OpenVINO {theirs}",
                 i3d_ms,
                 {"ms": ov_ms, **ov_best},
-                {row: names[row] for row in i3d_ms if row in names},
+                {row: names[row] for row in {*i3d_ms, *ov_ms} if row in names},
             )
 
 
