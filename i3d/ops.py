@@ -45,9 +45,10 @@ def onednn_bf16() -> bool:
 # next axis reads back. Pooled a slab of frames at a time, the intermediates
 # are still in the last-level cache when they are read. A slab of a quarter
 # of that cache (8 MiB of Zen 4's 32 MiB) measured best in fp32 and about as
-# good as an eighth in bf16: on 2 cores the 64-frame network's pools took
-# 31.8 ms instead of 49.6 in fp32 (MaxPool3d_2a, 98 MiB, 13.1 -> 7.3 ms),
-# 15.6 instead of 17.9 in bf16 (benchmarks/bench_pools.py).
+# good as an eighth or a half in bf16: on 2 cores the 64-frame network's
+# pools took 32.9 ms instead of 49.8 in fp32 (MaxPool3d_2a, 98 MiB, 12.2 ->
+# 6.9 ms), 16.5 instead of 17.1 in bf16 (benchmarks/bench_pools.py), and
+# the whole network ran 1.6-2.4% faster in fp32, 1-2% in bf16.
 SLAB_CACHE_FRACTION = 4
 CACHE_FALLBACK_BYTES = 32 * 2**20  # where sysfs does not say (not Linux)
 
