@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from i3d.charades.sizes import NUM_CLASSES as CHARADES_NUM_CLASSES
 from i3d.errors import WeightsError
 from i3d.video.presets import CHARADES_FLOW, CHARADES_RGB, KINETICS_FLOW, KINETICS_RGB, Preprocess
 from i3d.weights.bundled import data_file
@@ -66,8 +67,6 @@ KINETICS_400_LABELS = RemoteFile(
 KINETICS_600_LABELS = RemoteFile(
     f"{DEEPMIND_RAW}/label_map_600.txt", "639e9c91fa8a941ea57942872fae55628d590b42", bundled="kinetics600_classes.txt"
 )
-
-CHARADES_CLASSES = 157
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def _pt_entry(name: str, file: str, blob: str, **kwargs) -> WeightsEntry:
 
 
 _KINETICS = dict(num_classes=400, dataset="kinetics-400", labels=KINETICS_400_LABELS)
-_CHARADES = dict(num_classes=CHARADES_CLASSES, dataset="charades", labels=None)
+_CHARADES = dict(num_classes=CHARADES_NUM_CLASSES, dataset="charades", labels=None)
 _IMAGENET_KINETICS = "ImageNet-inflated Inception-v1, trained on Kinetics-400"
 _KINETICS_ONLY = "trained from scratch on Kinetics-400"
 # Top-1 on the Kinetics-400 validation set, from the kinetics-i3d README.
