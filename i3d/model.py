@@ -57,7 +57,7 @@ class InceptionModule(nn.Module):
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1), nonnegative=True)  # its input is ReLU outputs
         self.b3b = Unit3D(in_channels, c3b, name=name + "/Branch_3/Conv3d_0b_1x1")
         self.out_channels = c0 + c1b + c2b + c3b
-        self.stacked = fast.StackedWeights()  # b0 and b2a as one matmul (fast.inception_branches)
+        self.stacked = fast.StackedWeights()  # b0 and b2a as one matmul (fast.merged_pointwise)
 
     def __getstate__(self) -> dict:
         # As Unit3D's folded weights: copies and pickles restack on first use.

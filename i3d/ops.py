@@ -135,7 +135,7 @@ def max_pool_strided(
     ``slab_frames``: pool ``x`` a slab of about that many frames at a time
     (with the frames each slab's windows share with the next), so that the
     intermediate result of each axis is still in the cache when the next
-    axis reads it (:func:`slab_frames`); ``None``: all frames at once. The
+    axis reads it (:func:`pool_slab_frames`); ``None``: all frames at once. The
     result is the same.
     """
     if nonnegative and x.dtype == torch.bfloat16:
