@@ -178,17 +178,18 @@ def test_strided_pool_of_relu_outputs_in_bf16_compares_as_integers_exactly(kerne
     "kernel, stride",
     [((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2))],
 )
-def test_pooling_in_slabs_of_frames_gives_the_whole_pool(kernel, stride):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_pooling_in_slabs_of_frames_gives_the_whole_pool(kernel, stride, layout):
     g = torch.Generator().manual_seed(sum(kernel) * 7 + sum(stride))
     for frames in (1, 2, 5, 9):
-        x = torch.randn((2, 8, frames, 6, 7), generator=g).contiguous(memory_format=torch.channels_last_3d)
+        x = torch.randn((2, 8, frames, 6, 7), generator=g).contiguous(memory_format=layout)
         pads = tuple(tf_same_padding(n, k, s) for n, k, s in zip(x.shape[2:], kernel, stride))
         # The whole sequence, and a window inside a longer one (no padding in time).
         for padding in (pads, ((0, 0), *pads[1:])) if frames >= kernel[0] else (pads,):
             whole = max_pool_strided(x, kernel, stride, padding)
             for slab in range(1, frames + 2):
                 got = max_pool_strided(x, kernel, stride, padding, slab_frames=slab)
-                assert got.is_contiguous(memory_format=torch.channels_last_3d)
+                assert got.is_contiguous(memory_format=layout)
                 assert torch.equal(got, whole), (frames, padding, slab)
     relu = torch.relu(torch.randn((1, 16, 7, 5, 5), generator=g)).bfloat16()
     pads = tuple(tf_same_padding(n, k, s) for n, k, s in zip(relu.shape[2:], kernel, stride))
