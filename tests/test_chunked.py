@@ -110,3 +110,23 @@ def test_output_geometry_places_every_row():
         # SAME padding: one cell per stride started; the head's VALID pool drops window / stride - 1 of them.
         assert output_length(model, frames, "Mixed_4f") == -(-frames // 4)
         assert output_length(model, frames, POOLED) == -(-frames // 8) - 1
+
+
+def test_bf16_chunks_equal_one_bf16_pass():
+    """bf16 on the CPU folds the stem's time taps (i3d.ops.fold_time); in
+    chunks, each window folds only the frames it holds and pads only at the
+    sequence's true ends."""
+    from i3d.chunked import chunked_outputs
+    from i3d.ops import onednn_bf16
+
+    if not onednn_bf16():
+        pytest.skip("oneDNN does not run bfloat16 on this CPU")
+    model = prepare(randomize(InceptionI3d(), seed=5), torch.device("cpu"), "bf16")
+    x = torch.rand(1, 3, 75, 41, 41, generator=torch.Generator().manual_seed(6)) * 2 - 1  # odd: symmetric padding
+    whole = torch.cat(list(chunked_outputs(model, [x], 75, POOLED, precision="bf16")), dim=2).float()
+    parts = chunked_outputs(model, list(x.split(17, dim=2)), 75, POOLED, precision="bf16")
+    got = torch.cat(list(parts), dim=2).float()
+    # Both round to bf16 at every layer; a kernel chosen for another chunk
+    # size may sum in another order (5 layers on the longest path, 3 roundings each).
+    assert got.shape == whole.shape == (1, 1024, 9, 1, 1)
+    assert (got - whole).abs().max() <= 5 * 3 * 2**-8 * whole.abs().max()
