@@ -48,6 +48,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_runtimes import Run, i3d_case, load_model, openvino_case  # noqa: E402
+from benchmarks.clip_flags import add_clip_flags, set_threads  # noqa: E402
 from i3d.chunked import LOGITS, ChunkedI3d  # noqa: E402
 from i3d.export import export_model  # noqa: E402
 from i3d.layers import ChunkTooSmall, MaxPool3dSame, Span, Unit3D  # noqa: E402
@@ -238,18 +239,15 @@ def stages_case(weights: str | None, precision: str, threads: int, chunk: int, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=64, help="clip length (default: 64)")
-    parser.add_argument("--size", type=int, default=224, help="frame side in pixels (default: 224)")
+    add_clip_flags(parser, repeats=3, threads=2)
     parser.add_argument("--chunk", type=int, default=32, help="streaming chunk in frames (default: 32)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each case keeps its best (default: 3)")
-    parser.add_argument("--threads", type=int, default=2, help="threads of every runtime (default: 2)")
     parser.add_argument("--weights", default=None, help="weights (default: calibrated random weights)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="(default: fp32 bf16)")
     parser.add_argument(
         "--static", action="store_true", help="stage graphs of fixed shapes (default: batch and time dynamic)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args)
 
     precisions = [p for p in args.precisions if p == "fp32" or cpu_has_native_bf16()]
     runs: dict[str, Run] = {}

@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.clip_flags import add_clip_flags, set_threads  # noqa: E402
 from i3d.layers import MaxPool3dSame, Span  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
 from i3d.ops import SLAB_CACHE_FRACTION, last_level_cache_bytes, max_pool_strided  # noqa: E402
@@ -59,17 +60,14 @@ def pool_inputs(precision: str, frames: int, size: int) -> dict[str, tuple[MaxPo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=64, help="clip length (default: 64)")
-    parser.add_argument("--size", type=int, default=224, help="frame side in pixels (default: 224)")
-    parser.add_argument("--repeats", type=int, default=10, help="rounds; each case keeps its best (default: 10)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    add_clip_flags(parser, repeats=10, threads=2)
     parser.add_argument(
         "--fractions",
         default=f"{SLAB_CACHE_FRACTION // 2},{SLAB_CACHE_FRACTION},{SLAB_CACHE_FRACTION * 2}",
         help="slab sizes as fractions of the last-level cache (default: the package's, and slabs twice and half as large)",
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     fractions = [int(f) for f in args.fractions.split(",")]
     cache = last_level_cache_bytes()
     precisions = ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])

@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.clip_flags import add_clip_flags, set_threads  # noqa: E402
 from i3d.chunked import LOGITS, run_clips  # noqa: E402
 from i3d.export import export_model  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
@@ -99,13 +100,10 @@ def openvino_case(onnx_file: Path, threads: int, precision: str) -> Run:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=64, help="clip length (default: 64)")
-    parser.add_argument("--size", type=int, default=224, help="frame side in pixels (default: 224)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each case keeps its best (default: 3)")
-    parser.add_argument("--threads", type=int, default=2, help="threads of every runtime (default: 2)")
+    add_clip_flags(parser, repeats=3, threads=2)
     parser.add_argument("--weights", default=None, help="weights (default: calibrated random weights)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args)
 
     model = load_model(args.weights)
     bf16 = cpu_has_native_bf16()

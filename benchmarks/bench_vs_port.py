@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from port_baseline import FLOPS_PER_MAC, PortI3D, conv_flops  # noqa: E402
 
+from benchmarks.clip_flags import add_clip_flags, set_threads  # noqa: E402
 from i3d import heap  # noqa: E402
 from i3d.fast import InferenceOptions  # noqa: E402
 from i3d.model import InceptionI3d  # noqa: E402
@@ -113,17 +114,13 @@ def cases(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=64, help="clip length (default: 64)")
-    parser.add_argument("--size", type=int, default=224, help="frame side in pixels (default: 224)")
+    add_clip_flags(parser, repeats=3, threads=None)
     parser.add_argument("--batch", type=int, default=1, help="clips per call (default: 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each case keeps its best (default: 3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--weights", default=None, help="a state dict file (default: calibrated random weights)")
     parser.add_argument("--summary", action="store_true", help="only the baseline, fast path off and all")
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow without native bf16)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     heap.keep_freed_memory()  # process-wide: the same allocator for every case
 
     state = load_weights(args.weights)

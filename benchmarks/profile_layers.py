@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.clip_flags import add_clip_flags, set_threads  # noqa: E402
 from i3d import fast  # noqa: E402
 from i3d.export import export_model  # noqa: E402
 from i3d.layers import MaxPool3dSame, Unit3D  # noqa: E402
@@ -253,10 +254,7 @@ def report(title: str, i3d_ms: dict[str, float], ov: dict, modules: dict[str, to
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=64, help="clip length (default: 64)")
-    parser.add_argument("--size", type=int, default=224, help="frame side in pixels (default: 224)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; each row keeps its best (default: 3)")
-    parser.add_argument("--threads", type=int, default=2, help="threads of both runtimes (default: 2)")
+    add_clip_flags(parser, repeats=3, threads=2)
     parser.add_argument(
         "--cpu-time",
         action="store_true",
@@ -265,7 +263,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.cpu_time and args.threads != 1:
         parser.error("--cpu-time needs --threads 1 (i3d's layers are timed on the calling thread)")
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     from tests.conftest import randomize
 
     def model() -> InceptionI3d:
