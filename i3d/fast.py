@@ -178,20 +178,19 @@ class StackedWeights:
     unit's :class:`FoldCache` computes new ones."""
 
     def __init__(self) -> None:
-        self._parts: list[torch.Tensor] | None = None
-        self._stacked: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        # The units' weights it was stacked from, and the stacked weight and bias.
+        self._cache: tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
     def weights(self, units: tuple[Unit3D, ...], dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(weight (sum of C', C), bias)`` of ``units`` (pointwise, folded), in order."""
         parts = [unit.fold_cache.weights(unit, dtype) for unit in units]
-        if self._stacked is None or self._parts is None or any(a is not w for a, (w, _) in zip(self._parts, parts)):
+        if self._cache is None or any(a is not w for a, (w, _) in zip(self._cache[0], parts)):
             weight = torch.cat([w.flatten(1) for w, _ in parts])
-            biases = [b for _, b in parts]
             bias = None
-            if any(b is not None for b in biases):
-                bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for (w, _), b in zip(parts, biases)])
-            self._parts, self._stacked = [w for w, _ in parts], (weight, bias)
-        return self._stacked
+            if any(b is not None for _, b in parts):
+                bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in parts])
+            self._cache = ([w for w, _ in parts], (weight, bias))
+        return self._cache[1]
 
 
 def _folded(unit: Unit3D) -> bool:
